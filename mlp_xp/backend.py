@@ -1,0 +1,299 @@
+"""Array backends: which array module (``xp``) the math runs on, and where.
+
+This is the only module that imports CuPy, and it does so lazily, the first time
+a GPU is asked for or probed: ``import mlp_xp`` never loads CuPy.
+
+A :class:`Backend` owns the array module ``xp``, the host->device and
+device->host transfers, ``synchronize()`` for honest timing, and a memory
+reading. Three exist:
+
+``numpy``            the CPU (always available)
+``cupy``             a CUDA GPU through CuPy (``pip install mlp-xp[gpu]``)
+``array_api_strict`` the Array API reference namespace, on the CPU; used by the
+                     tests to prove the math touches nothing NumPy-only
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import platform
+import resource
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendMismatchError, ConfigError, DeviceError
+
+__all__ = ["Backend", "get_backend", "gpu_probe", "GpuProbe", "available_backends"]
+
+ENV_VAR = "MLP_XP_DEVICE"
+
+_CPU_NAMES = {"cpu", "numpy"}
+_GPU_NAMES = {"gpu", "cuda", "cupy"}
+_STRICT_NAMES = {"array-api-strict", "array_api_strict", "strict"}
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """Outcome of looking for a usable CUDA device through CuPy.
+
+    ``ok`` is True only when CuPy imports, at least one device is visible and a
+    tiny allocation and kernel launch on it succeed. Otherwise ``reason`` says
+    which of those failed and ``fix`` says what to do about it.
+    """
+
+    ok: bool
+    reason: str = ""
+    fix: str = ""
+    device_name: str = ""
+    cupy_version: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_probe() -> GpuProbe:
+    """Probe once per process for a working CuPy device (the tests share this)."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except Exception as exc:  # ImportError, or a broken CUDA library at import
+        kind = "not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
+        return GpuProbe(False, f"CuPy is {kind}",
+                        "install the GPU extra: pip install 'mlp-xp[gpu]' "
+                        "(or cupy-cuda13x for CUDA 13)")
+    version = getattr(cupy, "__version__", "?")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return GpuProbe(False, f"the CUDA driver could not be queried ({_one_line(exc)})",
+                        "check the NVIDIA driver with nvidia-smi", cupy_version=version)
+    if count < 1:
+        return GpuProbe(False, "no CUDA device is visible",
+                        "check CUDA_VISIBLE_DEVICES and nvidia-smi", cupy_version=version)
+    try:
+        total = int(cupy.arange(4, dtype=cupy.float32).sum().item())
+        if total != 6:
+            raise RuntimeError(f"a test kernel returned {total}, expected 6")
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+    except Exception as exc:
+        return GpuProbe(False, f"the CUDA device does not work ({_one_line(exc)})",
+                        "check the driver/CUDA version match of your CuPy wheel",
+                        cupy_version=version)
+    return GpuProbe(True, device_name=name, cupy_version=version)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_label() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
+class Backend:
+    """An array module plus the device it runs on.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"`` or ``"array_api_strict"``.
+    xp : module
+        The array namespace all math is written against.
+    kind : str
+        ``"cpu"`` or ``"gpu"``.
+    device : str
+        Human-readable device label, e.g. ``"cpu (AMD EPYC, 2 cores)"``.
+    note : str
+        Why this backend was chosen when ``auto`` had to fall back, else ``""``.
+    """
+
+    name = "abstract"
+    kind = "cpu"
+
+    def __init__(self, xp: Any, device: str, note: str = ""):
+        self.xp = xp
+        self.device = device
+        self.note = note
+
+    # -- transfers ---------------------------------------------------------
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Move a host (NumPy) array or a scalar onto this backend's device.
+
+        ``dtype`` may be a NumPy dtype or name; it is mapped to ``xp``'s.
+        """
+        if dtype is not None:
+            dtype = self.dtype(dtype)
+        return self.xp.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy an array of this backend back to a host NumPy array."""
+        return np.asarray(x)
+
+    def synchronize(self) -> None:
+        """Block until all queued device work has finished (a no-op on the CPU)."""
+
+    def dtype(self, name: Any) -> Any:
+        """This namespace's dtype object for a NumPy dtype or a name like ``"float32"``."""
+        return getattr(self.xp, np.dtype(name).name)
+
+    def memory_info(self) -> dict:
+        """Memory in use: ``host_peak_rss_bytes`` always, GPU pool bytes on CuPy."""
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
+        return {"host_peak_rss_bytes": int(rss) * scale}
+
+    # -- checks ------------------------------------------------------------
+    def owns(self, x: Any) -> bool:
+        """True when ``x`` is an array of this backend."""
+        raise NotImplementedError
+
+    def check(self, x: Any, what: str = "input") -> Any:
+        """Return ``x`` if it belongs to this backend, else raise a clear error."""
+        if not self.owns(x):
+            raise BackendMismatchError(
+                f"{what} is a {array_kind(x)} but the model lives on {self.name} "
+                f"({self.kind}); move it first with backend.asarray(...) or model.to(...)")
+        return x
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} on {self.device}>"
+
+    def describe(self) -> dict:
+        """A JSON-able summary, as printed by ``mlp-xp devices --json``."""
+        return {"backend": self.name, "kind": self.kind, "device": self.device}
+
+
+def array_kind(x: Any) -> str:
+    """Name the library an array comes from, for error messages."""
+    module = type(x).__module__.split(".")[0]
+    return {"numpy": "numpy array", "cupy": "cupy array",
+            "array_api_strict": "array_api_strict array"}.get(module, f"{type(x).__name__}")
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    kind = "cpu"
+
+    def __init__(self, note: str = ""):
+        super().__init__(np, f"cpu ({_cpu_label()})", note)
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+
+class StrictBackend(Backend):
+    """The Array API reference implementation; proves the math is portable."""
+
+    name = "array_api_strict"
+    kind = "cpu"
+
+    def __init__(self):
+        xp = importlib.import_module("array_api_strict")
+        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict")
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+            x = np.ascontiguousarray(x)
+        return super().asarray(x, dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.from_dlpack(x) if self.owns(x) else np.asarray(x)
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, self.xp.Array) if hasattr(self.xp, "Array") else \
+            type(x).__module__.startswith("array_api_strict")
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    kind = "gpu"
+
+    def __init__(self, probe: GpuProbe):
+        cupy = importlib.import_module("cupy")
+        super().__init__(cupy, f"gpu ({probe.device_name}, CuPy {probe.cupy_version})")
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return self.xp.asnumpy(x) if self.owns(x) else np.asarray(x)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def memory_info(self) -> dict:
+        info = super().memory_info()
+        pool = self.xp.get_default_memory_pool()
+        info.update(gpu_pool_used_bytes=int(pool.used_bytes()),
+                    gpu_pool_total_bytes=int(pool.total_bytes()))
+        return info
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, self.xp.ndarray)
+
+
+def get_backend(spec: str | Backend | None = None) -> Backend:
+    """Choose the array backend.
+
+    Parameters
+    ----------
+    spec : {"auto", "cpu", "gpu", "array-api-strict"} or Backend, optional
+        ``auto`` (the default, or the ``MLP_XP_DEVICE`` environment variable)
+        picks CuPy when a usable CUDA device is present, else NumPy, and records
+        why in ``backend.note``. ``gpu`` without a usable GPU raises
+        :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
+
+    Returns
+    -------
+    Backend
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if spec is None:
+        spec = os.environ.get(ENV_VAR, "").strip() or "auto"
+    key = str(spec).strip().lower()
+    if key in _CPU_NAMES:
+        return NumpyBackend()
+    if key in _STRICT_NAMES:
+        try:
+            return StrictBackend()
+        except ImportError as exc:
+            raise DeviceError("array-api-strict is not installed "
+                              "(pip install array-api-strict)") from exc
+    probe = gpu_probe() if key in _GPU_NAMES | {"auto"} else None
+    if key in _GPU_NAMES:
+        if not probe.ok:
+            raise DeviceError(f"no usable GPU: {probe.reason}; {probe.fix}, "
+                              f"or use --device cpu")
+        return CupyBackend(probe)
+    if key == "auto":
+        if probe.ok:
+            return CupyBackend(probe)
+        return NumpyBackend(note=f"{probe.reason}, so the CPU is used")
+    raise ConfigError(f"unknown device {spec!r}: choose auto, cpu or gpu")
+
+
+def available_backends() -> list[dict]:
+    """Every backend this process could use, with availability and reasons."""
+    rows = [dict(NumpyBackend().describe(), available=True, reason="")]
+    probe = gpu_probe()
+    if probe.ok:
+        rows.append(dict(CupyBackend(probe).describe(), available=True, reason=""))
+    else:
+        rows.append({"backend": "cupy", "kind": "gpu", "device": "", "available": False,
+                     "reason": f"{probe.reason}; {probe.fix}"})
+    return rows

@@ -1,0 +1,207 @@
+"""Model and checkpoint files: device-neutral, pickle-free, checksummed, atomic.
+
+A file is a NumPy ``.npz`` holding only plain numeric arrays:
+
+``meta``           uint8 array of UTF-8 JSON (format, version, network config,
+                   normalization, training config, array list, SHA-256 checksum)
+``param/W1`` ...   the network's weights and biases
+``optim/...``      optimizer state (checkpoints only)
+
+It is always read with ``allow_pickle=False``; any object array, pickle payload,
+unknown format version, checksum mismatch or truncation is refused with a
+:class:`~mlp_xp.errors.ModelFileError`. A model trained on CuPy loads where
+CuPy cannot even be imported. Writes go through a temp file, fsync and rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlpXpError, ModelFileError
+from .fileio import atomic_write
+from .model import MLP
+
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint",
+           "read_file", "FORMAT_VERSION"]
+
+FORMAT = "mlp_xp"
+FORMAT_VERSION = 1
+_NUMERIC_KINDS = "biuf"
+
+
+def _checksum(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
+    """Write ``arrays`` (host NumPy) with ``meta`` as an atomic, checksummed ``.npz``."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    full_meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, **meta,
+                 "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)}
+                            for k, v in arrays.items()},
+                 "checksum": {"algorithm": "sha256", "value": _checksum(arrays)}}
+    blob = np.frombuffer(json.dumps(full_meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+
+    def write(fh):
+        buf = io.BytesIO()
+        np.savez(buf, meta=blob, **arrays)
+        fh.write(buf.getvalue())
+
+    return atomic_write(path, write)
+
+
+def read_file(path) -> tuple[dict, dict]:
+    """Read and verify a model/checkpoint file: ``(meta, arrays)`` as host data."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ModelFileError(f"{path}: not an mlp_xp model file (a bare .npy array)")
+            loaded = {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise ModelFileError(f"{path}: refused: the file holds pickled/object data, "
+                                 "which mlp_xp never loads") from None
+        raise ModelFileError(f"{path}: not a valid model file ({_short(exc)})") from None
+    except PermissionError:
+        raise ModelFileError(f"{path}: permission denied") from None
+    except Exception as exc:  # zipfile/zlib/EOF/OSError: anything a damaged file raises
+        raise ModelFileError(f"{path}: corrupt or truncated model file ({_short(exc)})") from None
+    if hasattr(loaded, "dtype"):
+        raise ModelFileError(f"{path}: not an mlp_xp model file")
+    meta = _decode_meta(path, loaded.pop("meta", None))
+    for name, arr in loaded.items():
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise ModelFileError(f"{path}: array {name!r} has non-numeric dtype {arr.dtype}")
+    listed = meta.get("arrays")
+    if not isinstance(listed, dict) or set(listed) != set(loaded):
+        raise ModelFileError(f"{path}: the arrays in the file do not match its metadata")
+    for name, arr in loaded.items():
+        spec = listed[name]
+        if not isinstance(spec, dict) or spec.get("dtype") != arr.dtype.str \
+                or spec.get("shape") != list(arr.shape):
+            raise ModelFileError(f"{path}: array {name!r} does not match its metadata")
+    checksum = meta.get("checksum")
+    if not isinstance(checksum, dict) or checksum.get("value") != _checksum(loaded):
+        raise ModelFileError(f"{path}: checksum mismatch: the file is corrupt or was modified")
+    return meta, loaded
+
+
+def _decode_meta(path: Path, blob) -> dict:
+    if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
+        raise ModelFileError(f"{path}: not an mlp_xp model file (no metadata)")
+    try:
+        meta = json.loads(blob.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path}: unreadable metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an mlp_xp model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{path}: missing format version")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: written in model format version {version}; this mlp_xp "
+                             f"reads up to version {FORMAT_VERSION} (upgrade mlp-xp)")
+    if version < 1:
+        raise ModelFileError(f"{path}: unknown model format version {version}")
+    return meta
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------
+
+def save_model(path, model: MLP, **meta) -> Path:
+    """Save a trained network (parameters + config + any extra JSON-able ``meta``).
+
+    Typical ``meta`` keys: ``normalization``, ``training``, ``data``.
+    """
+    arrays = {f"param/{k}": v for k, v in model.params_numpy().items()}
+    merged = {**getattr(model, "meta", {}), **meta, "model": model.config()}
+    return write_file(path, "model", merged, arrays)
+
+
+def _build(path, meta: dict, arrays: dict, backend) -> MLP:
+    params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
+    config = meta.get("model")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: metadata has no network description")
+    try:
+        model = MLP.from_params(config, params, backend)
+    except ModelFileError:
+        raise
+    except MlpXpError as exc:
+        if type(exc).__name__ == "DeviceError":
+            raise
+        raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: inconsistent network description ({_short(exc)})") from None
+    model.meta = {k: v for k, v in meta.items()
+                  if k not in ("arrays", "checksum", "model", "optimizer", "state")}
+    return model
+
+
+def load_model(path, backend=None) -> MLP:
+    """Load a model (or the network inside a checkpoint) onto ``backend``.
+
+    Parameters
+    ----------
+    path : str or Path
+    backend : str or Backend, optional
+        Where to put it (default ``auto``); independent of where it was trained.
+
+    Returns
+    -------
+    MLP
+        With ``model.meta`` holding the stored normalization/training metadata.
+    """
+    meta, arrays = read_file(path)
+    return _build(path, meta, arrays, backend)
+
+
+# --------------------------------------------------------------------------
+# resumable checkpoints
+# --------------------------------------------------------------------------
+
+def save_checkpoint(path, model: MLP, optimizer, state: dict, **meta) -> Path:
+    """Save everything needed to resume training: parameters, optimizer, loop state.
+
+    ``state`` is JSON-able (epoch, step, host RNG state, history, config).
+    """
+    scalars, opt_arrays = optimizer.state_dict()
+    arrays = {f"param/{k}": v for k, v in model.params_numpy().items()}
+    arrays.update({f"optim/{k}": model.backend.to_numpy(v) for k, v in opt_arrays.items()})
+    merged = {**getattr(model, "meta", {}), **meta, "model": model.config(),
+              "optimizer": scalars, "state": state}
+    return write_file(path, "checkpoint", merged, arrays)
+
+
+def load_checkpoint(path, backend=None):
+    """Load a checkpoint: ``(model, optimizer_scalars, optimizer_arrays, state)``."""
+    meta, arrays = read_file(path)
+    if meta.get("kind") != "checkpoint" or not isinstance(meta.get("state"), dict):
+        raise ModelFileError(f"{path}: not a resumable checkpoint (it is a plain model file)")
+    model = _build(path, meta, arrays, backend)
+    opt_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return model, meta.get("optimizer") or {}, opt_arrays, meta["state"]
+
+

@@ -1,0 +1,221 @@
+"""What each ``mlp-xp`` subcommand does (the parser lives in :mod:`mlp_xp.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .backend import available_backends, get_backend
+from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from .cli import EXIT_INTERRUPTED, emit_json, log_stream, resolve
+from .data import load_array_file, load_digits, scale_images, stratified_split
+from .errors import ConfigError, DataError, DivergenceError
+from .model import MLP
+from .train import Callback, TrainConfig, Trainer
+
+NORMALIZATION = {"scale": 1.0 / 255.0, "image_shape": [28, 28], "ink": "bright on dark"}
+
+
+# --------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------
+
+def cmd_devices(args) -> int:
+    rows = available_backends()
+    best = get_backend("auto")
+    if args.json:
+        emit_json({"devices": rows, "auto": best.name})
+        return 0
+    for row in rows:
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        label = row["device"] or row["kind"]
+        print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
+    print(f"--device auto uses: {best.name} ({best.kind})")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------
+
+def task_targets(labels: np.ndarray, task: str, positive: int | None) -> np.ndarray:
+    """Digit labels turned into what a task learns: classes, 0/1, or the value."""
+    if task == "classify":
+        return labels
+    if task == "binary":
+        if positive is None or not 0 <= positive <= 9:
+            raise ConfigError("--task binary needs --positive DIGIT (0-9)")
+        return (labels == positive).astype(np.int64)
+    return labels.astype(np.float64)
+
+
+def _n_outputs(task: str) -> int:
+    return {"classify": 10, "binary": 1, "regress": 1}[task]
+
+
+class EpochLog(Callback):
+    """One plain line per epoch."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def on_epoch_end(self, trainer, record):
+        total = trainer.config.epochs
+        line = (f"epoch {record['epoch']:>3d}/{total}  loss {record['train_loss']:.4f}")
+        if "val_loss" in record:
+            score = record["val_accuracy"]
+            metric = (f"val_acc {100 * score:6.2f}%" if trainer.model.task != "regress"
+                      else f"val_mse {-score:.4f}")
+            line += f"  val_loss {record['val_loss']:.4f}  {metric}"
+        line += f"  {record['seconds']:.2f} s  lr {record['lr']:.4g}"
+        print(line, file=self.stream, flush=True)
+
+
+def _train_config(args) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                       lr=args.lr, momentum=args.momentum, seed=args.seed,
+                       schedule=args.schedule, warmup_epochs=args.warmup, augment=args.augment,
+                       dropout=args.dropout, patience=args.patience)
+
+
+def cmd_train(args) -> int:
+    log = log_stream(args)
+    backend = get_backend(args.device)
+    print(f"device: {backend.name} on {backend.device}"
+          + (f" ({backend.note})" if backend.note else ""), file=log, flush=True)
+    out = resolve(args.out)
+    run_dir = resolve(args.run_dir) if args.run_dir else None
+    ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
+
+    data_info = {"source": args.data, "val_fraction": args.val_fraction,
+                 "split_seed": args.seed, "task": args.task, "positive": args.positive}
+    state = None
+    if args.resume:
+        model, opt_scalars, opt_arrays, state = load_checkpoint(resolve(args.resume), backend)
+        data_info = model.meta.get("data", data_info)
+        config = TrainConfig(**state["config"])
+    else:
+        config = _train_config(args)
+        model = MLP(784, args.hidden, _n_outputs(args.task), activation=args.activation,
+                    task=args.task, l2=args.l2, backend=backend, dtype=args.dtype,
+                    seed=args.seed)
+    digits = load_digits(data_info["source"], "train")
+    targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
+    train_idx, val_idx = stratified_split(digits.labels, data_info["val_fraction"],
+                                          data_info["split_seed"])
+    X = scale_images(digits.images, model.dtype)
+    callbacks = [] if args.quiet else [EpochLog(log)]
+    trainer = Trainer(model, X[train_idx], targets[train_idx], X[val_idx], targets[val_idx],
+                      config, callbacks=callbacks)
+    if state is not None:
+        trainer.optimizer.load_state_dict(opt_scalars, opt_arrays, backend)
+        trainer.load_state(state)
+        print(f"resumed from {args.resume} at epoch {trainer.epoch + 1}, step {trainer.step}",
+              file=log)
+    print(f"network {'-'.join(map(str, model.layer_sizes))} ({model.n_params:,} parameters), "
+          f"{len(train_idx)} training / {len(val_idx)} held-out digits from {digits.source}",
+          file=log, flush=True)
+    meta = {"normalization": NORMALIZATION, "data": data_info,
+            "training": {"config": vars(config).copy(), "backend": backend.name,
+                         "device": backend.device}}
+    try:
+        history = trainer.run()
+    except DivergenceError:
+        save_model(out, model, **meta)
+        print(f"saved the last good parameters to {out}", file=log)
+        raise
+    if trainer.interrupted:
+        save_checkpoint(ckpt_path, model, trainer.optimizer, trainer.state(), **meta)
+        print(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
+              f"saved to {ckpt_path}; continue with: mlp-xp train --resume {ckpt_path}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    meta["training"]["history"] = history.as_dict()
+    save_model(out, model, **meta)
+    final = model.evaluate(trainer.X_val, trainer.y_val)
+    if model.task == "regress":
+        print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
+    else:
+        print(f"held-out accuracy: {100 * final['accuracy']:.2f}% ({final['samples']} digits)",
+              file=log)
+    print(f"saved {out}", file=log)
+    if args.json:
+        emit_json({"backend": backend.name, "device": backend.device,
+                   "epochs": len(history.epoch), "epoch_seconds": history.seconds,
+                   "train_loss": history.train_loss, "val_loss": history.val_loss,
+                   "val_accuracy": final.get("accuracy"), "val_mse": final.get("mse"),
+                   "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
+                   "model": str(out)})
+    return 0
+
+
+# --------------------------------------------------------------------------
+# evaluate / predict
+# --------------------------------------------------------------------------
+
+def cmd_evaluate(args) -> int:
+    backend = get_backend(args.device)
+    model = load_model(resolve(args.model), backend)
+    info = model.meta.get("data") or {}
+    source = args.data or info.get("source", "mnist-5k")
+    if args.split == "test":
+        digits = load_digits(source, "test")
+        idx = np.arange(len(digits))
+    else:
+        digits = load_digits(source, "train")
+        train_idx, val_idx = stratified_split(digits.labels, info.get("val_fraction", 0.2),
+                                              info.get("split_seed", 0))
+        idx = train_idx if args.split == "train" else val_idx
+    targets = task_targets(digits.labels, model.task, info.get("positive"))
+    X = backend.asarray(scale_images(digits.images[idx], model.dtype))
+    y = backend.asarray(targets[idx])
+    result = model.evaluate(X, y)
+    result.update(split=args.split, backend=backend.name, device=backend.device,
+                  data=str(source))
+    if args.json:
+        emit_json(result)
+    else:
+        metric = (f"accuracy {100 * result['accuracy']:.2f}%" if "accuracy" in result
+                  else f"MSE {result['mse']:.4f}")
+        print(f"{args.split}: {metric}  loss {result['loss']:.4f}  "
+              f"({result['samples']} samples from {source}, {backend.name})")
+    return 0
+
+
+def _images_from(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff",
+                               ".webp"):
+        from .images import load_digit_image
+        return load_digit_image(path)[None]
+    return load_array_file(path)
+
+
+def cmd_predict(args) -> int:
+    backend = get_backend(args.device)
+    model = load_model(resolve(args.model), backend)
+    if model.task != "classify" or model.n_inputs != 784:
+        raise DataError("predict needs a 784-input digit classifier (task 'classify')")
+    results = []
+    for name in args.inputs:
+        images = _images_from(resolve(name))
+        X = backend.asarray(scale_images(images, model.dtype))
+        model.check_input(X)
+        probs = backend.to_numpy(model.predict_proba(X)).astype(np.float64)
+        for i, row in enumerate(probs):
+            top = np.argsort(-row, kind="stable")[:3]
+            label = name if len(probs) == 1 else f"{name}[{i}]"
+            results.append({"input": label, "digit": int(top[0]),
+                            "probability": float(row[top[0]]),
+                            "top3": [{"digit": int(k), "probability": float(row[k])}
+                                     for k in top]})
+    if args.json:
+        emit_json(results)
+    else:
+        for r in results:
+            alts = ", ".join(f"{t['digit']} {100 * t['probability']:.1f}%" for t in r["top3"])
+            print(f"{r['input']}: {r['digit']} ({100 * r['probability']:.1f}%)  top-3: {alts}")
+    return 0
+
+

@@ -1,0 +1,57 @@
+"""The package's own exceptions.
+
+Every error a user can cause (a bad file, a bad flag, a missing GPU) is an
+:class:`MlpXpError`. The command line prints its message as one line and exits
+with status 2; the Python API simply raises it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MlpXpError",
+    "ConfigError",
+    "DataError",
+    "ModelFileError",
+    "DeviceError",
+    "BackendMismatchError",
+    "DivergenceError",
+]
+
+
+class MlpXpError(Exception):
+    """Base class of every error the package raises on bad input or a fault."""
+
+
+class ConfigError(MlpXpError, ValueError):
+    """A hyperparameter, name or option is invalid (e.g. a negative learning rate)."""
+
+
+class DataError(MlpXpError, ValueError):
+    """A dataset file is missing, unreadable, malformed or inconsistent."""
+
+
+class ModelFileError(MlpXpError, ValueError):
+    """A model or checkpoint file is missing, corrupt, tampered with or unsafe."""
+
+
+class DeviceError(MlpXpError, RuntimeError):
+    """The requested device cannot be used (no CuPy, no CUDA device, out of memory)."""
+
+
+class BackendMismatchError(MlpXpError, TypeError):
+    """Arrays from two different backends met in one computation."""
+
+
+class DivergenceError(MlpXpError, FloatingPointError):
+    """The training loss became NaN or infinite.
+
+    Attributes
+    ----------
+    epoch, step : int
+        Where the first non-finite loss was seen (1-based epoch, 0-based step).
+    """
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step

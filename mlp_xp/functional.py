@@ -1,0 +1,235 @@
+"""Pure array math, written once against an array namespace ``xp``.
+
+Every function takes the namespace as its first argument and uses only the
+Python Array API standard, so it runs unchanged on NumPy, CuPy and
+``array_api_strict``. Nothing here imports NumPy or CuPy.
+
+Notation follows the course notes: a layer computes ``a = x W + b`` and
+``x' = f(a)``; the output layer's pre-activation ``z`` goes into a loss that
+returns both its value ``E`` and the output delta ``dE/dz``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+__all__ = [
+    "Activation", "ACTIVATIONS", "activation",
+    "sigmoid", "softplus", "log_softmax", "softmax", "one_hot",
+    "Loss", "LOSSES", "loss_for_task",
+]
+
+
+# --------------------------------------------------------------------------
+# activations: f(a) and f'(a); the derivative may reuse the cached output f(a)
+# --------------------------------------------------------------------------
+
+class Activation(NamedTuple):
+    """A hidden-layer nonlinearity: ``fn(xp, a)`` and ``grad(xp, a, out)``.
+
+    ``grad`` returns f'(a); ``out`` is the already computed ``fn(xp, a)`` so that
+    sigmoid and tanh need no second exponential.
+    """
+
+    name: str
+    fn: Callable[[Any, Any], Any]
+    grad: Callable[[Any, Any, Any], Any]
+
+
+def sigmoid(xp, a):
+    """Logistic function 1 / (1 + e^-a), finite for any float input.
+
+    Uses e = exp(-|a|) <= 1, so nothing overflows: s = 1/(1+e) for a >= 0 and
+    e/(1+e) for a < 0.
+    """
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1.0, e) / (1.0 + e)
+
+
+def softplus(xp, a):
+    """ln(1 + e^a) computed as max(a, 0) + ln(1 + e^-|a|) (no overflow)."""
+    return xp.maximum(a, 0.0) + xp.log1p(xp.exp(-xp.abs(a)))
+
+
+def _linear(xp, a):
+    return a
+
+
+def _linear_grad(xp, a, out):
+    return xp.ones_like(a)
+
+
+def _sigmoid_grad(xp, a, out):
+    return out * (1.0 - out)
+
+
+def _tanh(xp, a):
+    return xp.tanh(a)
+
+
+def _tanh_grad(xp, a, out):
+    return 1.0 - out * out
+
+
+def _relu(xp, a):
+    return xp.maximum(a, 0.0)
+
+
+def _relu_grad(xp, a, out):
+    return xp.astype(a > 0, a.dtype)
+
+
+def _softplus_grad(xp, a, out):
+    return sigmoid(xp, a)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    act.name: act
+    for act in (
+        Activation("linear", _linear, _linear_grad),
+        Activation("sigmoid", sigmoid, _sigmoid_grad),
+        Activation("tanh", _tanh, _tanh_grad),
+        Activation("relu", _relu, _relu_grad),
+        Activation("softplus", softplus, _softplus_grad),
+    )
+}
+
+
+def activation(name: str) -> Activation:
+    """Look up an activation by name (see :data:`ACTIVATIONS`)."""
+    from .errors import ConfigError
+
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ConfigError(f"unknown activation {name!r}: choose one of "
+                          f"{', '.join(ACTIVATIONS)}") from None
+
+
+# --------------------------------------------------------------------------
+# output functions
+# --------------------------------------------------------------------------
+
+def log_softmax(xp, z):
+    """Row-wise ln softmax(z), with the row max subtracted (finite for |z| ~ 1e4)."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def softmax(xp, z):
+    """Row-wise softmax, y_k = e^{z_k} / sum_j e^{z_j}, computed stably."""
+    return xp.exp(log_softmax(xp, z))
+
+
+def one_hot(xp, labels, n_classes: int, dtype):
+    """One-hot rows ``t[n, k] = (labels[n] == k)`` without index assignment."""
+    return xp.astype(labels[:, None] == xp.arange(n_classes, dtype=labels.dtype), dtype)
+
+
+# --------------------------------------------------------------------------
+# losses: each pairs an output function with its loss, and gives the value
+# and the output delta dE/dz together (Nielsen's cost objects)
+# --------------------------------------------------------------------------
+
+class Loss:
+    """An output layer plus its loss.
+
+    ``value_and_delta(xp, z, t)`` returns the mean loss over the N rows and the
+    delta ``dE/dz`` of that mean, i.e. ``(y - t) / N`` for all three losses here
+    (each is the canonical pairing of output function and loss). Folding 1/N
+    into the delta makes the weight gradient simply ``x^T delta``.
+    """
+
+    name = "loss"
+    output_name = "identity"
+
+    def output(self, xp, z):
+        """The network's prediction y from the output pre-activation z."""
+        raise NotImplementedError
+
+    def value(self, xp, z, t):
+        """Mean loss over the rows of z (no regularization term)."""
+        raise NotImplementedError
+
+    def value_and_delta(self, xp, z, t):
+        n = z.shape[0]
+        return self.value(xp, z, t), (self.output(xp, z) - t) / n
+
+    def targets(self, xp, labels, n_outputs: int, dtype):
+        """Encode labels as the target array t that matches z's shape."""
+        raise NotImplementedError
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax output, E = -(1/N) sum_n sum_k t_nk ln y_nk (multi-class)."""
+
+    name = "cross_entropy"
+    output_name = "softmax"
+
+    def output(self, xp, z):
+        return softmax(xp, z)
+
+    def value(self, xp, z, t):
+        return -xp.sum(t * log_softmax(xp, z)) / z.shape[0]
+
+    def value_and_delta(self, xp, z, t):
+        n = z.shape[0]
+        logp = log_softmax(xp, z)
+        return -xp.sum(t * logp) / n, (xp.exp(logp) - t) / n
+
+    def targets(self, xp, labels, n_outputs, dtype):
+        return one_hot(xp, labels, n_outputs, dtype)
+
+
+class SigmoidBinaryCrossEntropy(Loss):
+    """Sigmoid output, E = -(1/N) sum_n [t ln y + (1-t) ln(1-y)] (one unit, t in {0, 1}).
+
+    Computed as mean(softplus(z) - t z), which never takes the log of 0.
+    """
+
+    name = "binary_cross_entropy"
+    output_name = "sigmoid"
+
+    def output(self, xp, z):
+        return sigmoid(xp, z)
+
+    def value(self, xp, z, t):
+        return xp.sum(softplus(xp, z) - t * z) / z.shape[0]
+
+    def targets(self, xp, labels, n_outputs, dtype):
+        return xp.reshape(xp.astype(labels, dtype), (-1, 1))
+
+
+class SquaredError(Loss):
+    """Linear output, E = (1/2N) sum_n ||y_n - t_n||^2 (regression)."""
+
+    name = "squared_error"
+    output_name = "linear"
+
+    def output(self, xp, z):
+        return z
+
+    def value(self, xp, z, t):
+        r = z - t
+        return xp.sum(r * r) / (2 * z.shape[0])
+
+    def targets(self, xp, labels, n_outputs, dtype):
+        t = xp.astype(labels, dtype)
+        return xp.reshape(t, (-1, n_outputs))
+
+
+LOSSES: dict[str, Loss] = {
+    "classify": SoftmaxCrossEntropy(),
+    "binary": SigmoidBinaryCrossEntropy(),
+    "regress": SquaredError(),
+}
+
+
+def loss_for_task(task: str) -> Loss:
+    """The output+loss pair of a task: ``classify``, ``binary`` or ``regress``."""
+    from .errors import ConfigError
+
+    try:
+        return LOSSES[task]
+    except KeyError:
+        raise ConfigError(f"unknown task {task!r}: choose one of {', '.join(LOSSES)}") from None

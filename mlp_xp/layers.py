@@ -1,0 +1,197 @@
+"""Layers: parameters and gradients as dicts with matching keys.
+
+Each layer has a public ``forward`` / ``backward`` pair that keeps the cache,
+and private ``_fwd`` / ``_bwd`` holding only the math. ``backward`` takes the
+gradient of the loss with respect to the layer's output (already carrying the
+1/N of the mean) and returns ``(grads, grad_input)``::
+
+    delta   = dE/dx(l) * f'(a(l))
+    dE/dW   = x(l-1)^T delta          dE/db = sum_n delta
+    dE/dx(l-1) = delta W^T
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+from .errors import ConfigError
+from .init import xavier_uniform, zeros
+
+__all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden"]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A hidden layer as written in ``--hidden``: ``300`` or ``maxout:300:2``."""
+
+    units: int
+    pieces: int = 0  # 0 = dense layer, k >= 2 = maxout with k linear pieces
+
+    @property
+    def is_maxout(self) -> bool:
+        return self.pieces > 0
+
+    def __str__(self) -> str:
+        return f"maxout:{self.units}:{self.pieces}" if self.is_maxout else str(self.units)
+
+
+def _positive_int(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a positive integer, got {text!r}") from None
+    if value < 1 or str(value) != str(text).strip().lstrip("+"):
+        raise ConfigError(f"{what} must be a positive integer, got {text!r}")
+    return value
+
+
+def parse_hidden(spec) -> list[LayerSpec]:
+    """Parse hidden layers from ``"300,100"``, ``"maxout:300:2,100"`` or a sequence.
+
+    An empty string or sequence means no hidden layer (a linear/logistic model).
+    """
+    if isinstance(spec, str):
+        items = [s.strip() for s in spec.split(",")] if spec.strip() else []
+    else:
+        items = list(spec)
+    layers = []
+    for item in items:
+        if isinstance(item, LayerSpec):
+            layers.append(item)
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            layers.append(LayerSpec(_positive_int(str(int(item)), "a hidden layer size")))
+        elif isinstance(item, str) and item.lower().startswith("maxout"):
+            parts = item.split(":")
+            if len(parts) != 3:
+                raise ConfigError(f"maxout layer must be written maxout:UNITS:PIECES, got {item!r}")
+            units = _positive_int(parts[1], "maxout units")
+            pieces = _positive_int(parts[2], "maxout pieces")
+            if pieces < 2:
+                raise ConfigError(f"a maxout layer needs at least 2 pieces, got {item!r}")
+            layers.append(LayerSpec(units, pieces))
+        else:
+            layers.append(LayerSpec(_positive_int(str(item), "a hidden layer size")))
+    return layers
+
+
+class Dense:
+    """Fully connected layer ``x' = f(x W + b)``.
+
+    Parameters
+    ----------
+    W : array, shape (n_in, n_out)
+    b : array, shape (n_out,)
+    act : str
+        Name of the activation f (see :data:`mlp_xp.functional.ACTIVATIONS`).
+    """
+
+    kind = "dense"
+
+    def __init__(self, xp, W, b, act: str = "relu"):
+        self.xp = xp
+        self.params = {"W": W, "b": b}
+        self.act = F.activation(act)
+        self._cache: tuple | None = None
+
+    @classmethod
+    def create(cls, backend, rng, n_in: int, n_out: int, act: str, dtype) -> "Dense":
+        W = backend.asarray(xavier_uniform(rng, n_in, n_out, dtype))
+        b = backend.asarray(zeros(n_out, dtype))
+        return cls(backend.xp, W, b, act)
+
+    @property
+    def n_out(self) -> int:
+        return self.params["b"].shape[0]
+
+    @property
+    def activation_name(self) -> str:
+        return self.act.name
+
+    def forward(self, x, train: bool = False):
+        a, out = self._fwd(x)
+        self._cache = (x, a, out) if train else None
+        return out
+
+    def backward(self, dout, need_input_grad: bool = True):
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward(x, train=True) first")
+        x, a, out = self._cache
+        self._cache = None
+        return self._bwd(x, a, out, dout, need_input_grad)
+
+    def _fwd(self, x):
+        a = x @ self.params["W"] + self.params["b"]
+        return a, self.act.fn(self.xp, a)
+
+    def _bwd(self, x, a, out, dout, need_input_grad):
+        xp = self.xp
+        delta = dout if self.act.name == "linear" else dout * self.act.grad(xp, a, out)
+        grads = {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
+        dx = delta @ self.params["W"].T if need_input_grad else None
+        return grads, dx
+
+
+class Maxout:
+    """Maxout layer (Goodfellow et al., 2013): ``h_j = max_k (x W + b)_{j,k}``.
+
+    Each of ``units`` outputs is the max of ``pieces`` linear pieces; the
+    gradient flows only to the winning piece (the first one on ties).
+
+    Parameters
+    ----------
+    W : array, shape (n_in, units * pieces)
+        Column ``j * pieces + k`` is piece ``k`` of unit ``j``.
+    b : array, shape (units * pieces,)
+    """
+
+    kind = "maxout"
+    activation_name = "maxout"
+
+    def __init__(self, xp, W, b, pieces: int):
+        self.xp = xp
+        self.params = {"W": W, "b": b}
+        self.pieces = int(pieces)
+        self._cache: tuple | None = None
+
+    @classmethod
+    def create(cls, backend, rng, n_in: int, units: int, pieces: int, dtype) -> "Maxout":
+        W = backend.asarray(xavier_uniform(rng, n_in, units, dtype, shape=(n_in, units * pieces)))
+        b = backend.asarray(zeros(units * pieces, dtype))
+        return cls(backend.xp, W, b, pieces)
+
+    @property
+    def n_out(self) -> int:
+        return self.params["b"].shape[0] // self.pieces
+
+    def forward(self, x, train: bool = False):
+        out, winner = self._fwd(x)
+        self._cache = (x, winner) if train else None
+        return out
+
+    def backward(self, dout, need_input_grad: bool = True):
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward(x, train=True) first")
+        x, winner = self._cache
+        self._cache = None
+        return self._bwd(x, winner, dout, need_input_grad)
+
+    def _fwd(self, x):
+        xp = self.xp
+        z = x @ self.params["W"] + self.params["b"]
+        z = xp.reshape(z, (x.shape[0], self.n_out, self.pieces))
+        winner = xp.argmax(z, axis=2)
+        return xp.max(z, axis=2), winner
+
+    def _bwd(self, x, winner, dout, need_input_grad):
+        xp = self.xp
+        n = x.shape[0]
+        route = winner[:, :, None] == xp.arange(self.pieces, dtype=winner.dtype)
+        dz = xp.where(route, dout[:, :, None], 0.0)
+        dz = xp.reshape(xp.astype(dz, dout.dtype), (n, self.n_out * self.pieces))
+        grads = {"W": x.T @ dz, "b": xp.sum(dz, axis=0)}
+        dx = dz @ self.params["W"].T if need_input_grad else None
+        return grads, dx

@@ -1,0 +1,290 @@
+"""The multilayer perceptron: a stack of layers, a loss, and L2 on the weights.
+
+Forward (course notes)::
+
+    a(l) = x(l-1) W(l) + b(l),   x(l) = f(a(l)),   z = a(L),   y = g(z)
+
+Loss: ``E = data loss + (lambda/2) sum_l ||W(l)||^2`` (biases are not
+penalised). Backward: ``delta(L) = (y - t)/N``, ``delta(l) = delta(l+1)
+W(l+1)^T * f'(a(l))``, ``dE/dW(l) = x(l-1)^T delta(l) + lambda W(l)``,
+``dE/db(l) = sum_n delta(l)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import functional as F
+from .backend import Backend, get_backend
+from .errors import ConfigError, DataError
+from .layers import Dense, LayerSpec, Maxout, parse_hidden
+
+__all__ = ["MLP"]
+
+_DTYPES = ("float32", "float64")
+
+
+class MLP:
+    """A multilayer perceptron whose math runs on any array backend.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per sample (784 for 28x28 digits).
+    hidden : str or sequence
+        Hidden layers: ``(300, 100)``, ``"300,100"`` or ``"maxout:300:2,100"``.
+    n_outputs : int
+        10 digit classes; 1 for ``task="binary"``; any number for ``"regress"``.
+    activation : str or sequence of str
+        One name for every dense hidden layer, or one per hidden layer (the
+        entry of a maxout layer is not used: maxout is its own nonlinearity).
+    task : {"classify", "binary", "regress"}
+        Output function and loss: softmax + cross-entropy, sigmoid + binary
+        cross-entropy, or linear + squared error.
+    l2 : float
+        The lambda of the weight penalty ``(lambda/2) ||W||^2``.
+    backend : str or Backend
+        ``"auto"``, ``"cpu"``, ``"gpu"`` or a :class:`~mlp_xp.backend.Backend`.
+    dtype : {"float32", "float64"}
+    seed : int or numpy.random.Generator
+        Seed (or host generator) that draws the Xavier initial weights.
+
+    Examples
+    --------
+    >>> model = MLP(784, (300, 100), 10, backend="cpu", seed=0)
+    >>> model.layer_sizes
+    [784, 300, 100, 10]
+    """
+
+    def __init__(self, n_inputs: int = 784, hidden: Any = (300, 100), n_outputs: int = 10, *,
+                 activation: str | Sequence[str] = "relu", task: str = "classify",
+                 l2: float = 0.0, backend: str | Backend | None = None,
+                 dtype: str = "float32", seed: int | np.random.Generator = 0,
+                 _layers: list | None = None):
+        self.backend = get_backend(backend)
+        self.xp = self.backend.xp
+        if str(dtype) not in _DTYPES:
+            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = str(dtype)
+        self.n_inputs = _check_positive(n_inputs, "n_inputs")
+        self.n_outputs = _check_positive(n_outputs, "n_outputs")
+        self.hidden = parse_hidden(hidden)
+        self.activations = _per_layer(activation, self.hidden)
+        self.loss = F.loss_for_task(task)
+        self.task = task
+        if task == "binary" and self.n_outputs != 1:
+            raise ConfigError("task 'binary' has exactly one output unit (n_outputs=1)")
+        self.l2 = _check_nonnegative(l2, "l2")
+        if _layers is None:
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            _layers = self._build_layers(rng)
+        self.layers = _layers
+        self.meta: dict = {}  # normalization/training info carried by model files
+
+    # -- construction ----------------------------------------------------------
+    def _build_layers(self, rng: np.random.Generator) -> list:
+        layers, n_in = [], self.n_inputs
+        for spec, act in zip(self.hidden, self.activations):
+            if spec.is_maxout:
+                layers.append(Maxout.create(self.backend, rng, n_in, spec.units, spec.pieces,
+                                            self.dtype))
+            else:
+                layers.append(Dense.create(self.backend, rng, n_in, spec.units, act, self.dtype))
+            n_in = spec.units
+        layers.append(Dense.create(self.backend, rng, n_in, self.n_outputs, "linear", self.dtype))
+        return layers
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this network (stored in model files)."""
+        return {"n_inputs": self.n_inputs, "hidden": [str(h) for h in self.hidden],
+                "n_outputs": self.n_outputs, "activations": list(self.activations),
+                "task": self.task, "l2": self.l2, "dtype": self.dtype}
+
+    @classmethod
+    def from_params(cls, config: dict, params: dict, backend=None) -> "MLP":
+        """Rebuild a network from :meth:`config` and host (NumPy) parameter arrays."""
+        model = cls(config["n_inputs"], config["hidden"], config["n_outputs"],
+                    activation=config["activations"], task=config["task"],
+                    l2=config.get("l2", 0.0), backend=backend, dtype=config["dtype"],
+                    seed=0, _layers=[])
+        model.layers = model._build_layers(np.random.default_rng(0))
+        model.set_params(params)
+        return model
+
+    def to(self, backend) -> "MLP":
+        """A copy of this network on another backend (``"cpu"``, ``"gpu"``, ...)."""
+        return MLP.from_params(self.config(), self.params_numpy(), backend)
+
+    # -- parameters ------------------------------------------------------------
+    @property
+    def params(self) -> dict:
+        """Parameter arrays keyed ``W1, b1, W2, b2, ...`` (the layers' own arrays)."""
+        out = {}
+        for i, layer in enumerate(self.layers, start=1):
+            out[f"W{i}"] = layer.params["W"]
+            out[f"b{i}"] = layer.params["b"]
+        return out
+
+    def set_params(self, params: dict) -> None:
+        """Replace every parameter from host or device arrays of matching shapes."""
+        current = self.params
+        if set(params) != set(current):
+            raise ConfigError(f"parameter names {sorted(params)} do not match the network's "
+                              f"{sorted(current)}")
+        for i, layer in enumerate(self.layers, start=1):
+            for name in ("W", "b"):
+                key = f"{name}{i}"
+                value = params[key]
+                if tuple(value.shape) != tuple(current[key].shape):
+                    raise ConfigError(f"{key} has shape {tuple(value.shape)}, the network "
+                                      f"needs {tuple(current[key].shape)}")
+                if not self.backend.owns(value):
+                    value = self.backend.asarray(np.asarray(value), self.dtype)
+                layer.params[name] = value
+
+    def params_numpy(self) -> dict:
+        """Host copies of all parameters (never views of the live arrays)."""
+        return {k: np.array(self.backend.to_numpy(v), copy=True) for k, v in self.params.items()}
+
+    def copy_params(self) -> dict:
+        """Device copies of all parameters (a snapshot to restore later)."""
+        return {k: self.xp.asarray(v, copy=True) for k, v in self.params.items()}
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(int(np.prod(v.shape)) for v in self.params.values()))
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.n_inputs] + [h.units for h in self.hidden] + [self.n_outputs]
+
+    # -- math --------------------------------------------------------------------
+    def logits(self, X, train: bool = False):
+        """Output pre-activation z, shape (N, n_outputs)."""
+        h = X
+        for layer in self.layers:
+            h = layer.forward(h, train)
+        return h
+
+    def forward(self, X):
+        """Network output y = g(z): probabilities, sigmoid values or regression values."""
+        return self.loss.output(self.xp, self.logits(self.check_input(X)))
+
+    predict_proba = forward
+
+    def predict(self, X):
+        """Class labels (classify), 0/1 (binary) or values (regress)."""
+        z = self.logits(self.check_input(X))
+        if self.task == "classify":
+            return self.xp.argmax(z, axis=1)
+        if self.task == "binary":
+            return self.xp.astype(z[:, 0] > 0, self.xp.int64)
+        return z
+
+    def targets(self, labels):
+        """Encode device labels as the target array t (one-hot for classify)."""
+        return self.loss.targets(self.xp, labels, self.n_outputs, self.backend.dtype(self.dtype))
+
+    def penalty(self):
+        """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
+        xp = self.xp
+        total = 0.0
+        for layer in self.layers:
+            W = layer.params["W"]
+            total = total + xp.sum(W * W)
+        return (0.5 * self.l2) * total
+
+    def loss_and_grads(self, X, T):
+        """Loss E (a device scalar, L2 included) and dE/dparam for batch X, targets T."""
+        z = self.logits(X, train=True)
+        E, delta = self.loss.value_and_delta(self.xp, z, T)
+        grads = {}
+        for i in range(len(self.layers), 0, -1):
+            layer = self.layers[i - 1]
+            g, delta = layer.backward(delta, need_input_grad=i > 1)
+            grads[f"W{i}"] = g["W"] + self.l2 * layer.params["W"] if self.l2 else g["W"]
+            grads[f"b{i}"] = g["b"]
+        if self.l2:
+            E = E + self.penalty()
+        return E, grads
+
+    def loss_value(self, X, T):
+        """E for a batch, including the L2 penalty (no cache kept)."""
+        E = self.loss.value(self.xp, self.logits(X), T)
+        return E + self.penalty() if self.l2 else E
+
+    def evaluate(self, X, labels, batch_size: int = 4096) -> dict:
+        """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
+
+        Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``.
+        """
+        X = self.check_input(X)
+        labels = self.backend.check(labels, "labels")
+        xp, n = self.xp, X.shape[0]
+        data_loss, hits = 0.0, 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices
+            xb, lb = X[start:stop, ...], labels[start:stop, ...]
+            z = self.logits(xb)
+            T = self.targets(lb)
+            data_loss = data_loss + self.loss.value(xp, z, T) * xb.shape[0]
+            if self.task == "classify":
+                hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
+            elif self.task == "binary":
+                hits = hits + xp.sum(xp.astype((z[:, 0] > 0) == (lb > 0), xp.float64))
+        out = {"loss": float(data_loss) / n + (float(self.penalty()) if self.l2 else 0.0),
+               "samples": int(n)}
+        if self.task == "regress":
+            out["mse"] = 2.0 * float(data_loss) / n / self.n_outputs
+        else:
+            out["accuracy"] = float(hits) / n
+        return out
+
+    def check_input(self, X):
+        """Raise a clear error if X is on another backend or has the wrong width."""
+        self.backend.check(X, "input")
+        if len(X.shape) != 2 or X.shape[1] != self.n_inputs:
+            raise DataError(f"input has shape {tuple(X.shape)} but the model expects "
+                            f"(N, {self.n_inputs}) features")
+        return X
+
+    def __repr__(self) -> str:
+        sizes = "-".join(str(h) for h in [self.n_inputs, *self.hidden, self.n_outputs])
+        return (f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
+                f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})")
+
+
+def _check_positive(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_nonnegative(value, what: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if not (value >= 0.0) or value == float("inf"):
+        raise ConfigError(f"{what} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _per_layer(activation, hidden: list[LayerSpec]) -> list[str]:
+    if isinstance(activation, str):
+        names = [s.strip() for s in activation.split(",")]
+        if len(names) == 1:
+            names = names * len(hidden)
+    else:
+        names = [str(a) for a in activation]
+    if len(names) != len(hidden):
+        raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
+    out = []
+    for name, spec in zip(names, hidden):
+        if spec.is_maxout:
+            out.append("maxout")
+        else:
+            out.append(F.activation(name).name)
+    return out

@@ -1,0 +1,90 @@
+"""Backend choice, the GPU probe, and that importing the package never loads CuPy."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.errors import ConfigError, DeviceError
+
+BLOCK_CUPY = "import sys; sys.modules['cupy'] = None\n"
+
+
+def run_py(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_import_mlp_xp_does_not_import_cupy():
+    out = run_py("import sys, mlp_xp, mlp_xp.cli, mlp_xp.commands\n"
+                 "print('cupy' in sys.modules)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_cpu_backend_moves_arrays_both_ways():
+    b = get_backend("cpu")
+    assert b.name == "numpy" and b.kind == "cpu" and "cpu" in b.device
+    a = b.asarray([1, 2, 3], "float32")
+    assert b.to_numpy(a).dtype == np.float32
+    b.synchronize()
+    assert b.memory_info()["host_peak_rss_bytes"] > 0
+
+
+def test_unknown_device_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        get_backend("tpu")
+
+
+def test_env_var_sets_the_default(monkeypatch):
+    monkeypatch.setenv("MLP_XP_DEVICE", "array-api-strict")
+    assert get_backend().name == "array_api_strict"
+    monkeypatch.setenv("MLP_XP_DEVICE", "cpu")
+    assert get_backend().name == "numpy"
+
+
+def test_without_cupy_auto_falls_back_and_gpu_names_the_reason_and_fix():
+    out = run_py(BLOCK_CUPY + "import json\nfrom mlp_xp.backend import get_backend\n"
+                 "from mlp_xp.errors import DeviceError\n"
+                 "b = get_backend('auto')\n"
+                 "try:\n    get_backend('gpu'); msg = ''\n"
+                 "except DeviceError as e:\n    msg = str(e)\n"
+                 "print(json.dumps([b.name, b.note, msg]))")
+    assert out.returncode == 0, out.stderr
+    name, note, msg = json.loads(out.stdout)
+    assert name == "numpy" and "CuPy" in note
+    assert "no usable GPU" in msg and "pip install" in msg and "--device cpu" in msg
+
+
+def test_auto_falls_back_when_cupy_imports_but_no_device_works():
+    fake = ("import sys, types\n"
+            "cupy = types.ModuleType('cupy'); cupy.__version__ = '99.0'\n"
+            "class R:\n    @staticmethod\n    def getDeviceCount():\n"
+            "        raise RuntimeError('cudaErrorNoDevice: no CUDA-capable device is detected')\n"
+            "cupy.cuda = types.SimpleNamespace(runtime=R)\n"
+            "sys.modules['cupy'] = cupy\n"
+            "from mlp_xp.backend import get_backend\n"
+            "b = get_backend('auto'); print(b.name, '|', b.note)\n")
+    out = run_py(fake)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("numpy |") and "no CUDA-capable device" in out.stdout
+
+
+def test_gpu_request_without_gpu_raises_device_error():
+    if gpu_probe().ok:
+        pytest.skip("a GPU is present here; the error path is tested in a subprocess above")
+    with pytest.raises(DeviceError, match="no usable GPU"):
+        get_backend("gpu")
+
+
+@pytest.mark.gpu
+def test_gpu_backend_round_trip(gpu_backend):
+    b = gpu_backend
+    a = b.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert b.owns(a) and not b.owns(np.zeros(2))
+    np.testing.assert_array_equal(b.to_numpy(a * 2), np.arange(6).reshape(2, 3) * 2)
+    b.synchronize()
+    assert b.memory_info()["gpu_pool_used_bytes"] > 0

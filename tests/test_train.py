@@ -1,0 +1,85 @@
+"""The training loop on real digits: accuracy, schedules of work, guards."""
+
+import numpy as np
+import pytest
+
+from mlp_xp import MLP, TrainConfig, Trainer, fit
+from mlp_xp.data import scale_images, stratified_split
+from mlp_xp.errors import ConfigError, DataError, DivergenceError
+
+
+@pytest.fixture(scope="module")
+def split(digits):
+    train, val = stratified_split(digits.labels, 0.2, seed=0)
+    X = scale_images(digits.images)
+    return X[train], digits.labels[train], X[val], digits.labels[val]
+
+
+def test_default_network_learns_real_digits(split):
+    X, y, Xv, yv = split
+    model = MLP(backend="cpu", seed=0, l2=1e-4)
+    history = fit(model, X, y, Xv, yv, epochs=6, batch_size=128, optimizer="momentum",
+                  lr=0.05, seed=0)
+    assert history.val_accuracy[-1] >= 0.90
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert len(history.seconds) == 6 and all(s > 0 for s in history.seconds)
+
+
+@pytest.mark.parametrize("batch_size", [1, 16, 400])
+def test_one_sample_minibatch_and_full_batch_descent_all_learn(split, batch_size):
+    X, y, Xv, yv = split
+    X, y = X[:400], y[:400]
+    model = MLP(784, (32,), 10, backend="cpu", seed=0)
+    lr = {1: 0.01, 16: 0.05, 400: 0.5}[batch_size]
+    history = fit(model, X, y, epochs=3, batch_size=batch_size, optimizer="sgd", lr=lr)
+    assert history.train_loss[-1] < 0.8 * history.train_loss[0]
+
+
+def test_same_seed_same_run_and_different_seed_differs(split):
+    X, y, *_ = split
+    runs = []
+    for seed in (0, 0, 1):
+        model = MLP(784, (16,), 10, backend="cpu", seed=seed)
+        runs.append(fit(model, X[:300], y[:300], epochs=2, batch_size=32, seed=seed).train_loss)
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_divergence_stops_with_epoch_and_step_and_keeps_good_params(split):
+    X, y, *_ = split
+    model = MLP(784, (16,), 10, backend="cpu", seed=0)
+    before = model.params_numpy()
+    with pytest.raises(DivergenceError, match=r"epoch 1, step \d+.*lower learning rate") as err:
+        fit(model, X[:256], y[:256], epochs=2, batch_size=32, optimizer="sgd", lr=1e30)
+    assert err.value.epoch == 1 and err.value.step >= 1
+    after = model.params_numpy()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0.0), "learning rate"), (dict(lr=-1.0), "learning rate"),
+    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"),
+    (dict(optimizer="rmsprop"), "unknown optimizer"), (dict(momentum=1.5), "momentum"),
+    (dict(schedule="zigzag"), "unknown schedule"), (dict(bogus=1), "bogus"),
+])
+def test_bad_training_settings_raise_config_errors(split, kwargs, match):
+    X, y, *_ = split
+    with pytest.raises(ConfigError, match=match):
+        fit(MLP(784, (4,), 10, backend="cpu"), X[:20], y[:20], **kwargs)
+
+
+def test_batch_larger_than_dataset_is_clamped_with_a_warning(split):
+    X, y, *_ = split
+    with pytest.warns(UserWarning, match="using 20"):
+        trainer = Trainer(MLP(784, (4,), 10, backend="cpu"), X[:20], y[:20],
+                          config=TrainConfig(epochs=1, batch_size=1000))
+    assert trainer.batch_size == 20 and trainer.steps_per_epoch == 1
+
+
+def test_nan_inputs_and_count_mismatch_are_data_errors(split):
+    X, y, *_ = split
+    bad = X[:10].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        fit(MLP(784, (4,), 10, backend="cpu"), bad, y[:10], epochs=1)
+    with pytest.raises(DataError, match="10 training inputs but 9 labels"):
+        fit(MLP(784, (4,), 10, backend="cpu"), X[:10], y[:9], epochs=1)
