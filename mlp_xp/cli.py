@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     device_arg(q)
     q.add_argument("--json", action="store_true")
+    q = sub.add_parser("perceptron", help="the primal perceptron algorithm on two digits or a "
+                       "toy table")
+    q.add_argument("--digits", default="0,1", help="two digits, the first is -1 (default 0,1)")
+    q.add_argument("--toy", default=None, choices=("and", "or", "xor"),
+                   help="a 2-input truth table instead of digits")
+    q.add_argument("--data", default="mnist-5k")
+    q.add_argument("--max-epochs", type=int, default=100)
+    q.add_argument("--lr", type=float, default=1.0)
+    device_arg(q)
+    q.add_argument("--json", action="store_true")
     return p
 
 

@@ -219,3 +219,40 @@ def cmd_predict(args) -> int:
     return 0
 
 
+
+
+# --------------------------------------------------------------------------
+# perceptron
+# --------------------------------------------------------------------------
+
+TOY_TABLES = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
+
+
+def cmd_perceptron(args) -> int:
+    from .perceptron import perceptron
+
+    if args.toy:
+        X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+        y = np.array(TOY_TABLES[args.toy])
+        what = f"{args.toy.upper()} truth table"
+    else:
+        try:
+            a, b = (int(v) for v in args.digits.split(","))
+        except ValueError:
+            raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
+        if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+            raise ConfigError(f"--digits needs two different digits 0-9, got {args.digits!r}")
+        digits = load_digits(args.data, "train")
+        keep = (digits.labels == a) | (digits.labels == b)
+        X = scale_images(digits.images[keep], "float64")
+        y = (digits.labels[keep] == b).astype(np.int64)
+        what = f"{keep.sum()} digits, {a} (-1) vs {b} (+1)"
+    result = perceptron(X, y, lr=args.lr, max_epochs=args.max_epochs, backend=args.device)
+    accuracy = float(np.mean(result.predict(X) == np.where(y > 0, 1, -1)))
+    if args.json:
+        emit_json({"data": what, "converged": result.converged, "epochs": result.epochs,
+                   "mistakes": result.mistakes, "train_accuracy": accuracy})
+    else:
+        print(f"perceptron on {what}: {result.message()}; training accuracy "
+              f"{100 * accuracy:.1f}%")
+    return 0

@@ -64,7 +64,7 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_good_params(split):
 def test_bad_training_settings_raise_config_errors(split, kwargs, match):
     X, y, *_ = split
     with pytest.raises(ConfigError, match=match):
-        fit(MLP(784, (4,), 10, backend="cpu"), X[:20], y[:20], **kwargs)
+        fit(MLP(784, (4,), 10, backend="cpu"), X[:20], y[:20], **{"batch_size": 10, **kwargs})
 
 
 def test_batch_larger_than_dataset_is_clamped_with_a_warning(split):
