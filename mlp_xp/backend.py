@@ -287,6 +287,21 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
     raise ConfigError(f"unknown device {spec!r}: choose auto, cpu or gpu")
 
 
+def device_error_for(exc: BaseException) -> DeviceError | None:
+    """Translate a GPU library failure into a clear :class:`DeviceError` (else None).
+
+    Recognises CuPy's out-of-memory and CUDA runtime errors by their class, so
+    CuPy need not be imported to check.
+    """
+    cls = type(exc)
+    if not cls.__module__.startswith("cupy"):
+        return None
+    if "OutOfMemory" in cls.__name__:
+        return DeviceError(f"the GPU ran out of memory ({_one_line(exc)}); try a smaller "
+                           "--batch-size, a smaller network, or --device cpu")
+    return DeviceError(f"GPU error: {_one_line(exc)}; try --device cpu")
+
+
 def available_backends() -> list[dict]:
     """Every backend this process could use, with availability and reasons."""
     rows = [dict(NumpyBackend().describe(), available=True, reason="")]

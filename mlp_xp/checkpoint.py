@@ -66,9 +66,10 @@ def read_file(path) -> tuple[dict, dict]:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ModelFileError(f"{path}: not an mlp_xp model file (a bare .npy array)")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: not an mlp_xp model file (a bare .npy array)")
+        with npz:
             loaded = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
@@ -81,8 +82,6 @@ def read_file(path) -> tuple[dict, dict]:
         raise ModelFileError(f"{path}: permission denied") from None
     except Exception as exc:  # zipfile/zlib/EOF/OSError: anything a damaged file raises
         raise ModelFileError(f"{path}: corrupt or truncated model file ({_short(exc)})") from None
-    if hasattr(loaded, "dtype"):
-        raise ModelFileError(f"{path}: not an mlp_xp model file")
     meta = _decode_meta(path, loaded.pop("meta", None))
     for name, arr in loaded.items():
         if arr.dtype.kind not in _NUMERIC_KINDS:

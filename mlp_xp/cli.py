@@ -149,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as exc:
+        from .backend import device_error_for
+
+        error = device_error_for(exc)
+        if error is None:
+            raise
+        print(f"mlp-xp {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):

@@ -284,7 +284,10 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals(self):
-        """SIGINT/SIGTERM ask for a stop after the current step (main thread only)."""
+        """SIGINT/SIGTERM ask for a stop after the current step (main thread only).
+
+        A second Ctrl-C while the loop winds down interrupts at once.
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -292,6 +295,7 @@ class Trainer:
 
         def handler(signum, frame):
             self.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
         for sig in previous:
             signal.signal(sig, handler)
