@@ -23,7 +23,8 @@ def main(device: str = "cpu") -> dict:
     X, onehot = TABLE[:, :3], TABLE[:, 3:]
     labels = onehot.argmax(axis=1)
     model = MLP(3, (4,), 2, activation="tanh", backend=device, dtype="float64", seed=0)
-    fit(model, X, labels, epochs=500, batch_size=4, optimizer="momentum", lr=0.2, seed=0)
+    fit(model, X, labels, epochs=500, batch_size=4, optimizer="momentum", lr=0.2, seed=0,
+        schedule="constant", augment="none")
     probs = model.backend.to_numpy(model.predict_proba(model.backend.asarray(X)))
     accuracy = float(np.mean(probs.argmax(axis=1) == labels))
     print(" x1 x2 x3 | l1 l2 | net output (l1, l2)")

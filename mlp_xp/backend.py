@@ -150,8 +150,11 @@ class Backend:
         """Block until all queued device work has finished (a no-op on the CPU)."""
 
     def dtype(self, name: Any) -> Any:
-        """This namespace's dtype object for a NumPy dtype or a name like ``"float32"``."""
-        return getattr(self.xp, np.dtype(name).name)
+        """This namespace's dtype for a NumPy dtype, a name like ``"float32"``, or its own."""
+        try:
+            return getattr(self.xp, np.dtype(name).name)
+        except TypeError:  # already a dtype of this namespace (e.g. array_api_strict's)
+            return name
 
     def memory_info(self) -> dict:
         """Memory in use: ``host_peak_rss_bytes`` always, GPU pool bytes on CuPy."""

@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the data held out for validation (stratified)")
     q.add_argument("--seed", type=int, default=d.seed)
     q.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    q.add_argument("--out", default="model.npz", help="where to save the model")
-    q.add_argument("--run-dir", default=None, help="folder for history logs and checkpoints")
+    q.add_argument("--out", default=None,
+                   help="where to save the model (default model.npz, or RUN_DIR/model.npz)")
+    q.add_argument("--run-dir", default=None,
+                   help="folder for history.csv/json, the checkpoint and (by default) the model")
     q.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
-    q.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     q.add_argument("--json", action="store_true")
 
     q = sub.add_parser("evaluate", help="accuracy and loss of a saved model")
@@ -108,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     device_arg(q)
     q.add_argument("--json", action="store_true")
+    q = sub.add_parser("plot", help="learning curves, confusion matrix, worst digits and "
+                       "benchmark plots of a run folder (PNG)")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    device_arg(q)
+
+    q = sub.add_parser("download", help="fetch MNIST, Fashion-MNIST or KMNIST (checksummed)")
+    q.add_argument("dataset", choices=("mnist", "fashion-mnist", "kmnist"))
+    q.add_argument("--dir", default=None, help="target folder (default data/DATASET)")
+
     q = sub.add_parser("perceptron", help="the primal perceptron algorithm on two digits or a "
                        "toy table")
     q.add_argument("--digits", default="0,1", help="two digits, the first is -1 (default 0,1)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from .cli import EXIT_INTERRUPTED, emit_json, log_stream, resolve
 from .data import load_array_file, load_digits, scale_images, stratified_split
 from .errors import ConfigError, DataError, DivergenceError
 from .model import MLP
-from .train import Callback, TrainConfig, Trainer
+from .progress import EpochLog, ProgressBar, RunLog
+from .train import TrainConfig, Trainer
 
 NORMALIZATION = {"scale": 1.0 / 255.0, "image_shape": [28, 28], "ink": "bright on dark"}
 
@@ -55,22 +57,16 @@ def _n_outputs(task: str) -> int:
     return {"classify": 10, "binary": 1, "regress": 1}[task]
 
 
-class EpochLog(Callback):
-    """One plain line per epoch."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def on_epoch_end(self, trainer, record):
-        total = trainer.config.epochs
-        line = (f"epoch {record['epoch']:>3d}/{total}  loss {record['train_loss']:.4f}")
-        if "val_loss" in record:
-            score = record["val_accuracy"]
-            metric = (f"val_acc {100 * score:6.2f}%" if trainer.model.task != "regress"
-                      else f"val_mse {-score:.4f}")
-            line += f"  val_loss {record['val_loss']:.4f}  {metric}"
-        line += f"  {record['seconds']:.2f} s  lr {record['lr']:.4g}"
-        print(line, file=self.stream, flush=True)
+def _progress_callbacks(args, log) -> list:
+    """A live tqdm bar on a terminal; one plain line per epoch otherwise; none with --quiet."""
+    if args.quiet:
+        return []
+    if not args.json and sys.stderr.isatty():
+        try:
+            return [ProgressBar(sys.stderr)]
+        except ImportError:  # tqdm is an optional extra
+            pass
+    return [EpochLog(log)]
 
 
 def _train_config(args) -> TrainConfig:
@@ -85,8 +81,9 @@ def cmd_train(args) -> int:
     backend = get_backend(args.device)
     print(f"device: {backend.name} on {backend.device}"
           + (f" ({backend.note})" if backend.note else ""), file=log, flush=True)
-    out = resolve(args.out)
     run_dir = resolve(args.run_dir) if args.run_dir else None
+    out = resolve(args.out) if args.out else (run_dir / "model.npz" if run_dir
+                                             else Path("model.npz"))
     ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
 
     data_info = {"source": args.data, "val_fraction": args.val_fraction,
@@ -106,7 +103,10 @@ def cmd_train(args) -> int:
     train_idx, val_idx = stratified_split(digits.labels, data_info["val_fraction"],
                                           data_info["split_seed"])
     X = scale_images(digits.images, model.dtype)
-    callbacks = [] if args.quiet else [EpochLog(log)]
+    callbacks = _progress_callbacks(args, log)
+    if run_dir is not None:
+        callbacks.append(RunLog(run_dir, {"model": str(out.resolve()), "data": data_info,
+                                          "backend": backend.name, "device": backend.device}))
     trainer = Trainer(model, X[train_idx], targets[train_idx], X[val_idx], targets[val_idx],
                       config, callbacks=callbacks)
     if state is not None:
@@ -255,4 +255,65 @@ def cmd_perceptron(args) -> int:
     else:
         print(f"perceptron on {what}: {result.message()}; training accuracy "
               f"{100 * accuracy:.1f}%")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# plot / download
+# --------------------------------------------------------------------------
+
+def cmd_plot(args) -> int:
+    from . import plots
+
+    run_dir = resolve(args.run_dir)
+    hist_path = run_dir / "history.json"
+    if not hist_path.is_file():
+        raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
+    try:
+        info = json.loads(hist_path.read_text(encoding="utf-8"))
+        history = info["history"]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{hist_path}: not a history file written by mlp-xp") from None
+    written = [plots.learning_curves(history, run_dir / "learning_curves.png",
+                                     f"learning curves ({info.get('device', '')})")]
+    model_path = Path(info.get("model", ""))
+    if model_path.is_file():
+        backend = get_backend(args.device or "cpu")
+        model = load_model(model_path, backend)
+        data = info.get("data") or {}
+        if model.task == "classify":
+            digits = load_digits(data.get("source", "mnist-5k"), "train")
+            _, val_idx = stratified_split(digits.labels, data.get("val_fraction", 0.2),
+                                          data.get("split_seed", 0))
+            X = backend.asarray(scale_images(digits.images[val_idx], model.dtype))
+            probs = backend.to_numpy(model.predict_proba(X)).astype(np.float64)
+            true = digits.labels[val_idx]
+            written.append(plots.confusion_matrix(true, probs.argmax(axis=1),
+                                                  run_dir / "confusion_matrix.png"))
+            written.append(plots.worst_digits(digits.images[val_idx], true, probs,
+                                              run_dir / "worst_digits.png"))
+    else:
+        print(f"note: model {model_path} not found; skipped the confusion matrix and worst "
+              "digits", file=sys.stderr)
+    bench_path = run_dir / "bench.json"
+    if bench_path.is_file():
+        try:
+            bench = json.loads(bench_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise DataError(f"{bench_path}: not valid JSON") from None
+        written.append(plots.bench_plot(bench, run_dir / "bench.png"))
+    else:
+        print(f"note: no {bench_path} (write one with: mlp-xp bench --json > {bench_path}); "
+              "skipped the benchmark plot", file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .download import download
+
+    folder = resolve(args.dir) if args.dir else Path("data") / args.dataset
+    download(args.dataset, folder, log=lambda line: print(line, flush=True))
+    print(f"ready: mlp-xp train --data {folder}")
     return 0

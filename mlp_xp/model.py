@@ -161,11 +161,17 @@ class MLP:
         return [self.n_inputs] + [h.units for h in self.hidden] + [self.n_outputs]
 
     # -- math --------------------------------------------------------------------
-    def logits(self, X, train: bool = False):
-        """Output pre-activation z, shape (N, n_outputs)."""
+    def logits(self, X, train: bool = False, masks=None):
+        """Output pre-activation z, shape (N, n_outputs).
+
+        ``masks`` (training only) is one inverted-dropout mask per hidden layer,
+        each (N, units) holding 0 or 1/(1-p); it multiplies that layer's output.
+        """
         h = X
-        for layer in self.layers:
+        for j, layer in enumerate(self.layers):
             h = layer.forward(h, train)
+            if masks is not None and j < len(masks):
+                h = h * masks[j]
         return h
 
     def forward(self, X):
@@ -187,6 +193,16 @@ class MLP:
         """Encode device labels as the target array t (one-hot for classify)."""
         return self.loss.targets(self.xp, labels, self.n_outputs, self.backend.dtype(self.dtype))
 
+    def dropout_masks(self, rng: np.random.Generator, n: int, rate: float) -> list:
+        """Host-drawn inverted-dropout masks for the hidden layers, moved to the device.
+
+        Each is (n, units) of 0 (dropped, probability ``rate``) or 1/(1-rate), so
+        expected activations are unchanged and evaluation needs no rescaling.
+        """
+        keep = 1.0 - rate
+        return [self.backend.asarray((rng.random((n, h.units)) < keep) / keep, self.dtype)
+                for h in self.hidden]
+
     def penalty(self):
         """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
         xp = self.xp
@@ -196,13 +212,18 @@ class MLP:
             total = total + xp.sum(W * W)
         return (0.5 * self.l2) * total
 
-    def loss_and_grads(self, X, T):
-        """Loss E (a device scalar, L2 included) and dE/dparam for batch X, targets T."""
-        z = self.logits(X, train=True)
+    def loss_and_grads(self, X, T, masks=None):
+        """Loss E (a device scalar, L2 included) and dE/dparam for batch X, targets T.
+
+        ``masks`` are optional dropout masks, as in :meth:`logits`.
+        """
+        z = self.logits(X, train=True, masks=masks)
         E, delta = self.loss.value_and_delta(self.xp, z, T)
         grads = {}
         for i in range(len(self.layers), 0, -1):
             layer = self.layers[i - 1]
+            if masks is not None and i - 1 < len(masks):
+                delta = delta * masks[i - 1]
             g, delta = layer.backward(delta, need_input_grad=i > 1)
             grads[f"W{i}"] = g["W"] + self.l2 * layer.params["W"] if self.l2 else g["W"]
             grads[f"b{i}"] = g["b"]

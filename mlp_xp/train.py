@@ -34,17 +34,23 @@ __all__ = ["TrainConfig", "Trainer", "History", "fit", "Callback"]
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run (all host Python values)."""
+    """Hyperparameters of one training run (all host Python values).
 
-    epochs: int = 20
+    The defaults are the digit recipe chosen by 5-fold cross-validation
+    (``docs/accuracy.md``): SGD with momentum 0.9, lr 0.05 on a cosine schedule,
+    batch 128, 60 epochs of random affine distortions. For inputs that are not
+    28x28 images pass ``augment="none"``.
+    """
+
+    epochs: int = 60
     batch_size: int = 128
     optimizer: str = "momentum"
     lr: float = 0.05
     momentum: float = 0.9
     seed: int = 0
-    schedule: str = "constant"
+    schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    augment: str = "none"
+    augment: str = "affine"
     dropout: float = 0.0
     patience: int = 0  # early stopping: epochs without improvement (0 = off)
 
@@ -156,6 +162,10 @@ class Trainer:
                                       self.config.epochs * self.steps_per_epoch,
                                       self.config.warmup_epochs * self.steps_per_epoch)
         self.augmenter = make_augmenter(self.config.augment, image_shape)
+        if self.augmenter is not None and (image_shape is None or
+                                           model.n_inputs != image_shape[0] * image_shape[1]):
+            raise ConfigError(f"augment={self.config.augment!r} needs {image_shape} images as "
+                              f"inputs, the model has {model.n_inputs}; use augment='none'")
         self.callbacks = list(callbacks or [])
         self.history = History()
         self.epoch = 0          # epochs completed
@@ -163,6 +173,7 @@ class Trainer:
         self.best_score = -math.inf
         self.best_params: dict | None = None
         self.interrupted = False
+        self.last_loss = None   # device scalar of the latest step (read only when logging)
         self._stop = threading.Event()
 
     def _to_device(self, a, dtype, what):
@@ -223,13 +234,19 @@ class Trainer:
                 return False
             batch = idx[s * self.batch_size:min((s + 1) * self.batch_size, n)]
             xb = xp.take(self.X, batch, axis=0)
-            if self.augmenter is not None:
-                xb = self.augmenter(xp, xb, np.random.default_rng((cfg.seed, e, s)), self.backend)
+            masks = None
+            if self.augmenter is not None or cfg.dropout:
+                step_rng = np.random.default_rng((cfg.seed, e, s))
+                if self.augmenter is not None:
+                    xb = self.augmenter(xp, xb, step_rng, self.backend)
+                if cfg.dropout:
+                    masks = model.dropout_masks(step_rng, xb.shape[0], cfg.dropout)
             T = model.targets(xp.take(self.y, batch, axis=0))
             self.optimizer.lr = self.base_lr * self.schedule(e * self.steps_per_epoch + s)
-            E, grads = model.loss_and_grads(xb, T)
+            E, grads = model.loss_and_grads(xb, T, masks)
             self.optimizer.update_params(model.params, grads)
             losses.append(E)
+            self.last_loss = E
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step(self, self.step)

@@ -19,7 +19,7 @@ def test_default_network_learns_real_digits(split):
     X, y, Xv, yv = split
     model = MLP(backend="cpu", seed=0, l2=1e-4)
     history = fit(model, X, y, Xv, yv, epochs=6, batch_size=128, optimizer="momentum",
-                  lr=0.05, seed=0)
+                  lr=0.05, seed=0, augment="none", schedule="constant")
     assert history.val_accuracy[-1] >= 0.90
     assert history.train_loss[-1] < history.train_loss[0]
     assert len(history.seconds) == 6 and all(s > 0 for s in history.seconds)
@@ -31,7 +31,8 @@ def test_one_sample_minibatch_and_full_batch_descent_all_learn(split, batch_size
     X, y = X[:400], y[:400]
     model = MLP(784, (32,), 10, backend="cpu", seed=0)
     lr = {1: 0.01, 16: 0.05, 400: 0.5}[batch_size]
-    history = fit(model, X, y, epochs=3, batch_size=batch_size, optimizer="sgd", lr=lr)
+    history = fit(model, X, y, epochs=3, batch_size=batch_size, optimizer="sgd", lr=lr,
+                  augment="none", schedule="constant")
     assert history.train_loss[-1] < 0.8 * history.train_loss[0]
 
 
@@ -83,3 +84,41 @@ def test_nan_inputs_and_count_mismatch_are_data_errors(split):
         fit(MLP(784, (4,), 10, backend="cpu"), bad, y[:10], epochs=1)
     with pytest.raises(DataError, match="10 training inputs but 9 labels"):
         fit(MLP(784, (4,), 10, backend="cpu"), X[:10], y[:9], epochs=1)
+
+
+def test_augmentation_on_non_image_inputs_is_refused():
+    with pytest.raises(ConfigError, match="augment='none'"):
+        fit(MLP(5, (4,), 2, backend="cpu"), np.zeros((8, 5)), np.zeros(8, int), epochs=1,
+            batch_size=8)
+
+
+def test_early_stopping_stops_and_restores_the_best_parameters(split):
+    X, y, Xv, yv = split
+    model = MLP(784, (32,), 10, backend="cpu", seed=0)
+    snapshots = []
+
+    class Keep:
+        def on_epoch_start(self, *a): pass
+        def on_step(self, *a): pass
+        def on_epoch_end(self, trainer, record):
+            snapshots.append(trainer.model.params_numpy())
+
+    # a learning rate that overshoots after a few epochs makes later epochs worse
+    history = fit(model, X[:500], y[:500], Xv[:300], yv[:300], epochs=40, batch_size=50,
+                  optimizer="sgd", lr=0.05, patience=2, augment="none", schedule="constant",
+                  callbacks=[Keep()])
+    best = int(np.argmax(history.val_accuracy))
+    assert history.best_epoch == history.epoch[best]
+    if history.stopped_early:
+        assert len(history.epoch) == history.best_epoch + 2
+    final = model.params_numpy()
+    for k, v in snapshots[best].items():
+        np.testing.assert_array_equal(final[k], v)
+
+
+@pytest.mark.slow
+def test_the_default_recipe_reaches_97_percent_on_the_default_split(split):
+    X, y, Xv, yv = split
+    model = MLP(backend="cpu", seed=0, l2=1e-4)
+    history = fit(model, X, y, Xv, yv)   # all TrainConfig defaults: the recipe
+    assert history.val_accuracy[-1] >= 0.97

@@ -1,0 +1,132 @@
+"""Pictures of a run (needs matplotlib, the ``plot`` extra); always rendered headless (Agg).
+
+``learning_curves.png``  train/held-out loss and held-out accuracy per epoch
+``confusion_matrix.png`` true vs predicted digit counts on the held-out split
+``worst_digits.png``     the held-out digits the model got most confidently wrong
+``bench.png``            seconds per epoch vs batch size per device (from bench JSON)
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .fileio import atomic_write_bytes
+
+__all__ = ["learning_curves", "confusion_matrix", "worst_digits", "bench_plot"]
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'mlp-xp[plot]'") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def learning_curves(history: dict, path, title: str = "") -> Path:
+    plt = _plt()
+    epochs = history["epoch"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(epochs, history["train_loss"], label="training loss (augmented batches)")
+    if history.get("val_loss"):
+        ax1.plot(epochs, history["val_loss"], label="held-out loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy + L2")
+    ax1.set_yscale("log")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    if history.get("val_accuracy"):
+        acc = 100 * np.asarray(history["val_accuracy"])
+        ax2.plot(epochs, acc, color="tab:green")
+        best = int(np.argmax(acc))
+        ax2.annotate(f"best {acc[best]:.2f}% (epoch {epochs[best]})", (epochs[best], acc[best]),
+                     textcoords="offset points", xytext=(-60, -25),
+                     arrowprops={"arrowstyle": "->"})
+        ax2.set_ylim(max(0.0, acc.min() - 1), 100)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("held-out accuracy (%)")
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title or "learning curves")
+    return _save(fig, path)
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, path, n_classes: int = 10,
+                     title: str = "") -> Path:
+    plt = _plt()
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (true, pred), 1)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    im = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    threshold = counts.max() / 2
+    for i in range(n_classes):
+        for j in range(n_classes):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if counts[i, j] > threshold else "black")
+    ax.set_xticks(range(n_classes))
+    ax.set_yticks(range(n_classes))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    acc = 100 * np.trace(counts) / max(1, counts.sum())
+    ax.set_title(title or f"held-out confusion matrix ({acc:.2f}% correct of {counts.sum()})")
+    return _save(fig, path)
+
+
+def worst_digits(images: np.ndarray, true: np.ndarray, probs: np.ndarray, path,
+                 count: int = 24) -> Path:
+    """Grid of the lowest-probability-for-the-true-class digits, titled true -> predicted."""
+    plt = _plt()
+    p_true = probs[np.arange(len(true)), true]
+    order = np.argsort(p_true, kind="stable")[:count]
+    cols = 8
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, i in zip(np.ravel(axes), order):
+        pred = int(np.argmax(probs[i]))
+        ax.imshow(images[i].reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+        color = "tab:red" if pred != true[i] else "tab:green"
+        ax.set_title(f"true {true[i]} -> {pred}\np={probs[i, pred]:.2f}", fontsize=8,
+                     color=color)
+    fig.suptitle("held-out digits the model got most wrong (true -> predicted, its probability)",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def bench_plot(bench: dict, path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for device, rows in _by_device(bench).items():
+        rows = sorted(rows, key=lambda r: r["batch_size"])
+        ax.plot([r["batch_size"] for r in rows], [r["epoch_seconds"] for r in rows],
+                marker="o", label=device)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(f"seconds per epoch ({bench.get('samples', '?')} samples, median)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(f"{bench.get('network', 'MLP')}: training speed by device")
+    return _save(fig, path)
+
+
+def _by_device(bench: dict) -> dict:
+    out: dict = {}
+    for row in bench.get("results", []):
+        out.setdefault(f"{row['backend']} ({row['device']})", []).append(row)
+    return out
