@@ -59,7 +59,8 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX header ({len(raw)} of {header} bytes)")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
-    if expected > MAX_IDX_BYTES:
+    nominal = int(np.prod([max(d, 1) for d in dims], dtype=object)) * dtype.itemsize
+    if max(expected, nominal) > MAX_IDX_BYTES:  # a zero dim must not excuse absurd others
         raise DataError(f"{name}: IDX header claims shape {dims} ({expected:,} bytes), "
                         f"more than the {MAX_IDX_BYTES:,}-byte limit")
     got = len(raw) - header
