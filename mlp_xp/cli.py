@@ -110,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     device_arg(q)
     q.add_argument("--json", action="store_true")
+    q = sub.add_parser("bench", help="time training on each device and batch size")
+    q.add_argument("--devices", default="cpu,gpu", help="comma list of cpu, gpu")
+    q.add_argument("--batch-sizes", type=_csv_ints, default=[32, 128, 512, 2048])
+    q.add_argument("--samples", type=int, default=60000,
+                   help="synthetic MNIST-shaped samples per epoch (default 60000)")
+    q.add_argument("--data", default=None, help="time on mnist-5k or a folder of IDX files "
+                   "instead of synthetic samples")
+    q.add_argument("--repeats", type=int, default=3, help="timed epochs per configuration")
+    q.add_argument("--no-augment-cost", action="store_true",
+                   help="skip timing affine augmentation separately")
+    q.add_argument("--plot", default=None, metavar="FILE.png")
+    q.add_argument("--json", action="store_true")
+
     q = sub.add_parser("plot", help="learning curves, confusion matrix, worst digits and "
                        "benchmark plots of a run folder (PNG)")
     q.add_argument("run_dir", metavar="RUN_DIR")

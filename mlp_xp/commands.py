@@ -317,3 +317,24 @@ def cmd_download(args) -> int:
     download(args.dataset, folder, log=lambda line: print(line, flush=True))
     print(f"ready: mlp-xp train --data {folder}")
     return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import format_table, run_bench
+
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    for d in devices:
+        if d not in ("cpu", "gpu"):
+            raise ConfigError(f"unknown device {d!r} in --devices: use cpu and/or gpu")
+    if args.samples < 1 or args.repeats < 1:
+        raise ConfigError("--samples and --repeats must be positive")
+    log = log_stream(args)
+    result = run_bench(devices, args.batch_sizes, args.samples, args.repeats, args.data,
+                       not args.no_augment_cost, log=lambda s: print(s, file=log, flush=True))
+    print(format_table(result), file=log)
+    if args.plot:
+        from .plots import bench_plot
+        print(f"wrote {bench_plot(result, resolve(args.plot))}", file=log)
+    if args.json:
+        emit_json(result)
+    return 0

@@ -124,12 +124,18 @@ class Dense:
         return self._bwd(x, a, out, dout, need_input_grad)
 
     def _fwd(self, x):
-        a = x @ self.params["W"] + self.params["b"]
+        a = x @ self.params["W"]
+        a += self.params["b"]
         return a, self.act.fn(self.xp, a)
 
     def _bwd(self, x, a, out, dout, need_input_grad):
         xp = self.xp
-        delta = dout if self.act.name == "linear" else dout * self.act.grad(xp, a, out)
+        if self.act.name == "linear":
+            delta = dout
+        elif self.act.name == "relu":   # f'(a) = [a > 0]: one select instead of cast + multiply
+            delta = xp.where(a > 0, dout, 0.0)
+        else:
+            delta = dout * self.act.grad(xp, a, out)
         grads = {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
         dx = delta @ self.params["W"].T if need_input_grad else None
         return grads, dx

@@ -208,8 +208,8 @@ class MLP:
         xp = self.xp
         total = 0.0
         for layer in self.layers:
-            W = layer.params["W"]
-            total = total + xp.sum(W * W)
+            w = xp.reshape(layer.params["W"], (-1,))
+            total = total + xp.vecdot(w, w)     # an inner product: no temporary W * W
         return (0.5 * self.l2) * total
 
     def loss_and_grads(self, X, T, masks=None):
@@ -225,7 +225,9 @@ class MLP:
             if masks is not None and i - 1 < len(masks):
                 delta = delta * masks[i - 1]
             g, delta = layer.backward(delta, need_input_grad=i > 1)
-            grads[f"W{i}"] = g["W"] + self.l2 * layer.params["W"] if self.l2 else g["W"]
+            if self.l2:
+                g["W"] += self.l2 * layer.params["W"]
+            grads[f"W{i}"] = g["W"]
             grads[f"b{i}"] = g["b"]
         if self.l2:
             E = E + self.penalty()

@@ -207,7 +207,7 @@ class Trainer:
         # the divergence guard reports non-finite losses itself: no NumPy warnings
         with self._signals(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while self.epoch < self.config.epochs:
-                if not self._run_epoch():
+                if not self.run_epoch():
                     self.interrupted = True
                     break
                 if self._early_stop():
@@ -216,7 +216,11 @@ class Trainer:
             self.model.set_params(self.best_params)
         return self.history
 
-    def _run_epoch(self) -> bool:
+    def run_epoch(self) -> bool:
+        """Train one epoch (or the rest of an interrupted one) and record it.
+
+        Returns False when a stop was requested before the epoch finished.
+        """
         xp, model, cfg = self.backend.xp, self.model, self.config
         e = self.epoch
         n = self.X.shape[0]

@@ -35,6 +35,7 @@ VARIANTS = {
     "shift augmentation": dict(augment="shift"),
     "elastic augmentation": dict(augment="elastic"),
     "affine, 40 epochs": dict(epochs=40),
+    "affine, constant learning rate": dict(schedule="constant"),
     "affine + dropout 0.2": dict(dropout=0.2),
     "affine, Adam lr 1e-3": dict(optimizer="adam", lr=1e-3),
 }

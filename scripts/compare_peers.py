@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""mlp_xp against PyTorch and scikit-learn, timed the same way in the same run.
+
+The same network (784-300-100-10, ReLU, softmax cross-entropy), optimizer (SGD,
+momentum 0.9, lr 0.05, L2/weight decay 1e-4), float32 data and batch size, on
+the same synthetic MNIST-shaped samples. Each framework gets a warm-up epoch;
+then ``--repeats`` epochs are timed (with a device synchronise before each
+clock read) and the median is reported, with ratios against mlp_xp.
+
+The peers are optional: each is skipped, with the reason, when not installed.
+
+    python scripts/compare_peers.py                       # 60,000 samples, batch 128
+    python scripts/compare_peers.py --batch-size 1024 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+from mlp_xp.backend import get_backend, gpu_probe
+
+
+def mlp_xp_epoch(X, y, batch_size, device):
+    """An epoch callable and a sync for mlp_xp, with the benchmark configuration."""
+    from mlp_xp import MLP
+    from mlp_xp.train import TrainConfig, Trainer
+
+    backend = get_backend(device)
+    model = MLP(784, (300, 100), 10, backend=backend, l2=1e-4, seed=0)
+    config = TrainConfig(epochs=10 ** 6, batch_size=batch_size, optimizer="sgd", momentum=0.9,
+                         lr=0.05, augment="none")
+    trainer = Trainer(model, X, y, config=config)
+    return trainer.run_epoch, backend.synchronize
+
+
+def torch_epoch(X, y, batch_size, device):
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    dev = torch.device(device)
+    Xt = torch.as_tensor(X, device=dev)
+    yt = torch.as_tensor(y, device=dev)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(),
+                              torch.nn.Linear(300, 100), torch.nn.ReLU(),
+                              torch.nn.Linear(100, 10)).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = len(y)
+
+    def epoch():
+        order = torch.randperm(n, device=dev)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+
+    return epoch, (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+
+
+def sklearn_epoch(X, y, batch_size):
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(300, 100), solver="sgd", momentum=0.9,
+                        nesterovs_momentum=False, learning_rate_init=0.05, alpha=1e-4,
+                        batch_size=batch_size, shuffle=True, random_state=0)
+    clf.partial_fit(X[:batch_size], y[:batch_size], classes=np.arange(10))  # set up the net
+    return (lambda: clf.partial_fit(X, y)), (lambda: None)
+
+
+def interleaved_medians(runners: dict, repeats: int) -> dict:
+    """Warm each up once, then time one epoch of each in turn, ``repeats`` rounds.
+
+    Interleaving spreads a shared machine's noise evenly over the frameworks.
+    """
+    for epoch, sync in runners.values():
+        epoch()
+        sync()
+    times: dict = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, (epoch, sync) in runners.items():
+            sync()
+            t0 = time.perf_counter()
+            epoch()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=60000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peers", default="torch,sklearn")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    X = rng.random((args.samples, 784), dtype=np.float32)
+    y = rng.integers(0, 10, args.samples)
+    runners, skipped = {}, {}
+
+    def add(key, make):
+        try:
+            runners[key] = make()
+        except ImportError as exc:
+            skipped[key] = str(exc)
+
+    peers = args.peers.split(",")
+    add(("mlp_xp", "cpu"), lambda: mlp_xp_epoch(X, y, args.batch_size, "cpu"))
+    if "torch" in peers:
+        add(("pytorch", "cpu"), lambda: torch_epoch(X, y, args.batch_size, "cpu"))
+    if "sklearn" in peers:
+        add(("scikit-learn", "cpu"), lambda: sklearn_epoch(X, y, args.batch_size))
+    if gpu_probe().ok:
+        add(("mlp_xp", "gpu"), lambda: mlp_xp_epoch(X, y, args.batch_size, "gpu"))
+        if "torch" in peers:
+            add(("pytorch", "cuda"), lambda: torch_epoch(X, y, args.batch_size, "cuda"))
+    medians = interleaved_medians(runners, args.repeats)
+    rows = [{"framework": fw, "device": dev, "epoch_seconds": s}
+            for (fw, dev), s in medians.items()]
+    rows += [{"framework": fw, "device": dev, "skipped": why} for (fw, dev), why in skipped.items()]
+    ours = {r["device"].replace("cuda", "gpu"): r["epoch_seconds"] for r in rows
+            if r["framework"] == "mlp_xp"}
+    for r in rows:
+        base = ours.get(r["device"].replace("cuda", "gpu"))
+        if "epoch_seconds" in r and base:
+            r["mlp_xp_time_ratio"] = base / r["epoch_seconds"]
+    result = {"samples": args.samples, "batch_size": args.batch_size, "repeats": args.repeats,
+              "rows": rows}
+    if args.json:
+        print(json.dumps(result))
+        return result
+    print(f"784-300-100-10, SGD momentum 0.9, batch {args.batch_size}, {args.samples} samples; "
+          f"median of {args.repeats} interleaved epochs after a warm-up")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['framework']:13s} {r['device']:5s} skipped: {r['skipped']}")
+            continue
+        ratio = (f"mlp_xp takes {r['mlp_xp_time_ratio']:.2f}x its time"
+                 if r["framework"] != "mlp_xp" and "mlp_xp_time_ratio" in r else "")
+        print(f"{r['framework']:13s} {r['device']:5s} {r['epoch_seconds']:7.3f} s/epoch  {ratio}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
