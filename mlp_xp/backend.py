@@ -224,29 +224,59 @@ class StrictBackend(Backend):
             type(x).__module__.startswith("array_api_strict")
 
 
+def _cupy_namespace(cupy):
+    """CuPy as a standard Array API namespace.
+
+    ``array_api_compat.cupy`` (installed by the ``gpu`` extra) fills the gaps
+    between CuPy's NumPy-style API and the standard; without it, the few
+    standard names the shared math uses are added to a thin proxy of CuPy.
+    """
+    try:
+        return importlib.import_module("array_api_compat.cupy")
+    except ImportError:
+        pass
+    import types
+
+    ns = types.ModuleType("cupy_array_api")
+    ns.__dict__.update({k: getattr(cupy, k) for k in dir(cupy) if not k.startswith("__")})
+    if not hasattr(cupy, "concat"):
+        ns.concat = lambda arrays, /, *, axis=0: cupy.concatenate(arrays, axis=axis)
+    if not hasattr(cupy, "astype"):
+        ns.astype = lambda x, dtype, /, *, copy=True: x.astype(dtype, copy=copy)
+
+    def asarray(obj, /, *, dtype=None, device=None, copy=None):
+        if copy:
+            return cupy.array(obj, dtype=dtype, copy=True)
+        return cupy.asarray(obj, dtype=dtype)
+
+    ns.asarray = asarray
+    return ns
+
+
 class CupyBackend(Backend):
     name = "cupy"
     kind = "gpu"
 
     def __init__(self, probe: GpuProbe):
-        cupy = importlib.import_module("cupy")
-        super().__init__(cupy, f"gpu ({probe.device_name}, CuPy {probe.cupy_version})")
+        self.cupy = importlib.import_module("cupy")
+        super().__init__(_cupy_namespace(self.cupy),
+                         f"gpu ({probe.device_name}, CuPy {probe.cupy_version})")
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return self.xp.asnumpy(x) if self.owns(x) else np.asarray(x)
+        return self.cupy.asnumpy(x) if self.owns(x) else np.asarray(x)
 
     def synchronize(self) -> None:
-        self.xp.cuda.get_current_stream().synchronize()
+        self.cupy.cuda.get_current_stream().synchronize()
 
     def memory_info(self) -> dict:
         info = super().memory_info()
-        pool = self.xp.get_default_memory_pool()
+        pool = self.cupy.get_default_memory_pool()
         info.update(gpu_pool_used_bytes=int(pool.used_bytes()),
                     gpu_pool_total_bytes=int(pool.total_bytes()))
         return info
 
     def owns(self, x: Any) -> bool:
-        return isinstance(x, self.xp.ndarray)
+        return isinstance(x, self.cupy.ndarray)
 
 
 def get_backend(spec: str | Backend | None = None) -> Backend:

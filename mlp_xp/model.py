@@ -209,7 +209,7 @@ class MLP:
         total = 0.0
         for layer in self.layers:
             w = xp.reshape(layer.params["W"], (-1,))
-            total = total + xp.vecdot(w, w)     # an inner product: no temporary W * W
+            total = total + w @ w     # an inner product (BLAS dot): no temporary W * W
         return (0.5 * self.l2) * total
 
     def loss_and_grads(self, X, T, masks=None):

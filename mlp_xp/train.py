@@ -186,7 +186,7 @@ class Trainer:
             if dtype is None:
                 dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
             a = self.backend.asarray(a, dtype)
-        if xp.isdtype(a.dtype, "real floating") and not bool(xp.all(xp.isfinite(a))):
+        if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
             raise DataError(f"{what} contain NaN or Inf")
         return a
 

@@ -88,3 +88,22 @@ def test_gpu_backend_round_trip(gpu_backend):
     np.testing.assert_array_equal(b.to_numpy(a * 2), np.arange(6).reshape(2, 3) * 2)
     b.synchronize()
     assert b.memory_info()["gpu_pool_used_bytes"] > 0
+
+
+def test_cupy_namespace_fills_the_standard_names_cupy_may_lack(monkeypatch):
+    """Without array-api-compat the CuPy proxy adds concat, astype and asarray(copy=)."""
+    import types
+
+    from mlp_xp import backend as be
+
+    monkeypatch.setitem(sys.modules, "array_api_compat.cupy", None)
+    fake = types.ModuleType("fakecupy")
+    fake.concatenate, fake.array, fake.asarray = np.concatenate, np.array, np.asarray
+    fake.float32 = np.float32
+    ns = be._cupy_namespace(fake)
+    a = np.arange(3.0)
+    np.testing.assert_array_equal(ns.concat([a, a], axis=0), np.r_[a, a])
+    assert ns.astype(a, np.float32).dtype == np.float32
+    b = ns.asarray(a, copy=True)
+    b[0] = 9
+    assert a[0] == 0 and ns.asarray(a) is a
