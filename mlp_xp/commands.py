@@ -102,20 +102,23 @@ def cmd_train(args) -> int:
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(digits.labels, data_info["val_fraction"],
                                           data_info["split_seed"])
-    X = scale_images(digits.images, model.dtype)
     callbacks = _progress_callbacks(args, log)
     if run_dir is not None:
         callbacks.append(RunLog(run_dir, {"model": str(out.resolve()), "data": data_info,
                                           "backend": backend.name, "device": backend.device}))
-    trainer = Trainer(model, X[train_idx], targets[train_idx], X[val_idx], targets[val_idx],
-                      config, callbacks=callbacks)
+    # scale each split on its own: one float copy of the pixels in memory, not two
+    trainer = Trainer(model, scale_images(digits.images[train_idx], model.dtype),
+                      targets[train_idx], scale_images(digits.images[val_idx], model.dtype),
+                      targets[val_idx], config, callbacks=callbacks)
+    source = digits.source
+    del digits
     if state is not None:
         trainer.optimizer.load_state_dict(opt_scalars, opt_arrays, backend)
         trainer.load_state(state)
         print(f"resumed from {args.resume} at epoch {trainer.epoch + 1}, step {trainer.step}",
               file=log)
     print(f"network {'-'.join(map(str, model.layer_sizes))} ({model.n_params:,} parameters), "
-          f"{len(train_idx)} training / {len(val_idx)} held-out digits from {digits.source}",
+          f"{len(train_idx)} training / {len(val_idx)} held-out digits from {source}",
           file=log, flush=True)
     meta = {"normalization": NORMALIZATION, "data": data_info,
             "training": {"config": vars(config).copy(), "backend": backend.name,

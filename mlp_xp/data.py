@@ -245,7 +245,9 @@ def scale_images(images: np.ndarray, dtype="float32") -> np.ndarray:
         return out / np.asarray(255, dtype) if out.size and out.max() > 1.0 else out
     if flat.dtype.kind not in "iub":
         raise DataError(f"cannot use {flat.dtype} pixels as input")
-    return flat.astype(dtype) * np.asarray(1.0 / 255.0, dtype)
+    out = flat.astype(dtype)
+    out *= np.asarray(1.0 / 255.0, dtype)   # in place: one float copy of the data, not two
+    return out
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0,

@@ -53,6 +53,7 @@ class TrainConfig:
     augment: str = "affine"
     dropout: float = 0.0
     patience: int = 0  # early stopping: epochs without improvement (0 = off)
+    fast_path: bool = True  # use a backend's tested fast step where one applies
 
     def validate(self) -> "TrainConfig":
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -161,6 +162,11 @@ class Trainer:
         self.schedule = make_schedule(self.config.schedule,
                                       self.config.epochs * self.steps_per_epoch,
                                       self.config.warmup_epochs * self.steps_per_epoch)
+        self.fast_step = None
+        if self.config.fast_path:
+            from .fastpath import NumpySGDStep
+            if NumpySGDStep.supports(model, self.optimizer, self.config.dropout):
+                self.fast_step = NumpySGDStep(model, self.optimizer)
         self.augmenter = make_augmenter(self.config.augment, image_shape)
         if self.augmenter is not None and (image_shape is None or
                                            model.n_inputs != image_shape[0] * image_shape[1]):
@@ -247,8 +253,11 @@ class Trainer:
                     masks = model.dropout_masks(step_rng, xb.shape[0], cfg.dropout)
             T = model.targets(xp.take(self.y, batch, axis=0))
             self.optimizer.lr = self.base_lr * self.schedule(e * self.steps_per_epoch + s)
-            E, grads = model.loss_and_grads(xb, T, masks)
-            self.optimizer.update_params(model.params, grads)
+            if self.fast_step is not None:
+                E = self.fast_step(xb, T)
+            else:
+                E, grads = model.loss_and_grads(xb, T, masks)
+                self.optimizer.update_params(model.params, grads)
             losses.append(E)
             self.last_loss = E
             self.step += 1

@@ -17,8 +17,7 @@ from mlp_xp.data import load_digits, write_idx
 from mlp_xp.errors import DataError
 from mlp_xp.progress import ProgressBar, RunLog
 
-PIL = pytest.importorskip("PIL", reason="Pillow is the 'images' extra")
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw  # the test extra installs Pillow, matplotlib and tqdm
 
 
 @pytest.fixture(scope="module")
