@@ -308,3 +308,13 @@ def test_json_meta_is_plain_json(tmp_path):
     path = save_model(tmp_path / "m.npz", MLP(4, (3,), 2, backend="cpu"))
     meta, _ = read_file(path)
     json.dumps(meta)
+
+
+def test_atomic_writes_keep_normal_permissions(tmp_path):
+    path = save_model(tmp_path / "m.npz", MLP(4, (3,), 2, backend="cpu"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    save_model(path, MLP(4, (3,), 2, backend="cpu"))
+    assert path.stat().st_mode & 0o777 == 0o640

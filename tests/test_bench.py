@@ -1,0 +1,69 @@
+"""The benchmark harness: FLOP counting, the CLI table/JSON/plot, the peer script."""
+
+import json
+
+import pytest
+
+from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.bench import format_table, matmul_rate, run_bench, training_flops
+from mlp_xp.cli import main
+
+from .test_scripts import load
+
+
+def test_training_flops_by_hand():
+    # forward 2*(4*3 + 3*2) = 36; dE/dW the same 36; dE/dx only for the 2nd layer: 2*3*2 = 12
+    assert training_flops([4, 3, 2]) == 84
+    per_sample = training_flops([784, 300, 100, 10])
+    assert per_sample == 2 * 266200 * 2 + 2 * (300 * 100 + 100 * 10)
+
+
+def test_matmul_rate_is_positive():
+    assert matmul_rate(get_backend("cpu"), n=128, repeats=2) > 0
+
+
+def test_bench_cli_json_table_and_plot(tmp_path, capsys):
+    plot = tmp_path / "bench.png"
+    assert main(["bench", "--samples", "512", "--batch-sizes", "64,256", "--repeats", "1",
+                 "--json", "--plot", str(plot), "--no-augment-cost"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    rows = result["results"]
+    assert [r["batch_size"] for r in rows if r["backend"] == "numpy"] == [64, 256]
+    for r in rows:
+        assert r["epoch_seconds"] > 0 and r["samples_per_second"] > 0
+        assert 0 < r["fraction_of_matmul"] and r["host_peak_rss_bytes"] > 0
+    assert result["flops_per_epoch"] == 512 * training_flops([784, 300, 100, 10])
+    assert plot.stat().st_size > 1000
+    assert "s/epoch" in captured.err
+    if not gpu_probe().ok:
+        assert "gpu" in result["unavailable"] and "gpu: not available" in captured.err
+
+
+def test_speedup_and_crossover_from_rows():
+    rows = [{"backend": b, "device": b, "batch_size": bs, "epoch_seconds": t,
+             "samples_per_second": 1, "gflops": 1, "fraction_of_matmul": 0.5,
+             "host_peak_rss_bytes": 2 ** 20}
+            for b, times in (("numpy", (1.0, 2.0, 4.0)), ("cupy", (2.0, 1.0, 0.5)))
+            for bs, t in zip((32, 128, 512), times)]
+    from mlp_xp.bench import _speedups
+    speedup, crossover = _speedups(rows)
+    assert speedup == {"32": 0.5, "128": 2.0, "512": 8.0} and crossover == 128
+    table = format_table({"network": "n", "data": "d", "results": rows, "devices": [],
+                          "unavailable": {}, "speedup": speedup,
+                          "crossover_batch_size": crossover})
+    assert "the CPU wins below batch 128" in table
+
+
+def test_bench_rejects_unknown_devices(capsys):
+    assert main(["bench", "--devices", "cpu,tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_compare_peers_runs_mlp_xp_side_by_side(capsys):
+    result = load("compare_peers").main(["--samples", "512", "--repeats", "1",
+                                         "--peers", "none"])
+    names = [r["framework"] for r in result["rows"]]
+    assert names[:2] == ["mlp_xp", "mlp_xp generic"]
+    assert all(r["epoch_seconds"] > 0 for r in result["rows"] if "epoch_seconds" in r)
+    assert "interleaved epochs" in capsys.readouterr().out
