@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlpXpError, ModelFileError
+from .errors import DeviceError, MlpXpError, ModelFileError
 from .fileio import atomic_write
 from .model import MLP
 
@@ -146,11 +146,9 @@ def _build(path, meta: dict, arrays: dict, backend) -> MLP:
         raise ModelFileError(f"{path}: metadata has no network description")
     try:
         model = MLP.from_params(config, params, backend)
-    except ModelFileError:
+    except (ModelFileError, DeviceError):
         raise
     except MlpXpError as exc:
-        if type(exc).__name__ == "DeviceError":
-            raise
         raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent network description ({_short(exc)})") from None

@@ -100,7 +100,9 @@ class History:
     def rows(self) -> list[dict]:
         """One dict per epoch (for CSV logs)."""
         keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "lr")
-        return [{k: getattr(self, k)[i] for k in keys} for i in range(len(self.epoch))]
+        columns = {k: getattr(self, k) for k in keys}
+        return [{k: (v[i] if i < len(v) else None) for k, v in columns.items()}
+                for i in range(len(self.epoch))]
 
 
 class Callback:

@@ -46,3 +46,13 @@ def idx_folder(tmp_path, n=60, seed=0, gz=True, test=False):
         write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images[:20])
         write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels[:20])
     return tmp_path
+
+
+def load_module(path):
+    """Import a standalone script or example file as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,8 @@
 """The worked examples run in seconds and print what they promise."""
 
-import importlib.util
 from pathlib import Path
+
+from .helpers import load_module
 
 import pytest
 
@@ -9,10 +10,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(EXAMPLES / f"{name}.py")
 
 
 def test_notes_table_is_learned_to_100_percent(capsys):

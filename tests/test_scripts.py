@@ -1,16 +1,14 @@
 """The standalone scripts run end to end on tiny settings."""
 
-import importlib.util
 from pathlib import Path
+
+from .helpers import load_module
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPTS / f"{name}.py")
 
 
 def test_accuracy_report_cross_validates(capsys):

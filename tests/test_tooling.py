@@ -209,3 +209,11 @@ def test_download_offline_is_one_line_and_exit_2(tmp_path):
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "could not download mnist" in out.stderr and "offline" in out.stderr
+
+
+def test_run_log_without_a_held_out_split(tmp_path, digits):
+    X = digits.images[::50].reshape(-1, 784) / 255.0
+    fit(MLP(784, (8,), 10, backend="cpu"), X, digits.labels[::50], epochs=2, batch_size=20,
+        augment="none", callbacks=[RunLog(tmp_path, {"device": "cpu"})])
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].split(",")[2:4] == ["", ""]
