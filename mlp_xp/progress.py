@@ -14,14 +14,15 @@ from .train import Callback
 __all__ = ["EpochLog", "ProgressBar", "RunLog", "format_epoch"]
 
 
-def format_epoch(record: dict, total: int, task: str) -> str:
+def format_epoch(record: dict, total: int) -> str:
     """One plain line for an epoch record."""
     line = f"epoch {record['epoch']:>3d}/{total}  loss {record['train_loss']:.4f}"
     if "val_loss" in record:
-        score = record["val_accuracy"]
-        metric = (f"val_acc {100 * score:6.2f}%" if task != "regress"
-                  else f"val_mse {-score:.4f}")
-        line += f"  val_loss {record['val_loss']:.4f}  {metric}"
+        line += f"  val_loss {record['val_loss']:.4f}"
+    if "val_accuracy" in record:
+        line += f"  val_acc {100 * record['val_accuracy']:6.2f}%"
+    elif "val_mse" in record:
+        line += f"  val_mse {record['val_mse']:.4f}"
     return line + f"  {record['seconds']:.2f} s  lr {record['lr']:.4g}"
 
 
@@ -32,7 +33,7 @@ class EpochLog(Callback):
         self.stream = stream or sys.stdout
 
     def on_epoch_end(self, trainer, record):
-        print(format_epoch(record, trainer.config.epochs, trainer.model.task),
+        print(format_epoch(record, trainer.config.epochs),
               file=self.stream, flush=True)
 
 
@@ -69,14 +70,14 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer, record):
         self.bar.close()
-        self._tqdm.write(format_epoch(record, trainer.config.epochs, trainer.model.task),
+        self._tqdm.write(format_epoch(record, trainer.config.epochs),
                          file=self.stream)
 
 
 class RunLog(Callback):
     """Writes ``history.csv`` and ``history.json`` in a run folder after every epoch."""
 
-    FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "lr")
+    FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "seconds", "lr")
 
     def __init__(self, run_dir, info: dict):
         self.dir = Path(run_dir)

@@ -84,7 +84,8 @@ class History:
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)  # classify / binary tasks
+    val_mse: list = field(default_factory=list)       # regress task
     seconds: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     best_epoch: int = 0
@@ -99,7 +100,7 @@ class History:
 
     def rows(self) -> list[dict]:
         """One dict per epoch (for CSV logs)."""
-        keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "lr")
+        keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "seconds", "lr")
         columns = {k: getattr(self, k) for k in keys}
         return [{k: (v[i] if i < len(v) else None) for k, v in columns.items()}
                 for i in range(len(self.epoch))]
@@ -287,13 +288,18 @@ class Trainer:
         h.train_loss.append(train_loss)
         h.seconds.append(seconds)
         h.lr.append(self.optimizer.lr)
+        record = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
+                  "lr": self.optimizer.lr}
         if self.has_val:
             metrics = self.model.evaluate(self.X_val, self.y_val)
             h.val_loss.append(metrics["loss"])
-            h.val_accuracy.append(metrics.get("accuracy", -metrics.get("mse", 0.0)))
-        record = {k: getattr(h, k)[-1] for k in ("epoch", "train_loss", "seconds", "lr")}
-        if self.has_val:
-            record.update(val_loss=h.val_loss[-1], val_accuracy=h.val_accuracy[-1])
+            record["val_loss"] = metrics["loss"]
+            if "accuracy" in metrics:
+                h.val_accuracy.append(metrics["accuracy"])
+                record["val_accuracy"] = metrics["accuracy"]
+            else:
+                h.val_mse.append(metrics["mse"])
+                record["val_mse"] = metrics["mse"]
         for cb in self.callbacks:
             cb.on_epoch_end(self, record)
 
@@ -302,7 +308,7 @@ class Trainer:
         h = self.history
         if not self.has_val:
             return False
-        score = h.val_accuracy[-1]
+        score = h.val_accuracy[-1] if h.val_accuracy else -h.val_mse[-1]
         if score > self.best_score:
             self.best_score = score
             h.best_epoch = h.epoch[-1]

@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory):
 def test_run_dir_holds_history_csv_json_and_the_model(run_dir):
     assert (run_dir / "model.npz").is_file()
     rows = (run_dir / "history.csv").read_text().splitlines()
-    assert rows[0] == "epoch,train_loss,val_loss,val_accuracy,seconds,lr,device"
+    assert rows[0] == "epoch,train_loss,val_loss,val_accuracy,val_mse,seconds,lr,device"
     assert len(rows) == 13 and rows[-1].startswith("12,")
     info = json.loads((run_dir / "history.json").read_text())
     assert info["backend"] == "numpy" and len(info["history"]["val_accuracy"]) == 12
