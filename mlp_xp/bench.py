@@ -52,18 +52,21 @@ def matmul_rate(backend: Backend, n: int | None = None, repeats: int = 5) -> flo
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def benchmark_trainer(backend: Backend, X, y, batch_size: int, epochs: int,
+                      augment: str = "none", seed: int = 0, fast_path: bool = True) -> Trainer:
+    """A trainer with the benchmark configuration: exactly ``mlp-xp train --optimizer sgd
+    --momentum 0.9 --lr 0.05 --batch-size B --augment none`` (784-300-100-10, float32,
+    L2 1e-4)."""
+    model = MLP(*NETWORK, backend=backend, l2=1e-4, seed=seed)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", momentum=0.9,
+                         lr=0.05, augment=augment, seed=seed, fast_path=fast_path)
+    return Trainer(model, X, y, config=config)
+
+
 def time_training(backend: Backend, X: np.ndarray, y: np.ndarray, batch_size: int,
                   repeats: int = 3, augment: str = "none", seed: int = 0) -> dict:
-    """Median seconds per epoch of the benchmark configuration on ``backend``.
-
-    The configuration is exactly ``mlp-xp train --optimizer sgd --momentum 0.9
-    --lr 0.05 --batch-size B --augment none`` (784-300-100-10, float32, L2 1e-4).
-    """
-    model = MLP(*NETWORK[:1], NETWORK[1], NETWORK[2], backend=backend, l2=1e-4, seed=seed)
-    config = TrainConfig(epochs=1 + repeats, batch_size=batch_size, optimizer="sgd",
-                         momentum=0.9, lr=0.05, augment=augment, seed=seed)
-    trainer = Trainer(model, X, y, config=config)
-    history = trainer.run()
+    """Median seconds per epoch of the benchmark configuration on ``backend``."""
+    history = benchmark_trainer(backend, X, y, batch_size, 1 + repeats, augment, seed).run()
     seconds = statistics.median(history.seconds[1:])   # epoch 1 is the warm-up
     return {"epoch_seconds": seconds, "all_epoch_seconds": history.seconds,
             **backend.memory_info()}
@@ -110,10 +113,9 @@ def run_bench(devices=("cpu", "gpu"), batch_sizes=(32, 128, 512, 2048), samples:
             log(f"  batch {bs:>5d}: {r['epoch_seconds']:.3f} s/epoch")
         if augment_cost:
             r = time_training(backend, X, y, 128, repeats, augment="affine")
-            base = next(row["epoch_seconds"] for row in out["results"]
-                        if row["backend"] == backend.name and row["batch_size"] == 128) \
-                if 128 in batch_sizes else time_training(backend, X, y, 128, repeats)[
-                    "epoch_seconds"]
+            swept = {row["batch_size"]: row["epoch_seconds"] for row in out["results"]
+                     if row["backend"] == backend.name}
+            base = swept.get(128) or time_training(backend, X, y, 128, repeats)["epoch_seconds"]
             out.setdefault("augment_cost", []).append(
                 {"backend": backend.name, "batch_size": 128, "augment": "affine",
                  "epoch_seconds": r["epoch_seconds"], "plain_epoch_seconds": base})

@@ -129,14 +129,17 @@ def _short(exc: BaseException) -> str:
 # models
 # --------------------------------------------------------------------------
 
+def _param_arrays(model: MLP) -> dict:
+    return {f"param/{k}": v for k, v in model.params_numpy().items()}
+
+
 def save_model(path, model: MLP, **meta) -> Path:
     """Save a trained network (parameters + config + any extra JSON-able ``meta``).
 
     Typical ``meta`` keys: ``normalization``, ``training``, ``data``.
     """
-    arrays = {f"param/{k}": v for k, v in model.params_numpy().items()}
-    merged = {**getattr(model, "meta", {}), **meta, "model": model.config()}
-    return write_file(path, "model", merged, arrays)
+    merged = {**model.meta, **meta, "model": model.config()}
+    return write_file(path, "model", merged, _param_arrays(model))
 
 
 def _build(path, meta: dict, arrays: dict, backend) -> MLP:
@@ -185,9 +188,9 @@ def save_checkpoint(path, model: MLP, optimizer, state: dict, **meta) -> Path:
     ``state`` is JSON-able (epoch, step, host RNG state, history, config).
     """
     scalars, opt_arrays = optimizer.state_dict()
-    arrays = {f"param/{k}": v for k, v in model.params_numpy().items()}
+    arrays = _param_arrays(model)
     arrays.update({f"optim/{k}": model.backend.to_numpy(v) for k, v in opt_arrays.items()})
-    merged = {**getattr(model, "meta", {}), **meta, "model": model.config(),
+    merged = {**model.meta, **meta, "model": model.config(),
               "optimizer": scalars, "state": state}
     return write_file(path, "checkpoint", merged, arrays)
 

@@ -83,10 +83,10 @@ class NumpySGDStep:
         for j in range(len(layers) - 1, -1, -1):
             layer, W, b = layers[j], layers[j].params["W"], layers[j].params["b"]
             if j < len(layers) - 1:                 # hidden layer: delta *= f'(a)
-                if layer.act.name == "relu":
+                if layer.act.name == "relu":           # in place into the buffer
                     np.multiply(delta, outs[j] > 0, out=delta)
-                elif layer.act.name != "linear":
-                    delta *= layer.act.grad(np, pre[j], outs[j])
+                else:
+                    delta = layer.act.backprop(np, pre[j], outs[j], delta)
             gW = np.matmul(inputs[j].T, delta, out=G[j])
             gb = np.sum(delta, axis=0)
             if j > 0:

@@ -130,12 +130,7 @@ class Dense:
 
     def _bwd(self, x, a, out, dout, need_input_grad):
         xp = self.xp
-        if self.act.name == "linear":
-            delta = dout
-        elif self.act.name == "relu":   # f'(a) = [a > 0]: one select instead of cast + multiply
-            delta = xp.where(a > 0, dout, 0.0)
-        else:
-            delta = dout * self.act.grad(xp, a, out)
+        delta = self.act.backprop(xp, a, out, dout)
         grads = {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
         dx = delta @ self.params["W"].T if need_input_grad else None
         return grads, dx
@@ -196,8 +191,7 @@ class Maxout:
         xp = self.xp
         n = x.shape[0]
         route = winner[:, :, None] == xp.arange(self.pieces, dtype=winner.dtype)
-        dz = xp.where(route, dout[:, :, None], 0.0)
-        dz = xp.reshape(xp.astype(dz, dout.dtype), (n, self.n_out * self.pieces))
+        dz = xp.reshape(xp.where(route, dout[:, :, None], 0.0), (n, self.n_out * self.pieces))
         grads = {"W": x.T @ dz, "b": xp.sum(dz, axis=0)}
         dx = dz @ self.params["W"].T if need_input_grad else None
         return grads, dx

@@ -109,9 +109,32 @@ class MLP:
                     activation=config["activations"], task=config["task"],
                     l2=config.get("l2", 0.0), backend=backend, dtype=config["dtype"],
                     seed=0, _layers=[])
-        model.layers = model._build_layers(np.random.default_rng(0))
-        model.set_params(params)
+        expected = {f"{n}{i}" for i in range(1, len(model.hidden) + 2) for n in "Wb"}
+        if set(params) != expected:
+            raise ConfigError(f"parameter names {sorted(params)} do not match the network's "
+                              f"{sorted(expected)}")
+        xp, layers = model.xp, []
+        for i, (spec, act) in enumerate(zip([*model.hidden, None],
+                                            [*model.activations, "linear"]), start=1):
+            W, b = (model.backend.asarray(np.asarray(params[f"{n}{i}"]), model.dtype)
+                    for n in "Wb")
+            layers.append(Maxout(xp, W, b, spec.pieces) if spec is not None and spec.is_maxout
+                          else Dense(xp, W, b, act))
+        model.layers = layers
+        model._check_shapes()
         return model
+
+    def _check_shapes(self) -> None:
+        """Every W(l) is (n_in, n_out) and b(l) matches, for the configured sizes."""
+        n_in = self.n_inputs
+        for i, (layer, units) in enumerate(zip(self.layers, [*self.layer_sizes[1:]]), start=1):
+            width = units * getattr(layer, "pieces", 1)
+            want = {"W": (n_in, width), "b": (width,)}
+            for name, shape in want.items():
+                got = tuple(layer.params[name].shape)
+                if got != shape:
+                    raise ConfigError(f"{name}{i} has shape {got}, the network needs {shape}")
+            n_in = units
 
     def to(self, backend) -> "MLP":
         """A copy of this network on another backend (``"cpu"``, ``"gpu"``, ...)."""

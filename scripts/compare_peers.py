@@ -24,18 +24,13 @@ import time
 import numpy as np
 
 from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.bench import benchmark_trainer
 
 
 def mlp_xp_epoch(X, y, batch_size, device, fast_path=True):
     """An epoch callable and a sync for mlp_xp, with the benchmark configuration."""
-    from mlp_xp import MLP
-    from mlp_xp.train import TrainConfig, Trainer
-
     backend = get_backend(device)
-    model = MLP(784, (300, 100), 10, backend=backend, l2=1e-4, seed=0)
-    config = TrainConfig(epochs=10 ** 6, batch_size=batch_size, optimizer="sgd", momentum=0.9,
-                         lr=0.05, augment="none", fast_path=fast_path)
-    trainer = Trainer(model, X, y, config=config)
+    trainer = benchmark_trainer(backend, X, y, batch_size, epochs=10 ** 6, fast_path=fast_path)
     return trainer.run_epoch, backend.synchronize
 
 
