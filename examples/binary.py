@@ -25,14 +25,28 @@ def main(device: str = "cpu") -> dict:
     X, y = moons(600, rng)
     Xt, yt = moons(400, rng)
     model = MLP(2, (16,), 1, activation="relu", task="binary", backend=device, seed=0)
-    fit(model, X, y, epochs=200, batch_size=32, optimizer="momentum", lr=0.05, seed=0,
-        schedule="constant", augment="none")
-    result = model.evaluate(model.backend.asarray(Xt, "float32"), model.backend.asarray(yt))
-    p = model.backend.to_numpy(model.predict_proba(model.backend.asarray(Xt[:3], "float32")))
-    print(f"2-16-1 sigmoid-output network on two moons: test accuracy "
-          f"{100 * result['accuracy']:.1f}%, binary cross-entropy {result['loss']:.3f}")
-    print("P(class 1) for three test points:", np.round(p[:, 0], 3).tolist(), "true:",
-          yt[:3].tolist())
+    fit(
+        model,
+        X,
+        y,
+        epochs=200,
+        batch_size=32,
+        optimizer="momentum",
+        lr=0.05,
+        seed=0,
+        schedule="constant",
+        augment="none",
+    )
+    Xd, yd = model.backend.put((Xt.astype(np.float32), yt))
+    result = model.evaluate(Xd, yd)
+    p = model.backend.get(model.predict_proba(Xd[:3, ...]))
+    print(
+        f"2-16-1 sigmoid-output network on two moons: test accuracy "
+        f"{100 * result['accuracy']:.1f}%, binary cross-entropy {result['loss']:.3f}"
+    )
+    print(
+        "P(class 1) for three test points:", np.round(p[:, 0], 3).tolist(), "true:", yt[:3].tolist()
+    )
     return result
 
 

@@ -59,19 +59,31 @@ def gpu_probe() -> GpuProbe:
     try:
         cupy = importlib.import_module("cupy")
     except Exception as exc:  # ImportError, or a broken CUDA library at import
-        kind = "not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
-        return GpuProbe(False, f"CuPy is {kind}",
-                        "install the GPU extra: pip install 'mlp-xp[gpu]' "
-                        "(or cupy-cuda13x for CUDA 13)")
+        kind = (
+            "not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
+        )
+        return GpuProbe(
+            False,
+            f"CuPy is {kind}",
+            "install the GPU extra: pip install 'mlp-xp[gpu]' (or cupy-cuda13x for CUDA 13)",
+        )
     version = getattr(cupy, "__version__", "?")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
-        return GpuProbe(False, f"the CUDA driver could not be queried ({_one_line(exc)})",
-                        "check the NVIDIA driver with nvidia-smi", cupy_version=version)
+        return GpuProbe(
+            False,
+            f"the CUDA driver could not be queried ({_one_line(exc)})",
+            "check the NVIDIA driver with nvidia-smi",
+            cupy_version=version,
+        )
     if count < 1:
-        return GpuProbe(False, "no CUDA device is visible",
-                        "check CUDA_VISIBLE_DEVICES and nvidia-smi", cupy_version=version)
+        return GpuProbe(
+            False,
+            "no CUDA device is visible",
+            "check CUDA_VISIBLE_DEVICES and nvidia-smi",
+            cupy_version=version,
+        )
     try:
         total = int(cupy.arange(4, dtype=cupy.float32).sum().item())
         if total != 6:
@@ -80,9 +92,12 @@ def gpu_probe() -> GpuProbe:
         name = props["name"]
         name = name.decode() if isinstance(name, bytes) else str(name)
     except Exception as exc:
-        return GpuProbe(False, f"the CUDA device does not work ({_one_line(exc)})",
-                        "check the driver/CUDA version match of your CuPy wheel",
-                        cupy_version=version)
+        return GpuProbe(
+            False,
+            f"the CUDA device does not work ({_one_line(exc)})",
+            "check the driver/CUDA version match of your CuPy wheel",
+            cupy_version=version,
+        )
     return GpuProbe(True, device_name=name, cupy_version=version)
 
 
@@ -108,7 +123,12 @@ def _cpu_label() -> str:
 
 
 class Backend:
-    """An array module plus the device it runs on.
+    """A device and the array module ``xp`` whose arrays live on it.
+
+    Backends compare equal when they are the same device, so they can key
+    caches and be checked with ``==``. :meth:`put` and :meth:`get` move whole
+    containers of arrays (a dict, list or tuple, nested as deep as needed)
+    between the host and the device, as Chainer's ``Device.send`` does.
 
     Attributes
     ----------
@@ -132,19 +152,49 @@ class Backend:
         self.device = device
         self.note = note
 
-    # -- transfers ---------------------------------------------------------
-    def asarray(self, x: Any, dtype: Any = None) -> Any:
-        """Move a host (NumPy) array or a scalar onto this backend's device.
+    # -- identity ----------------------------------------------------------
+    @property
+    def key(self) -> tuple:
+        """What identifies the device: equal keys, equal backends."""
+        return (self.name,)
 
-        ``dtype`` may be a NumPy dtype or name; it is mapped to ``xp``'s.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Backend) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    # -- transfers ---------------------------------------------------------
+    def put(self, tree: Any, dtype: Any = None) -> Any:
+        """Move host data onto this device: an array, a scalar, or a container of them.
+
+        Arrays already on this device are returned as they are (no copy) unless
+        ``dtype`` asks for a conversion. ``dtype`` may be a NumPy dtype or name;
+        it is mapped to ``xp``'s. An array of another backend is refused with
+        :class:`~mlp_xp.errors.BackendMismatchError` naming both.
         """
         if dtype is not None:
             dtype = self.dtype(dtype)
-        return self.xp.asarray(x, dtype=dtype)
+        return _tree_map(tree, lambda a: self._put(a, dtype))
 
-    def to_numpy(self, x: Any) -> np.ndarray:
-        """Copy an array of this backend back to a host NumPy array."""
-        return np.asarray(x)
+    def get(self, tree: Any) -> Any:
+        """Copy device arrays (in any container) to host NumPy arrays.
+
+        On the CPU the result may share memory with the device array; copy it
+        before changing it.
+        """
+        return _tree_map(tree, self._get)
+
+    def _put(self, a: Any, dtype: Any) -> Any:
+        if not self.owns(a) and array_kind(a) in _DEVICE_ARRAYS:
+            raise BackendMismatchError(
+                f"got a {array_kind(a)} but this backend is {self.name} ({self.kind}); "
+                "move it to the host first"
+            )
+        return self.xp.asarray(a, dtype=dtype)
+
+    def _get(self, a: Any) -> np.ndarray:
+        return np.asarray(a)
 
     def synchronize(self) -> None:
         """Block until all queued device work has finished (a no-op on the CPU)."""
@@ -172,7 +222,8 @@ class Backend:
         if not self.owns(x):
             raise BackendMismatchError(
                 f"{what} is a {array_kind(x)} but the model lives on {self.name} "
-                f"({self.kind}); move it first with backend.asarray(...) or model.to(...)")
+                f"({self.kind}); move it first with backend.put(...) or model.to(...)"
+            )
         return x
 
     def __repr__(self) -> str:
@@ -183,11 +234,26 @@ class Backend:
         return {"backend": self.name, "kind": self.kind, "device": self.device}
 
 
+def _tree_map(tree: Any, fn) -> Any:
+    """Apply ``fn`` to every leaf of nested dicts, lists and tuples (``None`` stays)."""
+    if isinstance(tree, dict):
+        return {k: _tree_map(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_tree_map(v, fn) for v in tree)
+    return None if tree is None else fn(tree)
+
+
+_DEVICE_ARRAYS = ("cupy array", "array_api_strict array")
+
+
 def array_kind(x: Any) -> str:
     """Name the library an array comes from, for error messages."""
     module = type(x).__module__.split(".")[0]
-    return {"numpy": "numpy array", "cupy": "cupy array",
-            "array_api_strict": "array_api_strict array"}.get(module, f"{type(x).__name__}")
+    return {
+        "numpy": "numpy array",
+        "cupy": "cupy array",
+        "array_api_strict": "array_api_strict array",
+    }.get(module, f"{type(x).__name__}")
 
 
 class NumpyBackend(Backend):
@@ -198,7 +264,8 @@ class NumpyBackend(Backend):
         super().__init__(np, f"cpu ({_cpu_label()})", note)
 
     def owns(self, x: Any) -> bool:
-        return isinstance(x, np.ndarray)
+        # NumPy's reductions return scalars (np.generic): its 0-d arrays
+        return isinstance(x, (np.ndarray, np.generic))
 
 
 class StrictBackend(Backend):
@@ -211,17 +278,20 @@ class StrictBackend(Backend):
         xp = importlib.import_module("array_api_strict")
         super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict")
 
-    def asarray(self, x: Any, dtype: Any = None) -> Any:
-        if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
-            x = np.ascontiguousarray(x)
-        return super().asarray(x, dtype)
+    def _put(self, a: Any, dtype: Any) -> Any:
+        if isinstance(a, np.ndarray) and a.dtype.kind in "biuf":
+            a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
+        return super()._put(a, dtype)
 
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.from_dlpack(x) if self.owns(x) else np.asarray(x)
+    def _get(self, a: Any) -> np.ndarray:
+        return np.from_dlpack(a) if self.owns(a) else np.asarray(a)
 
     def owns(self, x: Any) -> bool:
-        return isinstance(x, self.xp.Array) if hasattr(self.xp, "Array") else \
-            type(x).__module__.startswith("array_api_strict")
+        return (
+            isinstance(x, self.xp.Array)
+            if hasattr(self.xp, "Array")
+            else type(x).__module__.startswith("array_api_strict")
+        )
 
 
 def _cupy_namespace(cupy):
@@ -259,11 +329,12 @@ class CupyBackend(Backend):
 
     def __init__(self, probe: GpuProbe):
         self.cupy = importlib.import_module("cupy")
-        super().__init__(_cupy_namespace(self.cupy),
-                         f"gpu ({probe.device_name}, CuPy {probe.cupy_version})")
+        super().__init__(
+            _cupy_namespace(self.cupy), f"gpu ({probe.device_name}, CuPy {probe.cupy_version})"
+        )
 
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return self.cupy.asnumpy(x) if self.owns(x) else np.asarray(x)
+    def _get(self, a: Any) -> np.ndarray:
+        return self.cupy.asnumpy(a) if self.owns(a) else np.asarray(a)
 
     def synchronize(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
@@ -271,8 +342,9 @@ class CupyBackend(Backend):
     def memory_info(self) -> dict:
         info = super().memory_info()
         pool = self.cupy.get_default_memory_pool()
-        info.update(gpu_pool_used_bytes=int(pool.used_bytes()),
-                    gpu_pool_total_bytes=int(pool.total_bytes()))
+        info.update(
+            gpu_pool_used_bytes=int(pool.used_bytes()), gpu_pool_total_bytes=int(pool.total_bytes())
+        )
         return info
 
     def owns(self, x: Any) -> bool:
@@ -305,13 +377,13 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
         try:
             return StrictBackend()
         except ImportError as exc:
-            raise DeviceError("array-api-strict is not installed "
-                              "(pip install array-api-strict)") from exc
+            raise DeviceError(
+                "array-api-strict is not installed (pip install array-api-strict)"
+            ) from exc
     probe = gpu_probe() if key in _GPU_NAMES | {"auto"} else None
     if key in _GPU_NAMES:
         if not probe.ok:
-            raise DeviceError(f"no usable GPU: {probe.reason}; {probe.fix}, "
-                              f"or use --device cpu")
+            raise DeviceError(f"no usable GPU: {probe.reason}; {probe.fix}, or use --device cpu")
         return CupyBackend(probe)
     if key == "auto":
         if probe.ok:
@@ -330,8 +402,10 @@ def device_error_for(exc: BaseException) -> DeviceError | None:
     if not cls.__module__.startswith("cupy"):
         return None
     if "OutOfMemory" in cls.__name__:
-        return DeviceError(f"the GPU ran out of memory ({_one_line(exc)}); try a smaller "
-                           "--batch-size, a smaller network, or --device cpu")
+        return DeviceError(
+            f"the GPU ran out of memory ({_one_line(exc)}); try a smaller "
+            "--batch-size, a smaller network, or --device cpu"
+        )
     return DeviceError(f"GPU error: {_one_line(exc)}; try --device cpu")
 
 
@@ -342,6 +416,13 @@ def available_backends() -> list[dict]:
     if probe.ok:
         rows.append(dict(CupyBackend(probe).describe(), available=True, reason=""))
     else:
-        rows.append({"backend": "cupy", "kind": "gpu", "device": "", "available": False,
-                     "reason": f"{probe.reason}; {probe.fix}"})
+        rows.append(
+            {
+                "backend": "cupy",
+                "kind": "gpu",
+                "device": "",
+                "available": False,
+                "reason": f"{probe.reason}; {probe.fix}",
+            }
+        )
     return rows

@@ -1,11 +1,11 @@
-"""Model and checkpoint files: device-neutral, pickle-free, checksummed, atomic.
+"""Model files: device-neutral, pickle-free, checksummed, atomic.
 
 A file is a NumPy ``.npz`` holding only plain numeric arrays:
 
 ``meta``           uint8 array of UTF-8 JSON (format, version, network config,
                    normalization, training config, array list, SHA-256 checksum)
 ``param/W1`` ...   the network's weights and biases
-``optim/...``      optimizer state (checkpoints only)
+``optim/...``      optimizer state (resumable checkpoints only: :mod:`mlp_xp.train.checkpoint`)
 
 It is always read with ``allow_pickle=False``; any object array, pickle payload,
 unknown format version, checksum mismatch or truncation is refused with a
@@ -26,8 +26,15 @@ from .errors import DeviceError, MlpXpError, ModelFileError
 from .fileio import atomic_write
 from .model import MLP
 
-__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint",
-           "read_file", "FORMAT_VERSION"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "read_file",
+    "write_file",
+    "build_model",
+    "param_arrays",
+    "FORMAT_VERSION",
+]
 
 FORMAT = "mlp_xp"
 FORMAT_VERSION = 1
@@ -46,10 +53,14 @@ def _checksum(arrays: dict) -> str:
 def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
     """Write ``arrays`` (host NumPy) with ``meta`` as an atomic, checksummed ``.npz``."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    full_meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, **meta,
-                 "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)}
-                            for k, v in arrays.items()},
-                 "checksum": {"algorithm": "sha256", "value": _checksum(arrays)}}
+    full_meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        **meta,
+        "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
+        "checksum": {"algorithm": "sha256", "value": _checksum(arrays)},
+    }
     blob = np.frombuffer(json.dumps(full_meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
 
     def write(fh):
@@ -75,8 +86,9 @@ def read_file(path) -> tuple[dict, dict]:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise ModelFileError(f"{path}: refused: the file holds pickled/object data, "
-                                 "which mlp_xp never loads") from None
+            raise ModelFileError(
+                f"{path}: refused: the file holds pickled/object data, which mlp_xp never loads"
+            ) from None
         raise ModelFileError(f"{path}: not a valid model file ({_short(exc)})") from None
     except PermissionError:
         raise ModelFileError(f"{path}: permission denied") from None
@@ -91,8 +103,11 @@ def read_file(path) -> tuple[dict, dict]:
         raise ModelFileError(f"{path}: the arrays in the file do not match its metadata")
     for name, arr in loaded.items():
         spec = listed[name]
-        if not isinstance(spec, dict) or spec.get("dtype") != arr.dtype.str \
-                or spec.get("shape") != list(arr.shape):
+        if (
+            not isinstance(spec, dict)
+            or spec.get("dtype") != arr.dtype.str
+            or spec.get("shape") != list(arr.shape)
+        ):
             raise ModelFileError(f"{path}: array {name!r} does not match its metadata")
     checksum = meta.get("checksum")
     if not isinstance(checksum, dict) or checksum.get("value") != _checksum(loaded):
@@ -113,8 +128,10 @@ def _decode_meta(path: Path, blob) -> dict:
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelFileError(f"{path}: missing format version")
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: written in model format version {version}; this mlp_xp "
-                             f"reads up to version {FORMAT_VERSION} (upgrade mlp-xp)")
+        raise ModelFileError(
+            f"{path}: written in model format version {version}; this mlp_xp "
+            f"reads up to version {FORMAT_VERSION} (upgrade mlp-xp)"
+        )
     if version < 1:
         raise ModelFileError(f"{path}: unknown model format version {version}")
     return meta
@@ -129,7 +146,9 @@ def _short(exc: BaseException) -> str:
 # models
 # --------------------------------------------------------------------------
 
-def _param_arrays(model: MLP) -> dict:
+
+def param_arrays(model: MLP) -> dict:
+    """The model's parameters as the file's ``param/...`` host arrays."""
     return {f"param/{k}": v for k, v in model.params_numpy().items()}
 
 
@@ -139,10 +158,11 @@ def save_model(path, model: MLP, **meta) -> Path:
     Typical ``meta`` keys: ``normalization``, ``training``, ``data``.
     """
     merged = {**model.meta, **meta, "model": model.config()}
-    return write_file(path, "model", merged, _param_arrays(model))
+    return write_file(path, "model", merged, param_arrays(model))
 
 
-def _build(path, meta: dict, arrays: dict, backend) -> MLP:
+def build_model(path, meta: dict, arrays: dict, backend) -> MLP:
+    """The network described by a file's ``meta`` and ``param/...`` arrays, on ``backend``."""
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     config = meta.get("model")
     if not isinstance(config, dict):
@@ -155,8 +175,11 @@ def _build(path, meta: dict, arrays: dict, backend) -> MLP:
         raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent network description ({_short(exc)})") from None
-    model.meta = {k: v for k, v in meta.items()
-                  if k not in ("arrays", "checksum", "model", "optimizer", "state")}
+    model.meta = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("arrays", "checksum", "model", "optimizer", "state")
+    }
     return model
 
 
@@ -175,33 +198,4 @@ def load_model(path, backend=None) -> MLP:
         With ``model.meta`` holding the stored normalization/training metadata.
     """
     meta, arrays = read_file(path)
-    return _build(path, meta, arrays, backend)
-
-
-# --------------------------------------------------------------------------
-# resumable checkpoints
-# --------------------------------------------------------------------------
-
-def save_checkpoint(path, model: MLP, optimizer, state: dict, **meta) -> Path:
-    """Save everything needed to resume training: parameters, optimizer, loop state.
-
-    ``state`` is JSON-able (epoch, step, host RNG state, history, config).
-    """
-    scalars, opt_arrays = optimizer.state_dict()
-    arrays = _param_arrays(model)
-    arrays.update({f"optim/{k}": model.backend.to_numpy(v) for k, v in opt_arrays.items()})
-    merged = {**model.meta, **meta, "model": model.config(),
-              "optimizer": scalars, "state": state}
-    return write_file(path, "checkpoint", merged, arrays)
-
-
-def load_checkpoint(path, backend=None):
-    """Load a checkpoint: ``(model, optimizer_scalars, optimizer_arrays, state)``."""
-    meta, arrays = read_file(path)
-    if meta.get("kind") != "checkpoint" or not isinstance(meta.get("state"), dict):
-        raise ModelFileError(f"{path}: not a resumable checkpoint (it is a plain model file)")
-    model = _build(path, meta, arrays, backend)
-    opt_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return model, meta.get("optimizer") or {}, opt_arrays, meta["state"]
-
-
+    return build_model(path, meta, arrays, backend)

@@ -48,7 +48,8 @@ class DivergenceError(MlpXpError, FloatingPointError):
     Attributes
     ----------
     epoch, step : int
-        Where the first non-finite loss was seen (1-based epoch, 0-based step).
+        Where the first non-finite loss was seen (both 1-based: the first step
+        of the first epoch is epoch 1, step 1).
     """
 
     def __init__(self, message: str, epoch: int, step: int):

@@ -11,18 +11,30 @@ returns both its value ``E`` and the output delta ``dE/dz``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .constraints import validate
 
 __all__ = [
-    "Activation", "ACTIVATIONS", "activation",
-    "sigmoid", "softplus", "log_softmax", "softmax", "one_hot",
-    "Loss", "LOSSES", "loss_for_task",
+    "Activation",
+    "ACTIVATIONS",
+    "activation",
+    "sigmoid",
+    "softplus",
+    "log_softmax",
+    "softmax",
+    "one_hot",
+    "Loss",
+    "LOSSES",
+    "loss_for_task",
 ]
 
 
 # --------------------------------------------------------------------------
 # activations: f(a) and f'(a); the derivative may reuse the cached output f(a)
 # --------------------------------------------------------------------------
+
 
 class Activation(NamedTuple):
     """A hidden-layer nonlinearity: ``fn(xp, a)`` and ``grad(xp, a, out)``.
@@ -88,7 +100,7 @@ def _relu_grad(xp, a, out):
 
 
 def _relu_delta(xp, a, out, dout):
-    return xp.where(a > 0, dout, 0.0)     # one select instead of a cast and a multiply
+    return xp.where(a > 0, dout, 0.0)  # one select instead of a cast and a multiply
 
 
 def _softplus_grad(xp, a, out):
@@ -109,18 +121,13 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def activation(name: str) -> Activation:
     """Look up an activation by name (see :data:`ACTIVATIONS`)."""
-    from .errors import ConfigError
-
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ConfigError(f"unknown activation {name!r}: choose one of "
-                          f"{', '.join(ACTIVATIONS)}") from None
+    return ACTIVATIONS[validate("activation", name)]
 
 
 # --------------------------------------------------------------------------
 # output functions
 # --------------------------------------------------------------------------
+
 
 def log_softmax(xp, z):
     """Row-wise ln softmax(z), with the row max subtracted (finite for |z| ~ 1e4)."""
@@ -143,6 +150,7 @@ def one_hot(xp, labels, n_classes: int, dtype):
 # and the output delta dE/dz together (Nielsen's cost objects)
 # --------------------------------------------------------------------------
 
+
 class Loss:
     """An output layer plus its loss.
 
@@ -153,7 +161,6 @@ class Loss:
     """
 
     name = "loss"
-    output_name = "identity"
 
     def output(self, xp, z):
         """The network's prediction y from the output pre-activation z."""
@@ -176,7 +183,6 @@ class SoftmaxCrossEntropy(Loss):
     """Softmax output, E = -(1/N) sum_n sum_k t_nk ln y_nk (multi-class)."""
 
     name = "cross_entropy"
-    output_name = "softmax"
 
     def output(self, xp, z):
         return softmax(xp, z)
@@ -200,7 +206,6 @@ class SigmoidBinaryCrossEntropy(Loss):
     """
 
     name = "binary_cross_entropy"
-    output_name = "sigmoid"
 
     def output(self, xp, z):
         return sigmoid(xp, z)
@@ -216,7 +221,6 @@ class SquaredError(Loss):
     """Linear output, E = (1/2N) sum_n ||y_n - t_n||^2 (regression)."""
 
     name = "squared_error"
-    output_name = "linear"
 
     def output(self, xp, z):
         return z
@@ -239,9 +243,4 @@ LOSSES: dict[str, Loss] = {
 
 def loss_for_task(task: str) -> Loss:
     """The output+loss pair of a task: ``classify``, ``binary`` or ``regress``."""
-    from .errors import ConfigError
-
-    try:
-        return LOSSES[task]
-    except KeyError:
-        raise ConfigError(f"unknown task {task!r}: choose one of {', '.join(LOSSES)}") from None
+    return LOSSES[validate("task", task)]

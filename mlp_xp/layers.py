@@ -13,20 +13,17 @@ gradient of the loss with respect to the layer's output (already carrying the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from . import functional as F
+from .constraints import validate
 from .errors import ConfigError
-from .init import xavier_uniform, zeros
 
 __all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden"]
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A hidden layer as written in ``--hidden``: ``300`` or ``maxout:300:2``."""
+    """A layer as written in ``--hidden``: ``300`` or ``maxout:300:2``."""
 
     units: int
     pieces: int = 0  # 0 = dense layer, k >= 2 = maxout with k linear pieces
@@ -35,18 +32,21 @@ class LayerSpec:
     def is_maxout(self) -> bool:
         return self.pieces > 0
 
+    @property
+    def width(self) -> int:
+        """Columns of the layer's weight matrix: ``units``, times ``pieces`` for maxout."""
+        return self.units * self.pieces if self.is_maxout else self.units
+
     def __str__(self) -> str:
         return f"maxout:{self.units}:{self.pieces}" if self.is_maxout else str(self.units)
 
 
-def _positive_int(text: str, what: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a positive integer, got {text!r}") from None
-    if value < 1 or str(value) != str(text).strip().lstrip("+"):
-        raise ConfigError(f"{what} must be a positive integer, got {text!r}")
-    return value
+def _count(name: str, text) -> int:
+    """An integer from a ``--hidden`` item (``"300"``, ``300``), checked by the table."""
+    if isinstance(text, str):
+        stripped = text.strip().lstrip("+")
+        text = int(stripped) if stripped.isdigit() else text
+    return validate(name, text)
 
 
 def parse_hidden(spec) -> list[LayerSpec]:
@@ -62,19 +62,13 @@ def parse_hidden(spec) -> list[LayerSpec]:
     for item in items:
         if isinstance(item, LayerSpec):
             layers.append(item)
-        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            layers.append(LayerSpec(_positive_int(str(int(item)), "a hidden layer size")))
         elif isinstance(item, str) and item.lower().startswith("maxout"):
             parts = item.split(":")
             if len(parts) != 3:
                 raise ConfigError(f"maxout layer must be written maxout:UNITS:PIECES, got {item!r}")
-            units = _positive_int(parts[1], "maxout units")
-            pieces = _positive_int(parts[2], "maxout pieces")
-            if pieces < 2:
-                raise ConfigError(f"a maxout layer needs at least 2 pieces, got {item!r}")
-            layers.append(LayerSpec(units, pieces))
+            layers.append(LayerSpec(_count("units", parts[1]), _count("pieces", parts[2])))
         else:
-            layers.append(LayerSpec(_positive_int(str(item), "a hidden layer size")))
+            layers.append(LayerSpec(_count("units", item)))
     return layers
 
 
@@ -97,19 +91,9 @@ class Dense:
         self.act = F.activation(act)
         self._cache: tuple | None = None
 
-    @classmethod
-    def create(cls, backend, rng, n_in: int, n_out: int, act: str, dtype) -> "Dense":
-        W = backend.asarray(xavier_uniform(rng, n_in, n_out, dtype))
-        b = backend.asarray(zeros(n_out, dtype))
-        return cls(backend.xp, W, b, act)
-
     @property
     def n_out(self) -> int:
         return self.params["b"].shape[0]
-
-    @property
-    def activation_name(self) -> str:
-        return self.act.name
 
     def forward(self, x, train: bool = False):
         a, out = self._fwd(x)
@@ -150,19 +134,12 @@ class Maxout:
     """
 
     kind = "maxout"
-    activation_name = "maxout"
 
     def __init__(self, xp, W, b, pieces: int):
         self.xp = xp
         self.params = {"W": W, "b": b}
         self.pieces = int(pieces)
         self._cache: tuple | None = None
-
-    @classmethod
-    def create(cls, backend, rng, n_in: int, units: int, pieces: int, dtype) -> "Maxout":
-        W = backend.asarray(xavier_uniform(rng, n_in, units, dtype, shape=(n_in, units * pieces)))
-        b = backend.asarray(zeros(units * pieces, dtype))
-        return cls(backend.xp, W, b, pieces)
 
     @property
     def n_out(self) -> int:

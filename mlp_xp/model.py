@@ -12,18 +12,22 @@ W(l+1)^T * f'(a(l))``, ``dE/dW(l) = x(l-1)^T delta(l) + lambda W(l)``,
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
 from .backend import Backend, get_backend
+from .constraints import validate
 from .errors import ConfigError, DataError
+from .init import xavier_uniform
 from .layers import Dense, LayerSpec, Maxout, parse_hidden
 
 __all__ = ["MLP"]
 
-_DTYPES = ("float32", "float64")
+#: ``weights(i, n_in, spec) -> (W, b)``: the host arrays of layer ``i`` (1-based).
+WeightSource = Callable[[int, int, LayerSpec], tuple]
 
 
 class MLP:
@@ -58,87 +62,109 @@ class MLP:
     [784, 300, 100, 10]
     """
 
-    def __init__(self, n_inputs: int = 784, hidden: Any = (300, 100), n_outputs: int = 10, *,
-                 activation: str | Sequence[str] = "relu", task: str = "classify",
-                 l2: float = 0.0, backend: str | Backend | None = None,
-                 dtype: str = "float32", seed: int | np.random.Generator = 0,
-                 _layers: list | None = None):
+    def __init__(
+        self,
+        n_inputs: int = 784,
+        hidden: Any = (300, 100),
+        n_outputs: int = 10,
+        *,
+        activation: str | Sequence[str] = "relu",
+        task: str = "classify",
+        l2: float = 0.0,
+        backend: str | Backend | None = None,
+        dtype: str = "float32",
+        seed: int | np.random.Generator = 0,
+    ):
+        self._configure(n_inputs, hidden, n_outputs, activation, task, l2, backend, dtype)
+        rng = (
+            seed
+            if isinstance(seed, np.random.Generator)
+            else np.random.default_rng(validate("seed", seed))
+        )
+
+        def xavier(i: int, n_in: int, spec: LayerSpec) -> tuple:
+            W = xavier_uniform(rng, n_in, spec.units, self.dtype, shape=(n_in, spec.width))
+            return W, np.zeros(spec.width, self.dtype)
+
+        self.layers = self._make_layers(xavier)
+
+    def _configure(self, n_inputs, hidden, n_outputs, activation, task, l2, backend, dtype) -> None:
+        """Check and store the network's description (shared by both constructors)."""
         self.backend = get_backend(backend)
         self.xp = self.backend.xp
-        if str(dtype) not in _DTYPES:
-            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.dtype = str(dtype)
-        self.n_inputs = _check_positive(n_inputs, "n_inputs")
-        self.n_outputs = _check_positive(n_outputs, "n_outputs")
+        self.dtype = validate("dtype", str(dtype))
+        self.n_inputs = validate("n_inputs", n_inputs)
+        self.n_outputs = validate("n_outputs", n_outputs)
         self.hidden = parse_hidden(hidden)
         self.activations = _per_layer(activation, self.hidden)
         self.loss = F.loss_for_task(task)
         self.task = task
         if task == "binary" and self.n_outputs != 1:
             raise ConfigError("task 'binary' has exactly one output unit (n_outputs=1)")
-        self.l2 = _check_nonnegative(l2, "l2")
-        if _layers is None:
-            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-            _layers = self._build_layers(rng)
-        self.layers = _layers
+        self.l2 = validate("l2", l2)
         self.meta: dict = {}  # normalization/training info carried by model files
 
-    # -- construction ----------------------------------------------------------
-    def _build_layers(self, rng: np.random.Generator) -> list:
+    def _make_layers(self, weights: WeightSource) -> list:
+        """The hidden layers and the linear output layer, their arrays from ``weights``."""
         layers, n_in = [], self.n_inputs
-        for spec, act in zip(self.hidden, self.activations):
-            if spec.is_maxout:
-                layers.append(Maxout.create(self.backend, rng, n_in, spec.units, spec.pieces,
-                                            self.dtype))
-            else:
-                layers.append(Dense.create(self.backend, rng, n_in, spec.units, act, self.dtype))
+        specs = zip(
+            [*self.hidden, LayerSpec(self.n_outputs)], [*self.activations, "linear"], strict=True
+        )
+        for i, (spec, act) in enumerate(specs, start=1):
+            W, b = self.backend.put(weights(i, n_in, spec), self.dtype)
+            layers.append(
+                Maxout(self.xp, W, b, spec.pieces) if spec.is_maxout else Dense(self.xp, W, b, act)
+            )
             n_in = spec.units
-        layers.append(Dense.create(self.backend, rng, n_in, self.n_outputs, "linear", self.dtype))
         return layers
 
     def config(self) -> dict:
         """Everything needed to rebuild this network (stored in model files)."""
-        return {"n_inputs": self.n_inputs, "hidden": [str(h) for h in self.hidden],
-                "n_outputs": self.n_outputs, "activations": list(self.activations),
-                "task": self.task, "l2": self.l2, "dtype": self.dtype}
+        return {
+            "n_inputs": self.n_inputs,
+            "hidden": [str(h) for h in self.hidden],
+            "n_outputs": self.n_outputs,
+            "activations": list(self.activations),
+            "task": self.task,
+            "l2": self.l2,
+            "dtype": self.dtype,
+        }
 
     @classmethod
-    def from_params(cls, config: dict, params: dict, backend=None) -> "MLP":
-        """Rebuild a network from :meth:`config` and host (NumPy) parameter arrays."""
-        model = cls(config["n_inputs"], config["hidden"], config["n_outputs"],
-                    activation=config["activations"], task=config["task"],
-                    l2=config.get("l2", 0.0), backend=backend, dtype=config["dtype"],
-                    seed=0, _layers=[])
+    def from_params(cls, config: dict, params: dict, backend=None) -> MLP:
+        """Rebuild a network from :meth:`config` and host parameter arrays ``W1, b1, ...``."""
+        model = cls.__new__(cls)
+        model._configure(
+            config["n_inputs"],
+            config["hidden"],
+            config["n_outputs"],
+            config["activations"],
+            config["task"],
+            config.get("l2", 0.0),
+            backend,
+            config["dtype"],
+        )
         expected = {f"{n}{i}" for i in range(1, len(model.hidden) + 2) for n in "Wb"}
         if set(params) != expected:
-            raise ConfigError(f"parameter names {sorted(params)} do not match the network's "
-                              f"{sorted(expected)}")
-        xp, layers = model.xp, []
-        for i, (spec, act) in enumerate(zip([*model.hidden, None],
-                                            [*model.activations, "linear"]), start=1):
-            W, b = (model.backend.asarray(np.asarray(params[f"{n}{i}"]), model.dtype)
-                    for n in "Wb")
-            layers.append(Maxout(xp, W, b, spec.pieces) if spec is not None and spec.is_maxout
-                          else Dense(xp, W, b, act))
-        model.layers = layers
-        model._check_shapes()
-        return model
+            raise ConfigError(
+                f"parameter names {sorted(params)} do not match the network's {sorted(expected)}"
+            )
 
-    def _check_shapes(self) -> None:
-        """Every W(l) is (n_in, n_out) and b(l) matches, for the configured sizes."""
-        n_in = self.n_inputs
-        for i, (layer, units) in enumerate(zip(self.layers, [*self.layer_sizes[1:]]), start=1):
-            width = units * getattr(layer, "pieces", 1)
-            want = {"W": (n_in, width), "b": (width,)}
-            for name, shape in want.items():
-                got = tuple(layer.params[name].shape)
+        def stored(i: int, n_in: int, spec: LayerSpec) -> tuple:
+            for name, shape in (("W", (n_in, spec.width)), ("b", (spec.width,))):
+                got = tuple(np.shape(params[f"{name}{i}"]))
                 if got != shape:
                     raise ConfigError(f"{name}{i} has shape {got}, the network needs {shape}")
-            n_in = units
+            return np.asarray(params[f"W{i}"]), np.asarray(params[f"b{i}"])
 
-    def to(self, backend) -> "MLP":
+        model.layers = model._make_layers(stored)
+        return model
+
+    def to(self, backend) -> MLP:
         """A copy of this network on another backend (``"cpu"``, ``"gpu"``, ...)."""
-        return MLP.from_params(self.config(), self.params_numpy(), backend)
+        model = MLP.from_params(self.config(), self.params_numpy(), backend)
+        model.meta = dict(self.meta)
+        return model
 
     # -- parameters ------------------------------------------------------------
     @property
@@ -151,25 +177,27 @@ class MLP:
         return out
 
     def set_params(self, params: dict) -> None:
-        """Replace every parameter from host or device arrays of matching shapes."""
+        """Write every parameter, in place, from host or device arrays of matching shapes.
+
+        The arrays keep their identity, so an optimizer bound to
+        :attr:`params` (and any other view of them) sees the new values.
+        """
         current = self.params
         if set(params) != set(current):
-            raise ConfigError(f"parameter names {sorted(params)} do not match the network's "
-                              f"{sorted(current)}")
-        for i, layer in enumerate(self.layers, start=1):
-            for name in ("W", "b"):
-                key = f"{name}{i}"
-                value = params[key]
-                if tuple(value.shape) != tuple(current[key].shape):
-                    raise ConfigError(f"{key} has shape {tuple(value.shape)}, the network "
-                                      f"needs {tuple(current[key].shape)}")
-                if not self.backend.owns(value):
-                    value = self.backend.asarray(np.asarray(value), self.dtype)
-                layer.params[name] = value
+            raise ConfigError(
+                f"parameter names {sorted(params)} do not match the network's {sorted(current)}"
+            )
+        for key, target in current.items():
+            value = params[key]
+            if tuple(value.shape) != tuple(target.shape):
+                raise ConfigError(
+                    f"{key} has shape {tuple(value.shape)}, the network needs {tuple(target.shape)}"
+                )
+            target[...] = self.backend.put(value, self.dtype)
 
     def params_numpy(self) -> dict:
         """Host copies of all parameters (never views of the live arrays)."""
-        return {k: np.array(self.backend.to_numpy(v), copy=True) for k, v in self.params.items()}
+        return {k: np.array(v, copy=True) for k, v in self.backend.get(self.params).items()}
 
     def copy_params(self) -> dict:
         """Device copies of all parameters (a snapshot to restore later)."""
@@ -223,8 +251,9 @@ class MLP:
         expected activations are unchanged and evaluation needs no rescaling.
         """
         keep = 1.0 - rate
-        return [self.backend.asarray((rng.random((n, h.units)) < keep) / keep, self.dtype)
-                for h in self.hidden]
+        return self.backend.put(
+            [(rng.random((n, h.units)) < keep) / keep for h in self.hidden], self.dtype
+        )
 
     def penalty(self):
         """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
@@ -232,12 +261,15 @@ class MLP:
         total = 0.0
         for layer in self.layers:
             w = xp.reshape(layer.params["W"], (-1,))
-            total = total + w @ w     # an inner product (BLAS dot): no temporary W * W
+            total = total + w @ w  # an inner product (BLAS dot): no temporary W * W
         return (0.5 * self.l2) * total
 
-    def loss_and_grads(self, X, T, masks=None):
-        """Loss E (a device scalar, L2 included) and dE/dparam for batch X, targets T.
+    def loss_and_grads(self, X, T, masks=None, *, with_penalty: bool = True):
+        """Loss E (a device scalar) and dE/dparam for batch X, targets T.
 
+        The gradients always include the L2 term ``lambda W``. The loss includes
+        the penalty ``(lambda/2) ||W||^2`` unless ``with_penalty=False``: the
+        training loop adds it once per logged epoch instead of at every step.
         ``masks`` are optional dropout masks, as in :meth:`logits`.
         """
         z = self.logits(X, train=True, masks=masks)
@@ -252,7 +284,7 @@ class MLP:
                 g["W"] += self.l2 * layer.params["W"]
             grads[f"W{i}"] = g["W"]
             grads[f"b{i}"] = g["b"]
-        if self.l2:
+        if self.l2 and with_penalty:
             E = E + self.penalty()
         return E, grads
 
@@ -280,8 +312,10 @@ class MLP:
                 hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
             elif self.task == "binary":
                 hits = hits + xp.sum(xp.astype((z[:, 0] > 0) == (lb > 0), xp.float64))
-        out = {"loss": float(data_loss) / n + (float(self.penalty()) if self.l2 else 0.0),
-               "samples": int(n)}
+        out = {
+            "loss": float(data_loss) / n + (float(self.penalty()) if self.l2 else 0.0),
+            "samples": int(n),
+        }
         if self.task == "regress":
             out["mse"] = 2.0 * float(data_loss) / n / self.n_outputs
         else:
@@ -292,30 +326,18 @@ class MLP:
         """Raise a clear error if X is on another backend or has the wrong width."""
         self.backend.check(X, "input")
         if len(X.shape) != 2 or X.shape[1] != self.n_inputs:
-            raise DataError(f"input has shape {tuple(X.shape)} but the model expects "
-                            f"(N, {self.n_inputs}) features")
+            raise DataError(
+                f"input has shape {tuple(X.shape)} but the model expects "
+                f"(N, {self.n_inputs}) features"
+            )
         return X
 
     def __repr__(self) -> str:
         sizes = "-".join(str(h) for h in [self.n_inputs, *self.hidden, self.n_outputs])
-        return (f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
-                f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})")
-
-
-def _check_positive(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_nonnegative(value, what: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
-    if not (value >= 0.0) or value == float("inf"):
-        raise ConfigError(f"{what} must be a finite number >= 0, got {value!r}")
-    return value
+        return (
+            f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
+            f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})"
+        )
 
 
 def _per_layer(activation, hidden: list[LayerSpec]) -> list[str]:
@@ -328,7 +350,7 @@ def _per_layer(activation, hidden: list[LayerSpec]) -> list[str]:
     if len(names) != len(hidden):
         raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
     out = []
-    for name, spec in zip(names, hidden):
+    for name, spec in zip(names, hidden, strict=True):
         if spec.is_maxout:
             out.append("maxout")
         else:

@@ -1,9 +1,12 @@
-"""Gradient-descent optimizers.
+"""Gradient-descent optimizers, bound to their parameters when they are made.
 
-As in scikit-learn's ``_stochastic_optimizers``, :meth:`Optimizer.update_params`
-applies the steps in place and each optimizer only says what the step is in
-``_get_updates``. Optimizer state lives on the device as arrays keyed like the
-parameters, and round-trips through :meth:`state_dict` for checkpoints.
+As in scikit-learn's ``_stochastic_optimizers``, an optimizer is constructed on
+the parameters it will update and allocates its state there and then (zeros on
+the parameters' device, keyed like the parameters); :meth:`Optimizer.update_params`
+applies one step in place and each optimizer only says what the step is in
+``_get_updates``. Nothing is allocated lazily, so the arrays a step touches are
+the same from the first step to the last. State round-trips through
+:meth:`Optimizer.state_dict` for checkpoints.
 
 Whether a step follows the loss of one sample, a mini-batch or the whole
 training set is only the batch size the caller uses.
@@ -12,106 +15,105 @@ training set is only the batch size the caller uses.
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from .errors import ConfigError
+from .constraints import validate
+from .errors import ConfigError, ModelFileError
 
-__all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "OPTIMIZERS"]
-
-
-def _positive(value, what: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
-    if not (value > 0.0) or math.isinf(value):
-        raise ConfigError(f"{what} must be a finite number > 0, got {value!r}")
-    return value
-
-
-def _fraction(value, what: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise ConfigError(f"{what} must be in [0, 1), got {value!r}")
-    return value
-
-
-def _zeros_like(a):
-    """Zeros of a's shape, dtype and device, without knowing a's namespace."""
-    return 0.0 * a
+__all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
 
 
 class Optimizer:
-    """Base class: ``update_params(params, grads)`` adds each update in place.
+    """Base class: ``update_params(grads)`` adds each update to its parameter, in place.
 
-    Attributes
+    Parameters
     ----------
+    params : dict
+        The parameter arrays to update, e.g. ``model.params``; they are changed
+        in place, so the model sees every step.
+    backend : Backend
+        Where the parameters live (``model.backend``); the state is made there.
     lr : float
         Learning rate eta; a schedule may change it between steps.
     """
 
     name = "optimizer"
 
-    def __init__(self, lr: float):
-        self.lr = _positive(lr, "learning rate")
+    def __init__(self, params: dict, backend: Any, lr: float):
+        self.params = params
+        self.backend = backend
+        self.lr = validate("lr", lr)
         self.t = 0  # steps taken
 
-    def update_params(self, params: dict, grads: dict) -> None:
+    def _zeros(self) -> dict:
+        """Zero state arrays shaped, typed and placed like the parameters."""
+        return {k: self.backend.xp.zeros_like(p) for k, p in self.params.items()}
+
+    def update_params(self, grads: dict) -> None:
         """Apply one step: ``params[k] += update[k]`` for every key, in place."""
         self.t += 1
-        for key, update in self._get_updates(params, grads).items():
-            params[key] += update
+        for key, update in self._get_updates(grads).items():
+            self.params[key] += update
 
-    def _get_updates(self, params: dict, grads: dict) -> dict:
+    def _get_updates(self, grads: dict) -> dict:
         raise NotImplementedError
+
+    def _state(self) -> dict:
+        """The state arrays, keyed ``"<slot>/<param>"`` (e.g. ``velocity/W1``)."""
+        return {}
+
+    def hyperparameters(self) -> dict:
+        """The optimizer's name and settings besides ``lr`` (as recorded in model files)."""
+        return {"name": self.name}
 
     def state_dict(self) -> tuple[dict, dict]:
         """``(scalars, arrays)``: JSON-able settings and the device state arrays."""
-        return {"name": self.name, "lr": self.lr, "t": self.t}, {}
+        return {**self.hyperparameters(), "lr": self.lr, "t": self.t}, self._state()
 
-    def load_state_dict(self, scalars: dict, arrays: dict, backend) -> None:
-        """Restore :meth:`state_dict` output; host arrays are moved to ``backend``."""
+    def load_state_dict(self, scalars: dict, arrays: dict) -> None:
+        """Restore :meth:`state_dict` output; host arrays are copied into the bound state."""
+        if scalars.get("name") != self.name:
+            raise ModelFileError(
+                f"the checkpoint holds {scalars.get('name')!r} optimizer "
+                f"state, this run uses {self.name!r}"
+            )
+        state = self._state()
+        if set(arrays) != set(state):
+            raise ModelFileError(f"optimizer state {sorted(arrays)} does not match {sorted(state)}")
         self.lr = float(scalars["lr"])
         self.t = int(scalars["t"])
+        for key, value in self.backend.put(arrays).items():
+            state[key][...] = value
 
 
 class SGD(Optimizer):
     """Gradient descent ``W <- W - eta dE/dW``, with optional (heavy-ball) momentum.
 
-    With momentum mu: ``v <- mu v - eta g``, ``W <- W + v``.
+    With momentum mu: ``v <- mu v - eta g``, ``W <- W + v``; with ``momentum=0``
+    it is the plain rule of the course notes and keeps no state.
     """
 
     name = "sgd"
 
-    def __init__(self, lr: float = 0.05, momentum: float = 0.0):
-        super().__init__(lr)
-        self.momentum = _fraction(momentum, "momentum")
-        self.velocity: dict = {}
+    def __init__(self, params: dict, backend: Any, lr: float = 0.05, momentum: float = 0.0):
+        super().__init__(params, backend, lr)
+        self.momentum = validate("momentum", momentum) or 0.0
+        self.velocity = self._zeros() if self.momentum else {}
 
-    def _get_updates(self, params, grads):
+    def _get_updates(self, grads):
         if not self.momentum:
             return {k: -self.lr * g for k, g in grads.items()}
-        if not self.velocity:
-            self.velocity = {k: -self.lr * g for k, g in grads.items()}
-        else:
-            for k, g in grads.items():
-                v = self.velocity[k]
-                v *= self.momentum
-                v -= self.lr * g
+        for k, g in grads.items():
+            v = self.velocity[k]
+            v *= self.momentum
+            v -= self.lr * g
         return self.velocity
 
-    def state_dict(self):
-        scalars, _ = super().state_dict()
-        scalars["momentum"] = self.momentum
-        return scalars, {f"velocity/{k}": v for k, v in self.velocity.items()}
+    def hyperparameters(self):
+        return {"name": self.name, "momentum": self.momentum}
 
-    def load_state_dict(self, scalars, arrays, backend):
-        super().load_state_dict(scalars, arrays, backend)
-        self.momentum = float(scalars["momentum"])
-        self.velocity = {k.split("/", 1)[1]: backend.asarray(v) for k, v in arrays.items()
-                         if k.startswith("velocity/")}
+    def _state(self):
+        return {f"velocity/{k}": v for k, v in self.velocity.items()}
 
 
 class Adam(Optimizer):
@@ -119,21 +121,25 @@ class Adam(Optimizer):
 
     name = "adam"
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
-        super().__init__(lr)
-        self.beta1 = _fraction(beta1, "beta1")
-        self.beta2 = _fraction(beta2, "beta2")
-        self.eps = _positive(eps, "eps")
-        self.m: dict = {}
-        self.v: dict = {}
+    def __init__(
+        self,
+        params: dict,
+        backend: Any,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+    ):
+        super().__init__(params, backend, lr)
+        self.beta1 = validate("beta1", beta1)
+        self.beta2 = validate("beta2", beta2)
+        self.eps = validate("eps", eps)
+        self.m = self._zeros()
+        self.v = self._zeros()
 
-    def _get_updates(self, params, grads):
-        if not self.m:
-            self.m = {k: _zeros_like(g) for k, g in grads.items()}
-            self.v = {k: _zeros_like(g) for k, g in grads.items()}
+    def _get_updates(self, grads):
         b1, b2 = self.beta1, self.beta2
-        step = self.lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
+        step = self.lr * math.sqrt(1.0 - b2**self.t) / (1.0 - b1**self.t)
         updates = {}
         for k, g in grads.items():
             m, v = self.m[k], self.v[k]
@@ -141,37 +147,32 @@ class Adam(Optimizer):
             m += (1.0 - b1) * g
             v *= b2
             v += (1.0 - b2) * (g * g)
-            updates[k] = -step * m / (v ** 0.5 + self.eps)
+            updates[k] = -step * m / (v**0.5 + self.eps)
         return updates
 
-    def state_dict(self):
-        scalars, _ = super().state_dict()
-        scalars.update(beta1=self.beta1, beta2=self.beta2, eps=self.eps)
-        arrays = {f"m/{k}": v for k, v in self.m.items()}
-        arrays.update({f"v/{k}": v for k, v in self.v.items()})
-        return scalars, arrays
+    def hyperparameters(self):
+        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def load_state_dict(self, scalars, arrays, backend):
-        super().load_state_dict(scalars, arrays, backend)
-        self.beta1, self.beta2, self.eps = (float(scalars[k]) for k in ("beta1", "beta2", "eps"))
-        self.m = {k[2:]: backend.asarray(a) for k, a in arrays.items() if k.startswith("m/")}
-        self.v = {k[2:]: backend.asarray(a) for k, a in arrays.items() if k.startswith("v/")}
+    def _state(self):
+        return {
+            **{f"m/{k}": a for k, a in self.m.items()},
+            **{f"v/{k}": a for k, a in self.v.items()},
+        }
 
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+def make_optimizer(
+    name: str, params: dict, backend: Any, lr: float, momentum: float | None = None
+) -> Optimizer:
+    """Build an optimizer by its command-line name, bound to ``params``.
 
-
-def make_optimizer(name: str, lr: float, momentum: float = 0.9) -> Optimizer:
-    """Build an optimizer by its CLI name.
-
-    ``sgd`` is plain gradient descent unless ``momentum`` > 0 is given
-    explicitly by the caller; ``momentum`` is SGD with ``momentum`` (default 0.9);
-    ``adam`` is Adam.
+    ``sgd`` is plain gradient descent ``W <- W - eta dE/dW`` unless a momentum
+    is given; ``momentum`` is SGD with momentum 0.9 unless another is given;
+    ``adam`` is Adam (a momentum is refused: Adam has its own moments).
     """
-    if name == "sgd":
-        return SGD(lr, momentum)
-    if name == "momentum":
-        return SGD(lr, momentum if momentum else 0.9)
+    name = validate("optimizer", name)
     if name == "adam":
-        return Adam(lr)
-    raise ConfigError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if momentum is not None:
+            raise ConfigError("momentum applies to the sgd and momentum optimizers, not adam")
+        return Adam(params, backend, lr)
+    default = 0.9 if name == "momentum" else 0.0
+    return SGD(params, backend, lr, default if momentum is None else momentum)

@@ -5,6 +5,10 @@ For each sample ``(x_n, y_n)`` with ``y_n`` in {-1, +1}, in order: if
 ``b <- b + eta y_n``. Epochs repeat until one has no mistakes (converged) or
 ``max_epochs`` is reached.
 
+The notes test ``< 0``; this code tests ``<= 0``, as implementations do: from
+the starting point ``w = 0, b = 0`` every margin is 0, so with ``< 0`` the first
+pass would make no update and "converge" on the zero vector.
+
 The pass over samples is sequential by definition of the algorithm, but it is
 branch-free on the device: the mistake indicator multiplies the update, so no
 value comes back to the host until the epoch's mistake count.
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import get_backend
-from .errors import ConfigError, DataError
+from .constraints import validate
+from .errors import DataError
 
 __all__ = ["perceptron", "PerceptronResult"]
 
@@ -38,14 +43,26 @@ class PerceptronResult:
 
     def message(self) -> str:
         if self.converged:
-            return (f"converged in {self.epochs} epochs "
-                    f"({sum(self.mistakes)} mistakes corrected in all)")
-        return (f"did not converge in {self.epochs} epochs: {self.mistakes[-1]} mistakes in "
-                "the last epoch (the data may not be linearly separable)")
+            return (
+                f"converged in {self.epochs} epochs "
+                f"({sum(self.mistakes)} mistakes corrected in all)"
+            )
+        return (
+            f"did not converge in {self.epochs} epochs: {self.mistakes[-1]} mistakes in "
+            "the last epoch (the data may not be linearly separable)"
+        )
 
 
-def perceptron(X, y, *, lr: float = 1.0, max_epochs: int = 100, seed: int | None = 0,
-               backend=None, dtype: str = "float64") -> PerceptronResult:
+def perceptron(
+    X,
+    y,
+    *,
+    lr: float = 1.0,
+    max_epochs: int = 100,
+    seed: int | None = 0,
+    backend=None,
+    dtype: str = "float64",
+) -> PerceptronResult:
     """Run the primal perceptron on host data.
 
     Parameters
@@ -63,25 +80,26 @@ def perceptron(X, y, *, lr: float = 1.0, max_epochs: int = 100, seed: int | None
     """
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 2 or X.shape[0] == 0 or y.shape != (X.shape[0],):
-        raise DataError(f"perceptron needs X of shape (N, d) and y of shape (N,), got "
-                        f"{X.shape} and {y.shape}")
+        raise DataError(
+            f"perceptron needs X of shape (N, d) and y of shape (N,), got {X.shape} and {y.shape}"
+        )
     labels = set(np.unique(y).tolist())
     if not labels <= {-1, 1} and not labels <= {0, 1}:
         raise DataError(f"perceptron labels must be -1/+1 or 0/1, got {sorted(labels)}")
-    if not (lr > 0):
-        raise ConfigError(f"learning rate must be > 0, got {lr}")
-    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
-        raise ConfigError(f"max epochs must be a positive integer, got {max_epochs}")
+    lr, max_epochs = validate("lr", lr), validate("max_epochs", max_epochs)
     y = np.where(y > 0, 1.0, -1.0)
     be = get_backend(backend)
     xp = be.xp
-    Xd, yd = be.asarray(X, dtype), be.asarray(y, dtype)
+    Xd, yd = be.put((X, y), dtype)
     w = xp.zeros((X.shape[1],), dtype=be.dtype(dtype))
     b = xp.zeros((), dtype=be.dtype(dtype))
     mistakes = []
-    for epoch in range(int(max_epochs)):
-        order = (range(X.shape[0]) if seed is None
-                 else np.random.default_rng((seed, epoch)).permutation(X.shape[0]).tolist())
+    for epoch in range(max_epochs):
+        order = (
+            range(X.shape[0])
+            if seed is None
+            else np.random.default_rng((seed, epoch)).permutation(X.shape[0]).tolist()
+        )
         wrong = xp.zeros((), dtype=be.dtype(dtype))
         for n in order:
             x_n, y_n = Xd[n, :], yd[n]
@@ -93,5 +111,6 @@ def perceptron(X, y, *, lr: float = 1.0, max_epochs: int = 100, seed: int | None
         mistakes.append(int(float(wrong)))
         if mistakes[-1] == 0:
             break
-    return PerceptronResult(be.to_numpy(w).astype(np.float64), float(b), len(mistakes),
-                            mistakes[-1] == 0, mistakes)
+    return PerceptronResult(
+        be.get(w).astype(np.float64), float(b), len(mistakes), mistakes[-1] == 0, mistakes
+    )

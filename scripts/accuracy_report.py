@@ -28,7 +28,8 @@ DEFAULT = {k: v for k, v in vars(TrainConfig()).items()}
 RECIPES = {
     "default recipe": {},
     "baseline: plain SGD, 20 epochs, no augmentation": dict(
-        optimizer="sgd", momentum=0.0, lr=0.1, epochs=20, schedule="constant", augment="none"),
+        optimizer="sgd", momentum=0.0, lr=0.1, epochs=20, schedule="constant", augment="none"
+    ),
 }
 VARIANTS = {
     "momentum, 20 epochs, no augmentation": dict(epochs=20, schedule="constant", augment="none"),
@@ -41,8 +42,9 @@ VARIANTS = {
 }
 
 
-def cross_validate(overrides: dict, k: int, device: str, l2: float, seed: int,
-                   epochs: int | None = None) -> dict:
+def cross_validate(
+    overrides: dict, k: int, device: str, l2: float, seed: int, epochs: int | None = None
+) -> dict:
     digits = load_digits()
     X = scale_images(digits.images)
     folds = stratified_folds(digits.labels, k, seed=seed)
@@ -54,13 +56,18 @@ def cross_validate(overrides: dict, k: int, device: str, l2: float, seed: int,
         train = np.concatenate([f for j, f in enumerate(folds) if j != i])
         model = MLP(784, (300, 100), 10, backend=device, l2=l2, seed=seed + i)
         t0 = time.perf_counter()
-        history = fit(model, X[train], digits.labels[train], X[held_out],
-                      digits.labels[held_out], **config)
+        history = fit(
+            model, X[train], digits.labels[train], X[held_out], digits.labels[held_out], **config
+        )
         seconds.append(time.perf_counter() - t0)
         scores.append(history.val_accuracy[-1])
-    return {"config": config, "accuracy": scores, "mean": float(np.mean(scores)),
-            "std": float(np.std(scores, ddof=1)) if k > 1 else 0.0,
-            "seconds_per_fold": float(np.median(seconds))}
+    return {
+        "config": config,
+        "accuracy": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores, ddof=1)) if k > 1 else 0.0,
+        "seconds_per_fold": float(np.median(seconds)),
+    }
 
 
 def main(argv=None) -> list[dict]:
@@ -76,8 +83,10 @@ def main(argv=None) -> list[dict]:
     recipes = {**RECIPES, **(VARIANTS if args.variants else {})}
     rows = []
     if not args.json:
-        print(f"{args.folds}-fold stratified cross-validation on the embedded 5,000 digits "
-              f"({args.device})")
+        print(
+            f"{args.folds}-fold stratified cross-validation on the embedded 5,000 digits "
+            f"({args.device})"
+        )
         print(f"{'recipe':52s} {'mean':>7s} {'std':>6s} {'min':>7s} {'max':>7s} {'s/fold':>7s}")
     for name, overrides in recipes.items():
         r = cross_validate(overrides, args.folds, args.device, args.l2, args.seed, args.epochs)
@@ -85,8 +94,11 @@ def main(argv=None) -> list[dict]:
         rows.append(r)
         if not args.json:
             acc = 100 * np.array(r["accuracy"])
-            print(f"{name:52s} {acc.mean():6.2f}% {100 * r['std']:5.2f}% {acc.min():6.2f}% "
-                  f"{acc.max():6.2f}% {r['seconds_per_fold']:7.1f}", flush=True)
+            print(
+                f"{name:52s} {acc.mean():6.2f}% {100 * r['std']:5.2f}% {acc.min():6.2f}% "
+                f"{acc.max():6.2f}% {r['seconds_per_fold']:7.1f}",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(rows))
     return rows

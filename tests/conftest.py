@@ -20,13 +20,17 @@ BACKENDS = ["numpy", "array_api_strict", pytest.param("cupy", marks=pytest.mark.
 
 
 def pytest_addoption(parser):
-    parser.addoption("--require-gpu", action="store_true",
-                     help="fail (instead of skip) GPU tests when no usable GPU is found")
+    parser.addoption(
+        "--require-gpu",
+        action="store_true",
+        help="fail (instead of skip) GPU tests when no usable GPU is found",
+    )
 
 
 def require_gpu(config) -> bool:
     return bool(config.getoption("--require-gpu")) or os.environ.get(
-        "MLP_XP_REQUIRE_GPU", "") not in ("", "0")
+        "MLP_XP_REQUIRE_GPU", ""
+    ) not in ("", "0")
 
 
 def make_backend(name: str, config):
@@ -46,6 +50,12 @@ def make_backend(name: str, config):
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """A Backend for each of numpy, array_api_strict and cupy."""
+    return make_backend(request.param, request.config)
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b != "numpy"])
+def other_backend(request):
+    """Every backend but NumPy: for tests that compare a backend with NumPy."""
     return make_backend(request.param, request.config)
 
 
@@ -69,4 +79,5 @@ def rng():
 @pytest.fixture(scope="session")
 def digits():
     from mlp_xp.data import load_digits
+
     return load_digits()

@@ -1,8 +1,46 @@
-"""Numerical helpers for the tests: central differences on any backend."""
+"""Test helpers: comparisons in the backend's own namespace, central differences, data."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
+
+from mlp_xp.backend import array_kind
+
+
+def _check_like(actual, desired, backend):
+    """``desired`` on ``backend``; ``actual`` must be an array of ``backend`` like it."""
+    assert backend.owns(actual), f"got a {array_kind(actual)}, expected a {backend.name} array"
+    if not backend.owns(desired):
+        desired = backend.put(np.asarray(desired))
+    assert actual.dtype == desired.dtype, f"dtype {actual.dtype}, expected {desired.dtype}"
+    assert tuple(actual.shape) == tuple(desired.shape), (
+        f"shape {tuple(actual.shape)}, expected {tuple(desired.shape)}"
+    )
+    return desired
+
+
+def xp_assert_close(actual, desired, backend, *, rtol=1e-7, atol=0.0, err_msg=""):
+    """Like SciPy's ``xp_assert_close``: same namespace, dtype and shape, then close values.
+
+    The values are compared on the device with ``backend.xp``; only a failure
+    copies them to the host, to print NumPy's report of the mismatch.
+    """
+    desired = _check_like(actual, desired, backend)
+    xp = backend.xp
+    close = xp.all(xp.abs(actual - desired) <= atol + rtol * xp.abs(desired))
+    if not bool(close):
+        np.testing.assert_allclose(
+            backend.get(actual), backend.get(desired), rtol=rtol, atol=atol, err_msg=err_msg
+        )
+
+
+def xp_assert_equal(actual, desired, backend, *, err_msg=""):
+    """Same namespace, dtype and shape, and equal values (compared on the device)."""
+    desired = _check_like(actual, desired, backend)
+    if not bool(backend.xp.all(actual == desired)):
+        np.testing.assert_array_equal(backend.get(actual), backend.get(desired), err_msg=err_msg)
 
 
 def numeric_grads(model, X, T, h: float = 1e-6) -> dict:
@@ -15,10 +53,10 @@ def numeric_grads(model, X, T, h: float = 1e-6) -> dict:
         for i in range(flat.size):
             old = flat[i]
             flat[i] = old + h
-            model.set_params({k: v.copy() for k, v in base.items()})
+            model.set_params(base)
             plus = float(model.loss_value(X, T))
             flat[i] = old - h
-            model.set_params({k: v.copy() for k, v in base.items()})
+            model.set_params(base)
             minus = float(model.loss_value(X, T))
             flat[i] = old
             g.reshape(-1)[i] = (plus - minus) / (2 * h)
@@ -50,8 +88,6 @@ def idx_folder(tmp_path, n=60, seed=0, gz=True, test=False):
 
 def load_module(path):
     """Import a standalone script or example file as a module."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

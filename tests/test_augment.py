@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP
-from mlp_xp.augment import Augmenter, make_augmenter, warp
+from mlp_xp.backend import get_backend
 from mlp_xp.errors import ConfigError
-from mlp_xp.schedules import make_schedule
+from mlp_xp.train.augment import Augmenter, make_augmenter, warp
+from mlp_xp.train.schedules import make_schedule
+
+from .helpers import xp_assert_close, xp_assert_equal
+
+CPU = get_backend("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +29,39 @@ def _grid(n, dr=0.0, dc=0.0):
 
 def test_warp_identity_and_integer_shift_are_exact(backend, images):
     xp, n = backend.xp, images.shape[0]
-    X = backend.asarray(images)
-    rows, cols = _grid(n)
-    same = warp(xp, X, backend.asarray(rows), backend.asarray(cols), 28, 28)
-    np.testing.assert_array_equal(backend.to_numpy(same), images)
-    rows, cols = _grid(n, dr=-1.0, dc=2.0)  # output (r, c) reads (r - 1, c + 2)
-    moved = backend.to_numpy(warp(xp, X, backend.asarray(rows), backend.asarray(cols), 28, 28))
+    X = backend.put(images)
+    rows, cols = backend.put(_grid(n))
+    xp_assert_equal(warp(xp, X, rows, cols, 28, 28), images, backend)
+    rows, cols = backend.put(_grid(n, dr=-1.0, dc=2.0))  # output (r, c) reads (r - 1, c + 2)
     expected = np.zeros((n, 28, 28), np.float32)
     expected[:, 1:, :26] = images.reshape(n, 28, 28)[:, :27, 2:]
-    np.testing.assert_array_equal(moved.reshape(n, 28, 28), expected)
+    xp_assert_equal(warp(xp, X, rows, cols, 28, 28), expected.reshape(n, 784), backend)
+
+
+@pytest.mark.parametrize("dr, dc", [(1.0, 0.0), (0.0, 1.0), (1.5, 0.0), (0.0, 3.0), (40.0, 0.0)])
+def test_warp_reads_background_beyond_the_last_row_and_column(backend, dr, dc):
+    """Shifting an image whose last row and column are ink: what comes from past the edge is 0."""
+    img = np.zeros((1, 28, 28), np.float32)
+    img[:, -1, :] = 1.0
+    img[:, :, -1] = 1.0
+    rows, cols = backend.put(_grid(1, dr=dr, dc=dc))  # output (r, c) reads (r + dr, c + dc)
+    out = backend.get(warp(backend.xp, backend.put(img.reshape(1, 784)), rows, cols, 28, 28))
+    out = out.reshape(28, 28)
+    past_r, past_c = min(int(dr), 28), min(int(dc), 28)  # rows/cols with r + dr >= 28
+    if past_r:
+        assert not out[28 - past_r :, :].any()  # read from beyond the last row: blank
+    if past_c:
+        assert not out[:, 28 - past_c :].any()
+    if dr == 1.0:
+        np.testing.assert_array_equal(out[26, :27], 1.0)  # the last row moved up by one
+    if dr == 1.5:
+        np.testing.assert_array_equal(out[26, :27], 0.5)  # half ink, half background
 
 
 def test_warp_half_pixel_is_the_bilinear_average(images):
     rows, cols = _grid(images.shape[0], dc=0.5)
     out = warp(np, images, rows, cols, 28, 28).reshape(-1, 28, 28)
+    assert not out[:, :, 27].any()  # the last column blends with the background
     img = images.reshape(-1, 28, 28)
     np.testing.assert_allclose(out[:, :, :27], 0.5 * (img[:, :, :27] + img[:, :, 1:]), atol=1e-6)
 
@@ -45,41 +69,35 @@ def test_warp_half_pixel_is_the_bilinear_average(images):
 @pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
 def test_augmenters_agree_across_backends_and_stay_in_range(backend, images, kind):
     aug = make_augmenter(kind)
-    ref = aug(np, images, np.random.default_rng(3), _cpu())
-    out = backend.to_numpy(aug(backend.xp, backend.asarray(images), np.random.default_rng(3),
-                               backend))
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
-    assert not np.allclose(out, images)            # it did distort
+    ref = aug(images, np.random.default_rng(3), CPU)
+    out = aug(backend.put(images), np.random.default_rng(3), backend)
+    xp_assert_close(out, ref, backend, atol=1e-5)
+    assert ref.min() >= 0.0 and ref.max() <= 1.0 + 1e-6
+    assert not np.allclose(ref, images)  # it did distort
     ink = images.sum(axis=1)
-    assert np.all(np.abs(out.sum(axis=1) - ink) < 0.45 * ink)  # the digit stays in frame
-
-
-def _cpu():
-    from mlp_xp.backend import get_backend
-    return get_backend("cpu")
+    assert np.all(np.abs(ref.sum(axis=1) - ink) < 0.45 * ink)  # the digit stays in frame
 
 
 def test_same_rng_same_distortion_other_rng_other(images):
     aug = Augmenter("affine")
-    a = aug(np, images, np.random.default_rng(1), _cpu())
-    b = aug(np, images, np.random.default_rng(1), _cpu())
-    c = aug(np, images, np.random.default_rng(2), _cpu())
+    a = aug(images, np.random.default_rng(1), CPU)
+    b = aug(images, np.random.default_rng(1), CPU)
+    c = aug(images, np.random.default_rng(2), CPU)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_unknown_augmentation():
-    with pytest.raises(ConfigError, match="unknown augmentation"):
+    with pytest.raises(ConfigError, match="augmentation must be one of none, shift"):
         make_augmenter("mixup")
 
 
 def test_dropout_gradients_match_central_differences(backend, rng):
     model = MLP(4, (5, 4), 3, activation="tanh", backend=backend, dtype="float64", seed=1)
-    X = backend.asarray(rng.normal(size=(6, 4)), "float64")
-    T = model.targets(backend.asarray(rng.integers(0, 3, 6)))
+    X = backend.put(rng.normal(size=(6, 4)))
+    T = model.targets(backend.put(rng.integers(0, 3, 6)))
     masks = model.dropout_masks(np.random.default_rng(0), 6, 0.4)
-    kept = backend.to_numpy(masks[0])
+    kept = backend.get(masks[0])
     assert set(np.unique(kept)) <= {0.0, 1 / 0.6} and 0 < (kept == 0).mean() < 1
     _, grads = model.loss_and_grads(X, T, masks)
     base = model.params_numpy()
@@ -96,16 +114,19 @@ def test_dropout_gradients_match_central_differences(backend, rng):
             p[key][i] += h
             m[key][i] -= h
             num[i] = (loss(p) - loss(m)) / (2 * h)
-        np.testing.assert_allclose(backend.to_numpy(grads[key]), num, rtol=1e-5, atol=1e-8)
+        xp_assert_close(grads[key], num, backend, rtol=1e-5, atol=1e-8, err_msg=key)
     model.set_params(base)
 
 
-@pytest.mark.parametrize("name, checks", [
-    ("constant", {0: 1.0, 99: 1.0}),
-    ("step", {0: 1.0, 49: 1.0, 50: 0.5, 75: 0.25}),
-    ("cosine", {0: 1.0, 50: 0.5, 100: 0.0}),
-    ("onecycle", {0: 0.1, 30: 1.0, 100: 0.0}),
-])
+@pytest.mark.parametrize(
+    "name, checks",
+    [
+        ("constant", {0: 1.0, 99: 1.0}),
+        ("step", {0: 1.0, 49: 1.0, 50: 0.5, 75: 0.25}),
+        ("cosine", {0: 1.0, 50: 0.5, 100: 0.0}),
+        ("onecycle", {0: 0.1, 30: 1.0, 100: 0.0}),
+    ],
+)
 def test_schedules(name, checks):
     f = make_schedule(name, 100)
     for step, value in checks.items():

@@ -38,10 +38,12 @@ def test_file_holds_only_plain_arrays_and_json(tmp_path, model):
 
 def test_a_model_loads_where_cupy_cannot_be_imported(tmp_path, model):
     path = save_model(tmp_path / "m.npz", model)
-    code = ("import sys; sys.modules['cupy'] = None\n"
-            "import numpy as np\nfrom mlp_xp import load_model\n"
-            f"m = load_model({str(path)!r}, 'auto')\n"
-            "print(m.backend.name, m.predict(np.zeros((2, 784), np.float32)).shape)")
+    code = (
+        "import sys; sys.modules['cupy'] = None\n"
+        "import numpy as np\nfrom mlp_xp import load_model\n"
+        f"m = load_model({str(path)!r}, 'auto')\n"
+        "print(m.backend.name, m.predict(np.zeros((2, 784), np.float32)).shape)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["numpy", "(2,)"]
@@ -52,8 +54,7 @@ def test_tampered_array_fails_the_checksum(tmp_path, model):
     meta, arrays = read_file(path)
     arrays["param/W1"] = arrays["param/W1"] + 1e-3
     meta.pop("checksum")
-    blob = np.frombuffer(json.dumps({**meta, "checksum": {"value": "0" * 64}}).encode(),
-                         np.uint8)
+    blob = np.frombuffer(json.dumps({**meta, "checksum": {"value": "0" * 64}}).encode(), np.uint8)
     np.savez(tmp_path / "bad.npz", meta=blob, **arrays)
     with pytest.raises(ModelFileError, match="checksum mismatch"):
         load_model(tmp_path / "bad.npz", "cpu")
@@ -62,16 +63,20 @@ def test_tampered_array_fails_the_checksum(tmp_path, model):
 def test_newer_format_version_is_refused_naming_both(tmp_path, model):
     path = save_model(tmp_path / "m.npz", model)
     meta, arrays = read_file(path)
-    meta = {k: v for k, v in meta.items() if k not in ("arrays", "checksum", "format_version",
-                                                       "format", "kind")}
+    meta = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("arrays", "checksum", "format_version", "format", "kind")
+    }
     write_file(tmp_path / "new.npz", "model", meta, arrays)
     raw = dict(np.load(tmp_path / "new.npz"))
     m = json.loads(raw["meta"].tobytes())
     m["format_version"] = FORMAT_VERSION + 1
     raw["meta"] = np.frombuffer(json.dumps(m).encode(), np.uint8)
     np.savez(tmp_path / "new.npz", **raw)
-    with pytest.raises(ModelFileError, match=f"version {FORMAT_VERSION + 1}.*up to version "
-                                             f"{FORMAT_VERSION}"):
+    with pytest.raises(
+        ModelFileError, match=f"version {FORMAT_VERSION + 1}.*up to version {FORMAT_VERSION}"
+    ):
         load_model(tmp_path / "new.npz", "cpu")
 
 

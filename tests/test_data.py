@@ -5,8 +5,15 @@ import gzip
 import numpy as np
 import pytest
 
-from mlp_xp.data import (load_digits, parse_idx, read_idx, scale_images, stratified_folds,
-                         stratified_split, write_idx)
+from mlp_xp.data import (
+    load_digits,
+    parse_idx,
+    read_idx,
+    scale_images,
+    stratified_folds,
+    stratified_split,
+    write_idx,
+)
 from mlp_xp.errors import DataError
 
 from .helpers import idx_folder
@@ -71,17 +78,20 @@ def _header(code, dims):
     return bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
 
 
-@pytest.mark.parametrize("raw, match", [
-    (b"", "not an IDX file"),
-    (b"\x00\x00\x08", "not an IDX file"),
-    (b"\x01\x02\x08\x01" + bytes(8), "bad IDX magic number"),
-    (b"\x00\x00\x07\x01" + bytes(8), "bad IDX magic number"),
-    (_header(8, [10])[:6], "truncated IDX header"),
-    (_header(8, [10]) + bytes(5), "truncated"),
-    (_header(8, [3]) + bytes(5), "bytes past the end"),
-    (_header(8, [2 ** 31, 28, 28]), "limit"),
-    (bytes([0, 0, 8, 0]), "0 dimensions"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (b"", "not an IDX file"),
+        (b"\x00\x00\x08", "not an IDX file"),
+        (b"\x01\x02\x08\x01" + bytes(8), "bad IDX magic number"),
+        (b"\x00\x00\x07\x01" + bytes(8), "bad IDX magic number"),
+        (_header(8, [10])[:6], "truncated IDX header"),
+        (_header(8, [10]) + bytes(5), "truncated"),
+        (_header(8, [3]) + bytes(5), "bytes past the end"),
+        (_header(8, [2**31, 28, 28]), "limit"),
+        (bytes([0, 0, 8, 0]), "0 dimensions"),
+    ],
+)
 def test_malformed_idx_bytes_give_data_errors(raw, match):
     with pytest.raises(DataError, match=match):
         parse_idx(raw)
@@ -101,17 +111,21 @@ def test_file_level_idx_errors(tmp_path):
         read_idx(tmp_path)
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda im, lb: (im, lb[:-1]), "images but"),
-    (lambda im, lb: (im, lb + 5), r"labels must be in 0\.\.9"),
-    (lambda im, lb: (im[:, 0], lb), "must be 3-D"),
-    (lambda im, lb: (im[:0], lb[:0]), "empty"),
-    (lambda im, lb: (im.astype(np.float32) * np.nan, lb), "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda im, lb: (im, lb[:-1]), "images but"),
+        (lambda im, lb: (im, lb + 5), r"labels must be in 0\.\.9"),
+        (lambda im, lb: (im[:, 0], lb), "must be 3-D"),
+        (lambda im, lb: (im[:0], lb[:0]), "empty"),
+        (lambda im, lb: (im.astype(np.float32) * np.nan, lb), "NaN or Inf"),
+    ],
+)
 def test_inconsistent_datasets_are_refused(tmp_path, mutate, match):
     r = np.random.default_rng(0)
-    images, labels = mutate(r.integers(0, 255, (10, 28, 28)).astype(np.uint8),
-                            (np.arange(10) % 10).astype(np.uint8))
+    images, labels = mutate(
+        r.integers(0, 255, (10, 28, 28)).astype(np.uint8), (np.arange(10) % 10).astype(np.uint8)
+    )
     write_idx(tmp_path / "train-images-idx3-ubyte", images)
     write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
     with pytest.raises(DataError, match=match):

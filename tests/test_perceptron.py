@@ -48,7 +48,7 @@ def test_bad_labels_are_refused():
 
 
 def test_cli_reports_both_outcomes(capsys):
-    assert main(["perceptron", "--toy", "and", "--json", "--device", "cpu"]) == 0
+    assert main("perceptron --toy and --json --device cpu".split()) == 0
     assert '"converged": true' in capsys.readouterr().out
-    assert main(["perceptron", "--toy", "xor", "--max-epochs", "10", "--device", "cpu"]) == 0
+    assert main("perceptron --toy xor --max-epochs 10 --device cpu".split()) == 0
     assert "did not converge in 10 epochs" in capsys.readouterr().out

@@ -1,6 +1,5 @@
 """Hostile files, faults and interrupts: the package's own error or a documented recovery."""
 
-import json
 import os
 import pickle
 import signal
@@ -13,20 +12,30 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlp_xp import MLP, TrainConfig, Trainer, load_checkpoint, load_model, save_checkpoint, save_model
+from mlp_xp import (
+    MLP,
+    Callback,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    save_model,
+)
 from mlp_xp.backend import device_error_for
-from mlp_xp.checkpoint import read_file
 from mlp_xp.cli import main
 from mlp_xp.data import parse_idx, scale_images, stratified_split
 from mlp_xp.errors import DataError, DeviceError, ModelFileError
 
-FUZZ = settings(max_examples=300, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 # --------------------------------------------------------------------------
 # fuzzing the two parsers of untrusted bytes
 # --------------------------------------------------------------------------
+
 
 @FUZZ
 @given(st.binary(max_size=512))
@@ -39,8 +48,11 @@ def test_any_bytes_give_an_array_or_a_data_error(raw):
 
 
 @FUZZ
-@given(code=st.sampled_from([8, 9, 11, 12, 13, 14, 7, 255]), dims=st.lists(
-    st.integers(0, 2 ** 32 - 1), min_size=0, max_size=4), payload=st.binary(max_size=256))
+@given(
+    code=st.sampled_from([8, 9, 11, 12, 13, 14, 7, 255]),
+    dims=st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=4),
+    payload=st.binary(max_size=256),
+)
 def test_idx_headers_with_random_dims_are_checked_against_the_payload(code, dims, payload):
     raw = bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
     try:
@@ -90,6 +102,7 @@ def test_corrupted_model_files_load_identically_or_are_refused(tmp_path, model_b
 # --------------------------------------------------------------------------
 # model files that try to run code
 # --------------------------------------------------------------------------
+
 
 class Payload:
     def __init__(self, marker):
@@ -160,8 +173,9 @@ save_model(sys.argv[1], MLP(784, (30,), 10, backend='cpu', seed=2))
 
 
 def _start(code, path):
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
     proc.stdout.readline()
     return proc
 
@@ -192,27 +206,30 @@ def test_kill_9_mid_write_keeps_the_previous_file(tmp_path):
 # interrupt and resume
 # --------------------------------------------------------------------------
 
-class StopAt:
+
+class StopAt(Callback):
+    """Asks the trainer to stop after (1-based) ``step`` of (1-based) ``epoch``."""
+
     def __init__(self, epoch, step):
         self.at = (epoch, step)
-
-    def on_epoch_start(self, trainer, epoch, n_steps):
-        pass
 
     def on_step(self, trainer, step):
         if (trainer.epoch + 1, step) == self.at:
             trainer.request_stop()
-
-    def on_epoch_end(self, trainer, record):
-        pass
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, digits, optimizer):
     train, val = stratified_split(digits.labels, 0.2, seed=0)
     X = scale_images(digits.images)
-    cfg = TrainConfig(epochs=3, batch_size=64, optimizer=optimizer,
-                      lr=0.05 if optimizer == "momentum" else 1e-3, seed=3, schedule="cosine")
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=64,
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "momentum" else 1e-3,
+        seed=3,
+        schedule="cosine",
+    )
     args = (X[train][:1000], digits.labels[train][:1000], X[val][:200], digits.labels[val][:200])
 
     full = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
@@ -220,28 +237,37 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
 
     part = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
     trainer = Trainer(part, *args, config=cfg, callbacks=[StopAt(2, 5)])
-    trainer.run()
-    assert trainer.interrupted and (trainer.epoch, trainer.step) == (1, 5)
-    save_checkpoint(tmp_path / "c.npz", part, trainer.optimizer, trainer.state())
+    assert trainer.run().interrupted and (trainer.epoch, trainer.step) == (1, 5)
+    save_checkpoint(tmp_path / "c.npz", trainer)
 
-    model, scalars, arrays, state = load_checkpoint(tmp_path / "c.npz", "cpu")
-    resumed = Trainer(model, *args, config=TrainConfig(**state["config"]))
-    resumed.optimizer.load_state_dict(scalars, arrays, model.backend)
-    resumed.load_state(state)
+    ckpt = load_checkpoint(tmp_path / "c.npz", "cpu")
+    assert ckpt.config == cfg
+    resumed = Trainer(ckpt.model, *args, config=ckpt.config)
+    resumed.restore(ckpt.optimizer, ckpt.state)
     history = resumed.run()
-    assert history.epoch == [1, 2, 3]
+    assert history.epoch == [1, 2, 3] and not history.interrupted
     for k, v in full.params_numpy().items():
-        np.testing.assert_allclose(model.params_numpy()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(ckpt.model.params_numpy()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes(tmp_path, sig):
-    common = ["--epochs", "2", "--batch-size", "1", "--hidden", "16", "--device", "cpu",
-              "--augment", "none", "--seed", "5"]
+    common = "--epochs 2 --batch-size 1 --hidden 16 --device cpu --augment none --seed 5".split()
     out = tmp_path / "m.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "mlp_xp", "train", *common, "--out", str(out),
-                             "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            *"-m mlp_xp train".split(),
+            *common,
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if line.startswith("network"):
             break
@@ -251,8 +277,18 @@ def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes(tmp_path, sig)
     assert proc.returncode == 130, err
     ckpt = tmp_path / "run" / "checkpoint.npz"
     assert "checkpoint saved" in err and ckpt.exists() and not out.exists()
-    assert main(["train", "--resume", str(ckpt), "--out", str(out), "--device", "cpu",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                *"train --resume".split(),
+                str(ckpt),
+                "--out",
+                str(out),
+                *"--device cpu --quiet".split(),
+            ]
+        )
+        == 0
+    )
     resumed = load_model(out, "cpu").params_numpy()
     assert main(["train", *common, "--out", str(tmp_path / "ref.npz"), "--quiet"]) == 0
     reference = load_model(tmp_path / "ref.npz", "cpu").params_numpy()
@@ -262,8 +298,9 @@ def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes(tmp_path, sig)
 
 def test_resume_from_a_plain_model_is_refused(tmp_path, capsys):
     save_model(tmp_path / "m.npz", MLP(784, (4,), 10, backend="cpu"))
-    assert main(["train", "--resume", str(tmp_path / "m.npz"), "--out",
-                 str(tmp_path / "o.npz")]) == 2
+    assert (
+        main(["train", "--resume", str(tmp_path / "m.npz"), "--out", str(tmp_path / "o.npz")]) == 2
+    )
     assert "not a resumable checkpoint" in capsys.readouterr().err
 
 
@@ -271,10 +308,16 @@ def test_resume_from_a_plain_model_is_refused(tmp_path, capsys):
 # divergence, GPU faults, feature mismatch
 # --------------------------------------------------------------------------
 
+
 def test_divergence_in_the_cli_saves_the_last_good_parameters(tmp_path, capsys):
     out = tmp_path / "m.npz"
-    code = main(["train", "--lr", "1e30", "--optimizer", "sgd", "--epochs", "3",
-                 "--hidden", "16", "--device", "cpu", "--out", str(out), "--augment", "none"])
+    code = main(
+        [
+            *"train --lr 1e30 --optimizer sgd --epochs 3 --hidden 16 --device cpu --out".split(),
+            str(out),
+            *"--augment none".split(),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "diverged" in err and "epoch 1, step" in err
     assert "lower learning rate" in err and len(err.strip().splitlines()) == 1
@@ -302,12 +345,6 @@ def test_predict_with_object_npy_is_refused(tmp_path, capsys):
     save_model(tmp_path / "m.npz", MLP(784, (4,), 10, backend="cpu"))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
     assert "not a readable .npy" in capsys.readouterr().err
-
-
-def test_json_meta_is_plain_json(tmp_path):
-    path = save_model(tmp_path / "m.npz", MLP(4, (3,), 2, backend="cpu"))
-    meta, _ = read_file(path)
-    json.dumps(meta)
 
 
 def test_atomic_writes_keep_normal_permissions(tmp_path):

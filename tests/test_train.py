@@ -1,9 +1,11 @@
 """The training loop on real digits: accuracy, schedules of work, guards."""
 
+import signal
+
 import numpy as np
 import pytest
 
-from mlp_xp import MLP, TrainConfig, Trainer, fit
+from mlp_xp import MLP, Callback, TrainConfig, Trainer, fit
 from mlp_xp.data import scale_images, stratified_split
 from mlp_xp.errors import ConfigError, DataError, DivergenceError
 
@@ -18,8 +20,20 @@ def split(digits):
 def test_default_network_learns_real_digits(split):
     X, y, Xv, yv = split
     model = MLP(backend="cpu", seed=0, l2=1e-4)
-    history = fit(model, X, y, Xv, yv, epochs=6, batch_size=128, optimizer="momentum",
-                  lr=0.05, seed=0, augment="none", schedule="constant")
+    history = fit(
+        model,
+        X,
+        y,
+        Xv,
+        yv,
+        epochs=6,
+        batch_size=128,
+        optimizer="momentum",
+        lr=0.05,
+        seed=0,
+        augment="none",
+        schedule="constant",
+    )
     assert history.val_accuracy[-1] >= 0.90
     assert history.train_loss[-1] < history.train_loss[0]
     assert len(history.seconds) == 6 and all(s > 0 for s in history.seconds)
@@ -31,8 +45,17 @@ def test_one_sample_minibatch_and_full_batch_descent_all_learn(split, batch_size
     X, y = X[:400], y[:400]
     model = MLP(784, (32,), 10, backend="cpu", seed=0)
     lr = {1: 0.01, 16: 0.05, 400: 0.5}[batch_size]
-    history = fit(model, X, y, epochs=3, batch_size=batch_size, optimizer="sgd", lr=lr,
-                  augment="none", schedule="constant")
+    history = fit(
+        model,
+        X,
+        y,
+        epochs=3,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        augment="none",
+        schedule="constant",
+    )
     assert history.train_loss[-1] < 0.8 * history.train_loss[0]
 
 
@@ -56,12 +79,22 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_good_params(split):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=0.0), "learning rate"), (dict(lr=-1.0), "learning rate"),
-    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"),
-    (dict(optimizer="rmsprop"), "unknown optimizer"), (dict(momentum=1.5), "momentum"),
-    (dict(schedule="zigzag"), "unknown schedule"), (dict(bogus=1), "bogus"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=0.0), "learning rate"),
+        (dict(lr=-1.0), "learning rate"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch size"),
+        (dict(optimizer="rmsprop"), "optimizer must be one of sgd, momentum, adam"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(optimizer="adam", momentum=0.9), "not adam"),
+        (dict(schedule="zigzag"), "schedule must be one of"),
+        (dict(epochs=2.5), "epochs"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
+        (dict(bogus=1), "unknown training setting"),
+    ],
+)
 def test_bad_training_settings_raise_config_errors(split, kwargs, match):
     X, y, *_ = split
     with pytest.raises(ConfigError, match=match):
@@ -71,8 +104,12 @@ def test_bad_training_settings_raise_config_errors(split, kwargs, match):
 def test_batch_larger_than_dataset_is_clamped_with_a_warning(split):
     X, y, *_ = split
     with pytest.warns(UserWarning, match="using 20"):
-        trainer = Trainer(MLP(784, (4,), 10, backend="cpu"), X[:20], y[:20],
-                          config=TrainConfig(epochs=1, batch_size=1000))
+        trainer = Trainer(
+            MLP(784, (4,), 10, backend="cpu"),
+            X[:20],
+            y[:20],
+            config=TrainConfig(epochs=1, batch_size=1000),
+        )
     assert trainer.batch_size == 20 and trainer.steps_per_epoch == 1
 
 
@@ -88,37 +125,138 @@ def test_nan_inputs_and_count_mismatch_are_data_errors(split):
 
 def test_augmentation_on_non_image_inputs_is_refused():
     with pytest.raises(ConfigError, match="augment='none'"):
-        fit(MLP(5, (4,), 2, backend="cpu"), np.zeros((8, 5)), np.zeros(8, int), epochs=1,
-            batch_size=8)
+        fit(
+            MLP(5, (4,), 2, backend="cpu"),
+            np.zeros((8, 5)),
+            np.zeros(8, int),
+            epochs=1,
+            batch_size=8,
+        )
+
+
+class KeepParams(Callback):
+    """Keeps a host copy of the parameters after every epoch."""
+
+    def __init__(self):
+        self.snapshots = []
+
+    def on_epoch_end(self, trainer, record):
+        self.snapshots.append(trainer.model.params_numpy())
 
 
 def test_early_stopping_stops_and_restores_the_best_parameters(split):
     X, y, Xv, yv = split
     model = MLP(784, (32,), 10, backend="cpu", seed=0)
-    snapshots = []
-
-    class Keep:
-        def on_epoch_start(self, *a): pass
-        def on_step(self, *a): pass
-        def on_epoch_end(self, trainer, record):
-            snapshots.append(trainer.model.params_numpy())
-
+    keep = KeepParams()
     # a learning rate that overshoots after a few epochs makes later epochs worse
-    history = fit(model, X[:500], y[:500], Xv[:300], yv[:300], epochs=40, batch_size=50,
-                  optimizer="sgd", lr=0.05, patience=2, augment="none", schedule="constant",
-                  callbacks=[Keep()])
+    history = fit(
+        model,
+        X[:500],
+        y[:500],
+        Xv[:300],
+        yv[:300],
+        epochs=40,
+        batch_size=50,
+        optimizer="sgd",
+        lr=0.05,
+        patience=2,
+        augment="none",
+        schedule="constant",
+        callbacks=[keep],
+    )
     best = int(np.argmax(history.val_accuracy))
     assert history.best_epoch == history.epoch[best]
     if history.stopped_early:
         assert len(history.epoch) == history.best_epoch + 2
     final = model.params_numpy()
-    for k, v in snapshots[best].items():
+    for k, v in keep.snapshots[best].items():
         np.testing.assert_array_equal(final[k], v)
+
+
+def test_early_stopping_on_a_regression_task_watches_the_held_out_mse(rng):
+    x = rng.uniform(-3, 3, (300, 1))
+    y = np.sin(2 * x) + rng.normal(0, 0.3, x.shape)  # noisy: held-out MSE turns up
+    model = MLP(1, (64,), 1, task="regress", activation="tanh", backend="cpu", seed=0)
+    keep = KeepParams()
+    history = fit(
+        model,
+        x[:40],
+        y[:40],
+        x[40:],
+        y[40:],
+        epochs=300,
+        batch_size=8,
+        optimizer="adam",
+        lr=0.02,
+        patience=5,
+        augment="none",
+        schedule="constant",
+        callbacks=[keep],
+    )
+    assert history.stopped_early and history.val_accuracy == []
+    best = int(np.argmin(history.val_mse))
+    assert history.best_epoch == history.epoch[best] and len(history.epoch) == best + 1 + 5
+    final = model.params_numpy()
+    for k, v in keep.snapshots[best].items():
+        np.testing.assert_array_equal(final[k], v)
+
+
+def _interrupt_run(X, y, inside_step: int, handler_check=None):
+    """Train with Ctrl-C raised in the middle of step ``inside_step`` (1-based) of epoch 1."""
+    model = MLP(784, (16,), 10, backend="cpu", seed=0)
+    trainer = Trainer(model, X, y, config=TrainConfig(epochs=2, batch_size=20, augment="none"))
+    update = trainer.optimizer.update_params
+
+    def update_with_ctrl_c(grads):
+        if trainer.epoch == 0 and trainer.step + 1 == inside_step:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C lands mid-step
+        update(grads)
+
+    trainer.optimizer.update_params = update_with_ctrl_c
+    return trainer
+
+
+def test_ctrl_c_raises_keyboard_interrupt_after_the_step_in_flight(split):
+    X, y, *_ = split
+    X, y = X[:200], y[:200]
+    sigterm = signal.getsignal(signal.SIGTERM)
+    trainer = _interrupt_run(X, y, inside_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert (trainer.epoch, trainer.step) == (0, 3) and trainer.history.interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is sigterm  # never touched
+    reference = MLP(784, (16,), 10, backend="cpu", seed=0)  # exactly three whole steps
+    ref = Trainer(reference, X, y, config=TrainConfig(epochs=2, batch_size=20, augment="none"))
+
+    class StopAfter3(Callback):
+        def on_step(self, t, step):
+            if step == 3:
+                t.request_stop()
+
+    ref.callbacks.append(StopAfter3())
+    history = ref.run()
+    assert history.interrupted and ref.step == 3
+    for k, v in reference.params_numpy().items():
+        np.testing.assert_array_equal(trainer.model.params_numpy()[k], v)
+
+
+def test_a_callers_sigint_handler_is_left_in_charge(split):
+    X, y, *_ = split
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        trainer = _interrupt_run(X[:200], y[:200], inside_step=3)
+        history = trainer.run()  # the caller's handler does not stop training
+        assert calls == [signal.SIGINT] and len(history.epoch) == 2 and not history.interrupted
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.slow
 def test_the_default_recipe_reaches_97_percent_on_the_default_split(split):
     X, y, Xv, yv = split
     model = MLP(backend="cpu", seed=0, l2=1e-4)
-    history = fit(model, X, y, Xv, yv)   # all TrainConfig defaults: the recipe
+    history = fit(model, X, y, Xv, yv)  # all TrainConfig defaults: the recipe
     assert history.val_accuracy[-1] >= 0.97

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from .fileio import atomic_write_text
-from .train import Callback
+from ..fileio import atomic_write_text
+from ..train import Callback, History
 
 __all__ = ["EpochLog", "ProgressBar", "RunLog", "format_epoch"]
 
@@ -33,8 +33,7 @@ class EpochLog(Callback):
         self.stream = stream or sys.stdout
 
     def on_epoch_end(self, trainer, record):
-        print(format_epoch(record, trainer.config.epochs),
-              file=self.stream, flush=True)
+        print(format_epoch(record, trainer.config.epochs), file=self.stream, flush=True)
 
 
 class ProgressBar(Callback):
@@ -56,10 +55,17 @@ class ProgressBar(Callback):
         self.every = max(1, n_steps // 10)
         self.batch = trainer.batch_size
         self.n = trainer.X.shape[0]
-        self.bar = self._tqdm(total=self.n, initial=min(trainer.step * self.batch, self.n),
-                              desc=f"epoch {epoch}/{trainer.config.epochs}", unit="img",
-                              unit_scale=True, leave=False, file=self.stream,
-                              dynamic_ncols=True, mininterval=self.mininterval)
+        self.bar = self._tqdm(
+            total=self.n,
+            initial=min(trainer.step * self.batch, self.n),
+            desc=f"epoch {epoch}/{trainer.config.epochs}",
+            unit="img",
+            unit_scale=True,
+            leave=False,
+            file=self.stream,
+            dynamic_ncols=True,
+            mininterval=self.mininterval,
+        )
 
     def on_step(self, trainer, step):
         done = min(step * self.batch, self.n)
@@ -70,14 +76,11 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer, record):
         self.bar.close()
-        self._tqdm.write(format_epoch(record, trainer.config.epochs),
-                         file=self.stream)
+        self._tqdm.write(format_epoch(record, trainer.config.epochs), file=self.stream)
 
 
 class RunLog(Callback):
     """Writes ``history.csv`` and ``history.json`` in a run folder after every epoch."""
-
-    FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "seconds", "lr")
 
     def __init__(self, run_dir, info: dict):
         self.dir = Path(run_dir)
@@ -89,11 +92,17 @@ class RunLog(Callback):
     def write(self, history) -> None:
         rows = history.rows()
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=[*self.FIELDS, "device"], lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=[*History.COLUMNS, "device"], lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**{k: row.get(k, "") for k in self.FIELDS},
-                             "device": self.info.get("device", "")})
+            writer.writerow(
+                {
+                    **{k: row.get(k, "") for k in History.COLUMNS},
+                    "device": self.info.get("device", ""),
+                }
+            )
         atomic_write_text(self.dir / "history.csv", buf.getvalue())
-        atomic_write_text(self.dir / "history.json",
-                          json.dumps({**self.info, "history": history.as_dict()}, indent=1))
+        atomic_write_text(
+            self.dir / "history.json",
+            json.dumps({**self.info, "history": history.as_dict()}, indent=1),
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = ["load_digit_image", "to_mnist"]
 
@@ -23,8 +23,9 @@ def _pil():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ConfigError("reading image files needs Pillow: pip install 'mlp-xp[images]'") \
-            from None
+        raise ConfigError(
+            "reading image files needs Pillow: pip install 'mlp-xp[images]'"
+        ) from None
     return Image, ImageOps
 
 
@@ -53,7 +54,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"{name}: expected a 2-D grayscale image, got shape {gray.shape}")
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 0.5:          # dark ink on light paper: make the ink bright
+    if np.median(border) > 0.5:  # dark ink on light paper: make the ink bright
         gray = 1.0 - gray
         border = 1.0 - border
     ink = np.clip(gray - np.median(border), 0.0, None)
@@ -62,7 +63,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     ink = ink / ink.max()
     rows = np.flatnonzero(ink.max(axis=1) > 0.2)
     cols = np.flatnonzero(ink.max(axis=0) > 0.2)
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -70,12 +71,12 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     digit = np.asarray(small, dtype=np.float64)
     canvas = np.zeros((28, 28))
     top, left = (28 - digit.shape[0]) // 2, (28 - digit.shape[1]) // 2
-    canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     mass = canvas.sum()
     cy = (canvas.sum(axis=1) * np.arange(28)).sum() / mass
     cx = (canvas.sum(axis=0) * np.arange(28)).sum() / mass
     dy = int(np.clip(round(13.5 - cy), -top, 28 - top - digit.shape[0]))
     dx = int(np.clip(round(13.5 - cx), -left, 28 - left - digit.shape[1]))
     out = np.zeros((28, 28))
-    out[top + dy:top + dy + digit.shape[0], left + dx:left + dx + digit.shape[1]] = digit
+    out[top + dy : top + dy + digit.shape[0], left + dx : left + dx + digit.shape[1]] = digit
     return np.uint8(np.clip(np.round(out), 0, 255))

@@ -14,31 +14,64 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["DATASETS", "download"]
 
-_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 #: name -> (mirrors, {file: md5}); the checksums are the datasets' published ones.
 DATASETS: dict[str, tuple[list[str], dict[str, str]]] = {
-    "mnist": (["https://ossci-datasets.s3.amazonaws.com/mnist/",
-               "http://yann.lecun.com/exdb/mnist/"],
-              dict(zip(_FILES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                                "d53e105ee54ea40749a09fcbcd1e9432",
-                                "9fb629c4189551a2d022fa330f9573f3",
-                                "ec29112dd5afa0611ce80d1b7f02629c")))),
-    "fashion-mnist": (["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-                      dict(zip(_FILES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                                        "25c81989df183df01b3e8a0aad5dffbe",
-                                        "bef4ecab320f06d8554ea6380940ec79",
-                                        "bb300cfdad3c16e7a12a480ee83cd310")))),
-    "kmnist": (["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
-               dict(zip(_FILES, ("bdb82020997e1d708af4cf47b453dcf7",
-                                 "e144d726b3acfaa3e44228e80efcd344",
-                                 "5c965bf0a639b31b8f53240b1b52f4d7",
-                                 "7320c461ea6c1c855c0b718fb2a4b134")))),
+    "mnist": (
+        ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+        dict(
+            zip(
+                _FILES,
+                (
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                    "d53e105ee54ea40749a09fcbcd1e9432",
+                    "9fb629c4189551a2d022fa330f9573f3",
+                    "ec29112dd5afa0611ce80d1b7f02629c",
+                ),
+                strict=True,
+            )
+        ),
+    ),
+    "fashion-mnist": (
+        ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        dict(
+            zip(
+                _FILES,
+                (
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
+                strict=True,
+            )
+        ),
+    ),
+    "kmnist": (
+        ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
+        dict(
+            zip(
+                _FILES,
+                (
+                    "bdb82020997e1d708af4cf47b453dcf7",
+                    "e144d726b3acfaa3e44228e80efcd344",
+                    "5c965bf0a639b31b8f53240b1b52f4d7",
+                    "7320c461ea6c1c855c0b718fb2a4b134",
+                ),
+                strict=True,
+            )
+        ),
+    ),
 }
 
 _CHUNK = 1 << 16
@@ -61,7 +94,7 @@ def _fetch(url: str, part: Path, timeout: float) -> None:
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:      # already complete
+        if exc.code == 416 and have:  # already complete
             return
         raise
     with response:
@@ -104,6 +137,7 @@ def download(name: str, folder, timeout: float = 30.0, log=print) -> Path:
             part.unlink()
             errors.append(f"{mirror}: checksum mismatch")
         else:
-            raise DataError(f"could not download {name} {filename} (offline?): "
-                            + "; ".join(errors))
+            raise DataError(
+                f"could not download {name} {filename} (offline?): " + "; ".join(errors)
+            )
     return folder

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .fileio import atomic_write_bytes
+from ..errors import ConfigError
+from ..fileio import atomic_write_bytes
 
 __all__ = ["learning_curves", "confusion_matrix", "worst_digits", "bench_plot"]
 
@@ -26,6 +26,7 @@ def _plt():
         raise ConfigError("plots need matplotlib: pip install 'mlp-xp[plot]'") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -52,9 +53,13 @@ def learning_curves(history: dict, path, title: str = "") -> Path:
         acc = 100 * np.asarray(history["val_accuracy"])
         ax2.plot(epochs, acc, color="tab:green")
         best = int(np.argmax(acc))
-        ax2.annotate(f"best {acc[best]:.2f}% (epoch {epochs[best]})", (epochs[best], acc[best]),
-                     textcoords="offset points", xytext=(-60, -25),
-                     arrowprops={"arrowstyle": "->"})
+        ax2.annotate(
+            f"best {acc[best]:.2f}% (epoch {epochs[best]})",
+            (epochs[best], acc[best]),
+            textcoords="offset points",
+            xytext=(-60, -25),
+            arrowprops={"arrowstyle": "->"},
+        )
         ax2.set_ylim(max(0.0, acc.min() - 1), 100)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("held-out accuracy (%)")
@@ -63,8 +68,9 @@ def learning_curves(history: dict, path, title: str = "") -> Path:
     return _save(fig, path)
 
 
-def confusion_matrix(true: np.ndarray, pred: np.ndarray, path, n_classes: int = 10,
-                     title: str = "") -> Path:
+def confusion_matrix(
+    true: np.ndarray, pred: np.ndarray, path, n_classes: int = 10, title: str = ""
+) -> Path:
     plt = _plt()
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (true, pred), 1)
@@ -75,8 +81,15 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, path, n_classes: int = 
     for i in range(n_classes):
         for j in range(n_classes):
             if counts[i, j]:
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if counts[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if counts[i, j] > threshold else "black",
+                )
     ax.set_xticks(range(n_classes))
     ax.set_yticks(range(n_classes))
     ax.set_xlabel("predicted digit")
@@ -86,8 +99,9 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, path, n_classes: int = 
     return _save(fig, path)
 
 
-def worst_digits(images: np.ndarray, true: np.ndarray, probs: np.ndarray, path,
-                 count: int = 24) -> Path:
+def worst_digits(
+    images: np.ndarray, true: np.ndarray, probs: np.ndarray, path, count: int = 24
+) -> Path:
     """Grid of the lowest-probability-for-the-true-class digits, titled true -> predicted."""
     plt = _plt()
     p_true = probs[np.arange(len(true)), true]
@@ -97,14 +111,14 @@ def worst_digits(images: np.ndarray, true: np.ndarray, probs: np.ndarray, path,
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, i in zip(np.ravel(axes), order):
+    for ax, i in zip(np.ravel(axes), order, strict=False):
         pred = int(np.argmax(probs[i]))
         ax.imshow(images[i].reshape(28, 28), cmap="gray", vmin=0, vmax=255)
         color = "tab:red" if pred != true[i] else "tab:green"
-        ax.set_title(f"true {true[i]} -> {pred}\np={probs[i, pred]:.2f}", fontsize=8,
-                     color=color)
-    fig.suptitle("held-out digits the model got most wrong (true -> predicted, its probability)",
-                 fontsize=10)
+        ax.set_title(f"true {true[i]} -> {pred}\np={probs[i, pred]:.2f}", fontsize=8, color=color)
+    fig.suptitle(
+        "held-out digits the model got most wrong (true -> predicted, its probability)", fontsize=10
+    )
     return _save(fig, path)
 
 
@@ -113,8 +127,12 @@ def bench_plot(bench: dict, path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for device, rows in _by_device(bench).items():
         rows = sorted(rows, key=lambda r: r["batch_size"])
-        ax.plot([r["batch_size"] for r in rows], [r["epoch_seconds"] for r in rows],
-                marker="o", label=device)
+        ax.plot(
+            [r["batch_size"] for r in rows],
+            [r["epoch_seconds"] for r in rows],
+            marker="o",
+            label=device,
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     sizes = sorted({r["batch_size"] for r in bench.get("results", [])})

@@ -1,0 +1,65 @@
+"""The ``mlp-xp`` command line.
+
+Every error a user can cause prints one line to stderr and exits 2; an
+interrupted training run writes a resumable checkpoint and exits 130.
+``--json`` makes the last line of stdout one JSON value (logs go to stderr).
+
+The parser is :mod:`mlp_xp.cli.parser`; each command is one function in
+:mod:`mlp_xp.cli.commands` (``train`` in :mod:`mlp_xp.cli.train`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+from ..errors import MlpXpError
+from .console import EXIT_INTERRUPTED, EXIT_USAGE
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mlp-xp``; returns the exit status."""
+    from .commands import COMMANDS
+    from .parser import build_parser
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return int(exc.code or 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _warn_one_line
+            return int(COMMANDS[args.command](args) or 0)
+    except MlpXpError as exc:
+        print(f"mlp-xp {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"mlp-xp {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(
+            f"mlp-xp {args.command}: error: out of host memory; try a smaller "
+            "--batch-size or dataset",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        from ..backend import device_error_for
+
+        error = device_error_for(exc)
+        if error is None:
+            raise
+        print(f"mlp-xp {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"mlp-xp: warning: {message}", file=sys.stderr)

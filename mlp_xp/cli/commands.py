@@ -1,0 +1,277 @@
+"""What each ``mlp-xp`` subcommand does: one function per command (``train`` in
+:mod:`mlp_xp.cli.train`), registered in :data:`COMMANDS` for :func:`mlp_xp.cli.main`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import available_backends, get_backend
+from ..checkpoint import load_model
+from ..data import (
+    Normalization,
+    load_array_file,
+    load_digits,
+    scale_images,
+    stratified_split,
+    task_targets,
+)
+from ..errors import ConfigError, DataError
+from .console import emit_json, log_stream, resolve
+from .train import cmd_train
+
+# --------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------
+
+
+def cmd_devices(args) -> int:
+    rows = available_backends()
+    best = get_backend("auto")
+    if args.json:
+        emit_json({"devices": rows, "auto": best.name})
+        return 0
+    for row in rows:
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        label = row["device"] or row["kind"]
+        print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
+    print(f"--device auto uses: {best.name} ({best.kind})")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# evaluate / predict
+# --------------------------------------------------------------------------
+
+
+def cmd_evaluate(args) -> int:
+    backend = get_backend(args.device)
+    model = load_model(resolve(args.model), backend)
+    info = model.meta.get("data") or {}
+    source = args.data or info.get("source", "mnist-5k")
+    if args.split == "test":
+        digits = load_digits(source, "test")
+        idx = np.arange(len(digits))
+    else:
+        digits = load_digits(source, "train")
+        train_idx, val_idx = stratified_split(
+            digits.labels, info.get("val_fraction", 0.2), info.get("split_seed", 0)
+        )
+        idx = train_idx if args.split == "train" else val_idx
+    targets = task_targets(digits.labels, model.task, info.get("positive"))
+    normalization = Normalization.from_meta(model.meta.get("normalization"))
+    X, y = backend.put((normalization.apply(digits.images[idx], model.dtype), targets[idx]))
+    result = model.evaluate(X, y)
+    result.update(split=args.split, backend=backend.name, device=backend.device, data=str(source))
+    if args.json:
+        emit_json(result)
+    else:
+        metric = (
+            f"accuracy {100 * result['accuracy']:.2f}%"
+            if "accuracy" in result
+            else f"MSE {result['mse']:.4f}"
+        )
+        print(
+            f"{args.split}: {metric}  loss {result['loss']:.4f}  "
+            f"({result['samples']} samples from {source}, {backend.name})"
+        )
+    return 0
+
+
+def _images_from(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
+        from ..data.images import load_digit_image
+
+        return load_digit_image(path)[None]
+    return load_array_file(path)
+
+
+def cmd_predict(args) -> int:
+    backend = get_backend(args.device)
+    model = load_model(resolve(args.model), backend)
+    if model.task != "classify" or model.n_inputs != 784:
+        raise DataError("predict needs a 784-input digit classifier (task 'classify')")
+    normalization = Normalization.from_meta(model.meta.get("normalization"))
+    results = []
+    for name in args.inputs:
+        X = backend.put(normalization.apply(_images_from(resolve(name)), model.dtype))
+        probs = backend.get(model.predict_proba(X)).astype(np.float64)
+        for i, row in enumerate(probs):
+            top = np.argsort(-row, kind="stable")[:3]
+            label = name if len(probs) == 1 else f"{name}[{i}]"
+            results.append(
+                {
+                    "input": label,
+                    "digit": int(top[0]),
+                    "probability": float(row[top[0]]),
+                    "top3": [{"digit": int(k), "probability": float(row[k])} for k in top],
+                }
+            )
+    if args.json:
+        emit_json(results)
+    else:
+        for r in results:
+            alts = ", ".join(f"{t['digit']} {100 * t['probability']:.1f}%" for t in r["top3"])
+            print(f"{r['input']}: {r['digit']} ({100 * r['probability']:.1f}%)  top-3: {alts}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# perceptron
+# --------------------------------------------------------------------------
+
+TOY_TABLES = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
+
+
+def cmd_perceptron(args) -> int:
+    from ..perceptron import perceptron
+
+    if args.toy:
+        X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+        y = np.array(TOY_TABLES[args.toy])
+        what = f"{args.toy.upper()} truth table"
+    else:
+        try:
+            a, b = (int(v) for v in args.digits.split(","))
+        except ValueError:
+            raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
+        if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+            raise ConfigError(f"--digits needs two different digits 0-9, got {args.digits!r}")
+        digits = load_digits(args.data, "train")
+        keep = (digits.labels == a) | (digits.labels == b)
+        X = scale_images(digits.images[keep], "float64")
+        y = (digits.labels[keep] == b).astype(np.int64)
+        what = f"{keep.sum()} digits, {a} (-1) vs {b} (+1)"
+    result = perceptron(X, y, lr=args.lr, max_epochs=args.max_epochs, backend=args.device)
+    accuracy = float(np.mean(result.predict(X) == np.where(y > 0, 1, -1)))
+    if args.json:
+        emit_json(
+            {
+                "data": what,
+                "converged": result.converged,
+                "epochs": result.epochs,
+                "mistakes": result.mistakes,
+                "train_accuracy": accuracy,
+            }
+        )
+    else:
+        print(f"perceptron on {what}: {result.message()}; training accuracy {100 * accuracy:.1f}%")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# plot / download
+# --------------------------------------------------------------------------
+
+
+def cmd_plot(args) -> int:
+    from . import plots
+
+    run_dir = resolve(args.run_dir)
+    hist_path = run_dir / "history.json"
+    if not hist_path.is_file():
+        raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
+    try:
+        info = json.loads(hist_path.read_text(encoding="utf-8"))
+        history = info["history"]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{hist_path}: not a history file written by mlp-xp") from None
+    written = [
+        plots.learning_curves(
+            history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
+        )
+    ]
+    model_path = Path(info.get("model", ""))
+    if model_path.is_file():
+        backend = get_backend(args.device or "cpu")
+        model = load_model(model_path, backend)
+        data = info.get("data") or {}
+        if model.task == "classify":
+            digits = load_digits(data.get("source", "mnist-5k"), "train")
+            _, val_idx = stratified_split(
+                digits.labels, data.get("val_fraction", 0.2), data.get("split_seed", 0)
+            )
+            normalization = Normalization.from_meta(model.meta.get("normalization"))
+            X = backend.put(normalization.apply(digits.images[val_idx], model.dtype))
+            probs = backend.get(model.predict_proba(X)).astype(np.float64)
+            true = digits.labels[val_idx]
+            written.append(
+                plots.confusion_matrix(true, probs.argmax(axis=1), run_dir / "confusion_matrix.png")
+            )
+            written.append(
+                plots.worst_digits(
+                    digits.images[val_idx], true, probs, run_dir / "worst_digits.png"
+                )
+            )
+    else:
+        print(
+            f"note: model {model_path} not found; skipped the confusion matrix and worst digits",
+            file=sys.stderr,
+        )
+    bench_path = run_dir / "bench.json"
+    if bench_path.is_file():
+        try:
+            bench = json.loads(bench_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise DataError(f"{bench_path}: not valid JSON") from None
+        written.append(plots.bench_plot(bench, run_dir / "bench.png"))
+    else:
+        print(
+            f"note: no {bench_path} (write one with: mlp-xp bench --json > {bench_path}); "
+            "skipped the benchmark plot",
+            file=sys.stderr,
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from ..data.download import download
+
+    folder = resolve(args.dir) if args.dir else Path("data") / args.dataset
+    download(args.dataset, folder, log=lambda line: print(line, flush=True))
+    print(f"ready: mlp-xp train --data {folder}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import format_table, run_bench
+
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    for d in devices:
+        if d not in ("cpu", "gpu"):
+            raise ConfigError(f"unknown device {d!r} in --devices: use cpu and/or gpu")
+    log = log_stream(args)
+    result = run_bench(
+        devices,
+        args.batch_sizes,
+        args.samples,
+        args.repeats,
+        args.data,
+        not args.no_augment_cost,
+        log=lambda s: print(s, file=log, flush=True),
+    )
+    print(format_table(result), file=log)
+    if args.plot:
+        from .plots import bench_plot
+
+        print(f"wrote {bench_plot(result, resolve(args.plot))}", file=log)
+    if args.json:
+        emit_json(result)
+    return 0
+
+
+COMMANDS = {
+    "devices": cmd_devices,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "perceptron": cmd_perceptron,
+    "plot": cmd_plot,
+    "download": cmd_download,
+    "bench": cmd_bench,
+}

@@ -1,0 +1,212 @@
+"""The ``mlp-xp`` argument parser: the command-line contract, flag by flag.
+
+Numeric flags and names are parsed and checked by :mod:`mlp_xp.constraints`, so
+a bad value is refused with the same sentence as in the Python API, as one
+``argparse`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..constraints import (
+    ACTIVATIONS,
+    AUGMENTATIONS,
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TASKS,
+    argument_type,
+)
+from ..train import TrainConfig
+from .console import EXIT_USAGE
+
+__all__ = ["build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) and exits 2."""
+
+    def error(self, message):  # argparse API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _comma_list(name: str):
+    """A ``type=`` for a comma list whose every item is checked as parameter ``name``."""
+    item = argument_type(name)
+
+    def parse(text: str) -> list:
+        values = [item(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma list, got {text!r}")
+        return values
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = _Parser(
+        prog="mlp-xp",
+        description="A from-scratch MLP for handwritten digits, "
+        "one code path for NumPy (CPU) and CuPy (GPU).",
+    )
+    p.add_argument("--version", action="version", version=f"mlp-xp {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def device_arg(q):
+        q.add_argument(
+            "--device", default=None, help="auto (default; or $MLP_XP_DEVICE), cpu or gpu"
+        )
+
+    q = sub.add_parser("devices", help="list the devices this machine can train on")
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser(
+        "train", help="train a network (defaults: 784-300-100-10 on the embedded digits)"
+    )
+    q.add_argument(
+        "--data",
+        default="mnist-5k",
+        help="mnist-5k (embedded, default) or a folder of MNIST-format IDX files",
+    )
+    device_arg(q)
+    q.add_argument(
+        "--hidden", default="300,100", help="hidden layers, e.g. 300,100 or maxout:300:2,100"
+    )
+    q.add_argument(
+        "--activation", default="relu", help=f"{', '.join(ACTIVATIONS)}; or one per hidden layer"
+    )
+    q.add_argument(
+        "--task",
+        default="classify",
+        choices=TASKS,
+        help="softmax+cross-entropy, sigmoid+binary CE (one digit vs rest, "
+        "see --positive) or linear+squared error on the digit's value",
+    )
+    q.add_argument(
+        "--positive",
+        type=argument_type("positive"),
+        default=None,
+        help="for --task binary: the digit that is the positive class",
+    )
+    q.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
+    q.add_argument(
+        "--momentum",
+        type=argument_type("momentum"),
+        default=d.momentum,
+        help="heavy-ball momentum (default: none for sgd, 0.9 for momentum)",
+    )
+    q.add_argument("--epochs", type=argument_type("epochs"), default=d.epochs)
+    q.add_argument("--batch-size", type=argument_type("batch_size"), default=d.batch_size)
+    q.add_argument("--lr", type=argument_type("lr"), default=d.lr, help="learning rate eta")
+    q.add_argument("--l2", type=argument_type("l2"), default=1e-4, help="L2 weight penalty lambda")
+    q.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
+    q.add_argument(
+        "--warmup",
+        type=argument_type("warmup_epochs"),
+        default=d.warmup_epochs,
+        metavar="EPOCHS",
+        help="linear learning-rate warm-up, in epochs",
+    )
+    q.add_argument("--augment", default=d.augment, choices=AUGMENTATIONS)
+    q.add_argument(
+        "--dropout",
+        type=argument_type("dropout"),
+        default=d.dropout,
+        help="inverted-dropout rate on hidden layers (0 = off)",
+    )
+    q.add_argument(
+        "--patience",
+        type=argument_type("patience"),
+        default=d.patience,
+        help="early stopping after N epochs without improvement (0 = off)",
+    )
+    q.add_argument(
+        "--val-fraction",
+        type=argument_type("val_fraction"),
+        default=0.2,
+        help="share of the data held out for validation (stratified)",
+    )
+    q.add_argument("--seed", type=argument_type("seed"), default=d.seed)
+    q.add_argument("--dtype", default="float32", choices=DTYPES)
+    q.add_argument(
+        "--out",
+        default=None,
+        help="where to save the model (default model.npz, or RUN_DIR/model.npz)",
+    )
+    q.add_argument(
+        "--run-dir",
+        default=None,
+        help="folder for history.csv/json, the checkpoint and (by default) the model",
+    )
+    q.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
+    q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("evaluate", help="accuracy and loss of a saved model")
+    q.add_argument("model")
+    q.add_argument("--data", default=None, help="default: the data the model was trained on")
+    q.add_argument("--split", default="val", choices=("train", "val", "test"))
+    device_arg(q)
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("predict", help="recognise digits in IDX, .npy or image files")
+    q.add_argument("model")
+    q.add_argument("inputs", nargs="+", metavar="INPUT")
+    device_arg(q)
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("bench", help="time training on each device and batch size")
+    q.add_argument("--devices", default="cpu,gpu", help="comma list of cpu, gpu")
+    q.add_argument("--batch-sizes", type=_comma_list("batch_size"), default=[32, 128, 512, 2048])
+    q.add_argument(
+        "--samples",
+        type=argument_type("samples"),
+        default=60000,
+        help="synthetic MNIST-shaped samples per epoch (default 60000)",
+    )
+    q.add_argument(
+        "--data",
+        default=None,
+        help="time on mnist-5k or a folder of IDX files instead of synthetic samples",
+    )
+    q.add_argument(
+        "--repeats", type=argument_type("repeats"), default=3, help="timed epochs per configuration"
+    )
+    q.add_argument(
+        "--no-augment-cost", action="store_true", help="skip timing affine augmentation separately"
+    )
+    q.add_argument("--plot", default=None, metavar="FILE.png")
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser(
+        "plot",
+        help="learning curves, confusion matrix, worst digits and "
+        "benchmark plots of a run folder (PNG)",
+    )
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    device_arg(q)
+
+    q = sub.add_parser("download", help="fetch MNIST, Fashion-MNIST or KMNIST (checksummed)")
+    q.add_argument("dataset", choices=("mnist", "fashion-mnist", "kmnist"))
+    q.add_argument("--dir", default=None, help="target folder (default data/DATASET)")
+
+    q = sub.add_parser(
+        "perceptron", help="the primal perceptron algorithm on two digits or a toy table"
+    )
+    q.add_argument("--digits", default="0,1", help="two digits, the first is -1 (default 0,1)")
+    q.add_argument(
+        "--toy",
+        default=None,
+        choices=("and", "or", "xor"),
+        help="a 2-input truth table instead of digits",
+    )
+    q.add_argument("--data", default="mnist-5k")
+    q.add_argument("--max-epochs", type=argument_type("max_epochs"), default=100)
+    q.add_argument("--lr", type=argument_type("lr"), default=1.0)
+    device_arg(q)
+    q.add_argument("--json", action="store_true")
+    return p

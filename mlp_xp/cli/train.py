@@ -1,0 +1,209 @@
+"""``mlp-xp train``: train a network on digits, save it, checkpoint it on Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from ..backend import get_backend
+from ..checkpoint import save_model
+from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
+from ..errors import DivergenceError
+from ..model import MLP
+from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from .console import EXIT_INTERRUPTED, emit_json, log_stream, resolve
+from .progress import EpochLog, ProgressBar, RunLog
+
+__all__ = ["cmd_train"]
+
+N_OUTPUTS = {"classify": 10, "binary": 1, "regress": 1}
+
+
+def _progress_callbacks(args, log) -> list:
+    """A live tqdm bar on a terminal; one plain line per epoch otherwise; none with --quiet."""
+    if args.quiet:
+        return []
+    if not args.json and sys.stderr.isatty():
+        try:
+            return [ProgressBar(sys.stderr)]
+        except ImportError:  # tqdm is an optional extra
+            pass
+    return [EpochLog(log)]
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer):
+    """Ctrl-C and SIGTERM ask ``trainer`` to stop after the current step.
+
+    The command owns these signals (the library never takes them over); a
+    second Ctrl-C while the run winds down interrupts at once.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        trainer.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def cmd_train(args) -> int:
+    log = log_stream(args)
+    backend = get_backend(args.device)
+    print(
+        f"device: {backend.name} on {backend.device}"
+        + (f" ({backend.note})" if backend.note else ""),
+        file=log,
+        flush=True,
+    )
+    run_dir = resolve(args.run_dir) if args.run_dir else None
+    out = (
+        resolve(args.out) if args.out else (run_dir / "model.npz" if run_dir else Path("model.npz"))
+    )
+    ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
+
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(resolve(args.resume), backend)
+        model, config = checkpoint.model, checkpoint.config
+        data_info = model.meta["data"]
+        normalization = Normalization.from_meta(model.meta.get("normalization"))
+    else:
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            seed=args.seed,
+            schedule=args.schedule,
+            warmup_epochs=args.warmup,
+            augment=args.augment,
+            dropout=args.dropout,
+            patience=args.patience,
+        ).validate()
+        model = MLP(
+            784,
+            args.hidden,
+            N_OUTPUTS[args.task],
+            activation=args.activation,
+            task=args.task,
+            l2=args.l2,
+            backend=backend,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+        data_info = {
+            "source": args.data,
+            "val_fraction": args.val_fraction,
+            "split_seed": args.seed,
+            "task": args.task,
+            "positive": args.positive,
+        }
+        normalization = DIGITS
+    digits = load_digits(data_info["source"], "train")
+    targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
+    train_idx, val_idx = stratified_split(
+        digits.labels, data_info["val_fraction"], data_info["split_seed"]
+    )
+    callbacks = _progress_callbacks(args, log)
+    # normalize each split on its own: one float copy of the pixels in memory, not two
+    trainer = Trainer(
+        model,
+        normalization.apply(digits.images[train_idx], model.dtype),
+        targets[train_idx],
+        normalization.apply(digits.images[val_idx], model.dtype),
+        targets[val_idx],
+        config,
+        callbacks=callbacks,
+    )
+    source = digits.source
+    del digits
+    if checkpoint is not None:
+        trainer.restore(checkpoint.optimizer, checkpoint.state)
+        print(
+            f"resumed from {args.resume} at epoch {trainer.epoch + 1}, step {trainer.step}",
+            file=log,
+        )
+    optimizer = {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr}
+    meta = {
+        "normalization": normalization.to_meta(),
+        "data": data_info,
+        "training": {
+            "config": config.as_dict(),
+            "optimizer": optimizer,
+            "backend": backend.name,
+            "device": backend.device,
+        },
+    }
+    if run_dir is not None:
+        trainer.callbacks.append(
+            RunLog(
+                run_dir,
+                {
+                    "model": str(out.resolve()),
+                    "data": data_info,
+                    "optimizer": optimizer,
+                    "backend": backend.name,
+                    "device": backend.device,
+                },
+            )
+        )
+    print(
+        f"network {'-'.join(map(str, model.layer_sizes))} ({model.n_params:,} parameters), "
+        f"{len(train_idx)} training / {len(val_idx)} held-out digits from {source}",
+        file=log,
+        flush=True,
+    )
+    try:
+        with stop_on_signals(trainer):
+            history = trainer.run()
+    except DivergenceError:
+        save_model(out, model, **meta)
+        print(f"saved the last good parameters to {out}", file=log)
+        raise
+    if trainer.interrupted:
+        save_checkpoint(ckpt_path, trainer, **meta)
+        print(
+            f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
+            f"saved to {ckpt_path}; continue with: mlp-xp train --resume {ckpt_path}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    meta["training"]["history"] = history.as_dict()
+    save_model(out, model, **meta)
+    final = model.evaluate(trainer.X_val, trainer.y_val)
+    if model.task == "regress":
+        print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
+    else:
+        print(
+            f"held-out accuracy: {100 * final['accuracy']:.2f}% ({final['samples']} digits)",
+            file=log,
+        )
+    print(f"saved {out}", file=log)
+    if args.json:
+        emit_json(
+            {
+                "backend": backend.name,
+                "device": backend.device,
+                "optimizer": optimizer,
+                "epochs": len(history.epoch),
+                "epoch_seconds": history.seconds,
+                "train_loss": history.train_loss,
+                "val_loss": history.val_loss,
+                "val_accuracy": final.get("accuracy"),
+                "val_mse": final.get("mse"),
+                "best_epoch": history.best_epoch,
+                "stopped_early": history.stopped_early,
+                "model": str(out),
+            }
+        )
+    return 0

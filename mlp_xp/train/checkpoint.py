@@ -1,0 +1,77 @@
+"""Resumable training checkpoints: the model, the optimizer state and the loop's place.
+
+A checkpoint is a model file (:mod:`mlp_xp.checkpoint`: pickle-free, checksummed,
+atomic) of kind ``checkpoint`` that also holds the optimizer's state arrays
+(``optim/...``) and, in its metadata, the optimizer's settings and the loop's
+state: epoch, step, the training config, the history so far and the key of the
+host random generator. Resuming::
+
+    ckpt = load_checkpoint("run/checkpoint.npz", backend="cpu")
+    trainer = Trainer(ckpt.model, X, y, X_val, y_val, ckpt.config)
+    trainer.restore(ckpt.optimizer, ckpt.state)
+    trainer.run()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..checkpoint import build_model, param_arrays, read_file, write_file
+from ..errors import MlpXpError, ModelFileError
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from ..model import MLP
+    from .loop import Trainer
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint"]
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns.
+
+    ``optimizer`` is the ``(scalars, arrays)`` pair of
+    :meth:`~mlp_xp.optim.Optimizer.state_dict` (arrays on the host); ``state``
+    is :meth:`~mlp_xp.train.Trainer.state`.
+    """
+
+    model: MLP
+    config: TrainConfig
+    optimizer: tuple[dict, dict]
+    state: dict
+
+
+def save_checkpoint(path, trainer: Trainer, **meta) -> Path:
+    """Save everything needed to resume ``trainer``: parameters, optimizer, loop state."""
+    model = trainer.model
+    scalars, opt_arrays = trainer.optimizer.state_dict()
+    arrays = param_arrays(model)
+    arrays.update({f"optim/{k}": v for k, v in model.backend.get(opt_arrays).items()})
+    merged = {
+        **model.meta,
+        **meta,
+        "model": model.config(),
+        "optimizer": scalars,
+        "state": trainer.state(),
+    }
+    return write_file(path, "checkpoint", merged, arrays)
+
+
+def load_checkpoint(path, backend=None) -> Checkpoint:
+    """Load a checkpoint onto ``backend`` (independent of where it was written)."""
+    meta, arrays = read_file(path)
+    state = meta.get("state")
+    if meta.get("kind") != "checkpoint" or not isinstance(state, dict):
+        raise ModelFileError(f"{path}: not a resumable checkpoint (it is a plain model file)")
+    try:
+        config = TrainConfig.from_dict(state["config"]).validate()
+    except (KeyError, TypeError, MlpXpError) as exc:
+        raise ModelFileError(
+            f"{path}: the checkpoint's training config is unusable ({exc})"
+        ) from None
+    model = build_model(path, meta, arrays, backend)
+    opt_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return Checkpoint(model, config, (meta.get("optimizer") or {}, opt_arrays), state)

@@ -1,0 +1,60 @@
+"""The hyperparameters of one training run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..constraints import validate
+from ..errors import ConfigError
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (all host Python values).
+
+    The defaults are the digit recipe chosen by 5-fold cross-validation
+    (``docs/accuracy.md``): SGD with momentum 0.9, lr 0.05 on a cosine schedule,
+    batch 128, 60 epochs of random affine distortions. For inputs that are not
+    28x28 images pass ``augment="none"``.
+
+    ``momentum`` is ``None`` unless given: the optimizer's own default then
+    applies (0 for ``sgd``, plain gradient descent; 0.9 for ``momentum``).
+    :meth:`validate` checks every field against :mod:`mlp_xp.constraints`.
+    """
+
+    epochs: int = 60
+    batch_size: int = 128
+    optimizer: str = "momentum"
+    lr: float = 0.05
+    momentum: float | None = None
+    seed: int = 0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    augment: str = "affine"
+    dropout: float = 0.0
+    patience: int = 0  # early stopping: epochs without improvement (0 = off)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from keyword values, refusing unknown names with a ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training setting(s) {', '.join(unknown)}: choose from "
+                f"{', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def validate(self) -> TrainConfig:
+        """Check every field through the constraints table; store the normalised values."""
+        for f in fields(self):
+            setattr(self, f.name, validate(f.name, getattr(self, f.name)))
+        if self.momentum is not None and self.optimizer == "adam":
+            raise ConfigError("momentum applies to the sgd and momentum optimizers, not adam")
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,420 @@
+"""The training loop: mini-batch gradient descent on an MLP.
+
+What it keeps to: the training set and its encoded targets move to the device
+once; each epoch's shuffle is drawn on the host and sent as one index array;
+nothing is copied back or synchronised inside a step -- the per-step losses stay
+on the device and become Python floats once, at the end of the epoch, where the
+divergence guard also looks at them.
+
+Randomness is counter-based: epoch ``e`` shuffles with ``default_rng((seed, e))``
+and step ``s`` augments with ``default_rng((seed, e, s))``, so a run interrupted
+after any step resumes bit-for-bit on the same device.
+
+The loop owns no signal handler. Ctrl-C raises :class:`KeyboardInterrupt` as
+usual, but only once the step in flight has finished, so the model, optimizer
+and :meth:`Trainer.state` always describe a whole number of steps (the command
+line catches it, writes a checkpoint and exits 130).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, DivergenceError
+from ..model import MLP
+from ..optim import Optimizer, make_optimizer
+from .augment import make_augmenter
+from .config import TrainConfig
+from .schedules import make_schedule
+
+__all__ = ["Trainer", "History", "Callback", "fit"]
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run, as host floats.
+
+    ``train_loss`` is the mean data loss of the epoch's steps plus the L2
+    penalty at the end of the epoch. ``interrupted`` is True when the run was
+    stopped (:meth:`Trainer.request_stop`, or Ctrl-C) before its last epoch.
+    """
+
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)  # classify / binary tasks
+    val_mse: list = field(default_factory=list)  # regress task
+    seconds: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "seconds", "lr")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def rows(self) -> list[dict]:
+        """One dict per epoch (for CSV logs); a column the task has not is ``None``."""
+        columns = {k: getattr(self, k) for k in self.COLUMNS}
+        return [
+            {k: (v[i] if i < len(v) else None) for k, v in columns.items()}
+            for i in range(len(self.epoch))
+        ]
+
+
+class Callback:
+    """Hooks the loop calls; the default does nothing. All arguments are host values."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
+        """Before the first step of (1-based) ``epoch``, which has ``n_steps`` steps."""
+
+    def on_step(self, trainer: Trainer, step: int) -> None:
+        """After (1-based) ``step`` of the current epoch has been applied."""
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """After an epoch, with its record (the keys of :attr:`History.COLUMNS`)."""
+
+
+class Trainer:
+    """Mini-batch gradient descent on an :class:`~mlp_xp.model.MLP`.
+
+    Parameters
+    ----------
+    model : MLP
+        Trained in place.
+    X, y : arrays
+        Training inputs (N, n_inputs) and labels/targets, NumPy or already on
+        the model's backend; they are moved to the device once.
+    X_val, y_val : arrays, optional
+        Held-out split, evaluated after every epoch (and watched by early
+        stopping when ``config.patience`` > 0).
+    config : TrainConfig, optional
+        Hyperparameters; the digit recipe when omitted.
+    optimizer : Optimizer, optional
+        An optimizer already bound to ``model.params``; by default the one
+        ``config.optimizer`` names.
+    callbacks : list of Callback, optional
+        Called at epoch starts, after each step and at epoch ends.
+    image_shape : (H, W) or None
+        The shape of one input image, for augmentation; ``None`` for inputs
+        that are not images (then ``config.augment`` must be ``"none"``).
+    """
+
+    def __init__(
+        self,
+        model: MLP,
+        X,
+        y,
+        X_val=None,
+        y_val=None,
+        config: TrainConfig | None = None,
+        *,
+        optimizer: Optimizer | None = None,
+        callbacks: list[Callback] | None = None,
+        image_shape: tuple[int, int] | None = (28, 28),
+    ):
+        self.model = model
+        self.backend = model.backend
+        self.config = (config or TrainConfig()).validate()
+        self.X = self._to_device(X, model.dtype, "training inputs")
+        y = self._to_device(y, None, "training labels")
+        model.check_input(self.X)
+        if self.X.shape[0] != y.shape[0]:
+            raise DataError(f"{self.X.shape[0]} training inputs but {y.shape[0]} labels")
+        if self.X.shape[0] == 0:
+            raise DataError("the training set is empty")
+        self.T = model.targets(y)  # encoded once; each step takes its rows
+        self.has_val = X_val is not None
+        if self.has_val:
+            self.X_val = self._to_device(X_val, model.dtype, "validation inputs")
+            self.y_val = self._to_device(y_val, None, "validation labels")
+        n = self.X.shape[0]
+        self.batch_size = self.config.batch_size
+        if self.batch_size > n:
+            warnings.warn(
+                f"batch size {self.batch_size} is larger than the {n} training "
+                f"samples; using {n} (full-batch gradient descent)",
+                stacklevel=2,
+            )
+            self.batch_size = n
+        self.steps_per_epoch = -(-n // self.batch_size)
+        self.optimizer = optimizer or make_optimizer(
+            self.config.optimizer, model.params, self.backend, self.config.lr, self.config.momentum
+        )
+        self.base_lr = self.optimizer.lr
+        self.schedule = make_schedule(
+            self.config.schedule,
+            self.config.epochs * self.steps_per_epoch,
+            self.config.warmup_epochs * self.steps_per_epoch,
+        )
+        self.augmenter = make_augmenter(self.config.augment, image_shape)
+        if self.augmenter is not None and (
+            image_shape is None or model.n_inputs != image_shape[0] * image_shape[1]
+        ):
+            raise ConfigError(
+                f"augment={self.config.augment!r} needs {image_shape} images as "
+                f"inputs, the model has {model.n_inputs}; use augment='none'"
+            )
+        self.callbacks = list(callbacks or [])
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.step = 0  # steps completed inside the current epoch
+        self.best_score = -math.inf
+        self.best_params: dict | None = None
+        self.interrupted = False
+        self.last_loss = None  # device scalar of the latest step (read only when logging)
+        self._stop = threading.Event()
+        self._ctrl_c = False
+
+    def _to_device(self, a, dtype, what):
+        """Move an array to the device once, checking it is numeric and finite."""
+        xp = self.backend.xp
+        if not self.backend.owns(a):
+            a = np.asarray(a)
+            if a.dtype.kind not in "biuf":
+                raise DataError(f"{what} must be numeric, got {a.dtype}")
+            if dtype is None:
+                dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
+            a = self.backend.put(a, dtype)
+        if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
+            raise DataError(f"{what} contain NaN or Inf")
+        return a
+
+    # -- the loop --------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current step; :meth:`run` then returns."""
+        self._stop.set()
+
+    def run(self) -> History:
+        """Train until ``config.epochs`` are done, early stopping, or a stop request.
+
+        Returns
+        -------
+        History
+            ``history.interrupted`` says whether a stop request cut the run short.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C, after the step in flight (``self.state()`` is consistent).
+        DivergenceError
+            The loss became NaN/Inf; the parameters from the start of that
+            epoch (the last good ones) are restored first.
+        """
+        # the divergence guard reports non-finite losses itself: no NumPy warnings
+        with (
+            self._ctrl_c_between_steps(),
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
+            while self.epoch < self.config.epochs:
+                if not self.run_epoch():
+                    self.interrupted = self.history.interrupted = True
+                    break
+                if self._early_stop():
+                    break
+        if self._ctrl_c:
+            raise KeyboardInterrupt
+        if not self.interrupted and self.best_params is not None and self.config.patience:
+            self.model.set_params(self.best_params)
+        return self.history
+
+    def run_epoch(self) -> bool:
+        """Train one epoch (or the rest of an interrupted one) and record it.
+
+        Returns False when a stop was requested before the epoch finished.
+        """
+        xp, model, cfg = self.backend.xp, self.model, self.config
+        e = self.epoch
+        n = self.X.shape[0]
+        idx = self.backend.put(np.random.default_rng((cfg.seed, e)).permutation(n), np.int64)
+        snapshot = model.copy_params()
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, e + 1, self.steps_per_epoch)
+        losses = []
+        self.backend.synchronize()
+        t0 = time.perf_counter()
+        while self.step < self.steps_per_epoch:
+            if self._stop.is_set():
+                return False
+            s = self.step
+            batch = idx[s * self.batch_size : min((s + 1) * self.batch_size, n)]
+            xb = xp.take(self.X, batch, axis=0)
+            masks = None
+            if self.augmenter is not None or cfg.dropout:
+                step_rng = np.random.default_rng((cfg.seed, e, s))
+                if self.augmenter is not None:
+                    xb = self.augmenter(xb, step_rng, self.backend)
+                if cfg.dropout:
+                    masks = model.dropout_masks(step_rng, xb.shape[0], cfg.dropout)
+            self.optimizer.lr = self.base_lr * self.schedule(e * self.steps_per_epoch + s)
+            E, grads = model.loss_and_grads(
+                xb, xp.take(self.T, batch, axis=0), masks, with_penalty=False
+            )
+            self.optimizer.update_params(grads)
+            losses.append(E)
+            self.last_loss = E
+            self.step += 1
+            for cb in self.callbacks:
+                cb.on_step(self, self.step)
+        self.backend.synchronize()
+        seconds = time.perf_counter() - t0
+        step_losses = self.backend.get(xp.stack(losses)).astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(step_losses))
+        if bad.size:
+            model.set_params(snapshot)
+            raise DivergenceError(
+                f"training diverged: the loss became {step_losses[bad[0]]} at epoch {e + 1}, "
+                f"step {bad[0] + 1}; the parameters from before that epoch were kept; "
+                f"try a lower learning rate (now {self.base_lr:g})",
+                epoch=e + 1,
+                step=int(bad[0]) + 1,
+            )
+        penalty = float(model.penalty()) if model.l2 else 0.0
+        self._record(e + 1, float(step_losses.mean()) + penalty, seconds)
+        self.epoch += 1
+        self.step = 0
+        return True
+
+    def _record(self, epoch: int, train_loss: float, seconds: float) -> None:
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": seconds,
+            "lr": self.optimizer.lr,
+        }
+        if self.has_val:
+            metrics = self.model.evaluate(self.X_val, self.y_val)
+            record["val_loss"] = metrics["loss"]
+            record["val_mse" if "mse" in metrics else "val_accuracy"] = metrics.get(
+                "mse", metrics.get("accuracy")
+            )
+        for key, value in record.items():
+            getattr(self.history, key).append(value)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, record)
+
+    def _early_stop(self) -> bool:
+        """Track the best held-out score; True when patience has run out."""
+        h = self.history
+        if not self.has_val:
+            return False
+        score = h.val_accuracy[-1] if h.val_accuracy else -h.val_mse[-1]
+        if score > self.best_score:
+            self.best_score = score
+            h.best_epoch = h.epoch[-1]
+            if self.config.patience:
+                self.best_params = self.model.copy_params()
+            return False
+        if self.config.patience and h.epoch[-1] - h.best_epoch >= self.config.patience:
+            h.stopped_early = True
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def _ctrl_c_between_steps(self):
+        """Hold a Ctrl-C that lands inside a step until the step is done.
+
+        Only where Python's own SIGINT handler is in place, in the main thread:
+        a caller's handler (the command line's, say) is left alone, and SIGTERM
+        is never touched. A second Ctrl-C raises at once.
+        """
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+
+        def hold(signum, frame):
+            self._ctrl_c = True
+            self.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGINT, hold)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    # -- resumable state ---------------------------------------------------------------
+    def state(self) -> dict:
+        """JSON-able loop state for a checkpoint (the host RNG is keyed by seed/epoch/step)."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "config": self.config.as_dict(),
+            "rng": {"kind": "numpy.default_rng", "key": [self.config.seed, self.epoch, self.step]},
+            "history": self.history.as_dict(),
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
+        }
+
+    def restore(self, optimizer_state: tuple[dict, dict], state: dict) -> None:
+        """Continue from a checkpoint: the optimizer's ``state_dict()`` and :meth:`state`."""
+        self.optimizer.load_state_dict(*optimizer_state)
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.history = History.from_dict(state.get("history", {}))
+        self.history.interrupted = False  # it was, when saved; this run goes on
+        best = state.get("best_score")
+        self.best_score = -math.inf if best is None else float(best)
+
+
+def fit(
+    model: MLP,
+    X,
+    y,
+    X_val=None,
+    y_val=None,
+    *,
+    callbacks: list[Callback] | None = None,
+    optimizer: str | Optimizer = "momentum",
+    **config: Any,
+) -> History:
+    """Train ``model`` in place and return its :class:`History`.
+
+    Parameters
+    ----------
+    model : MLP
+    X : array, shape (N, n_inputs)
+        Training inputs (NumPy, or already on the model's backend).
+    y : array, shape (N,) or (N, n_outputs)
+        Class labels (classify), 0/1 (binary) or targets (regress).
+    X_val, y_val : arrays, optional
+        Held-out split, evaluated after each epoch (and used by early stopping).
+    optimizer : {"sgd", "momentum", "adam"} or Optimizer
+        A name, or an optimizer bound to ``model.params``.
+    callbacks : list of Callback, optional
+    **config
+        Other :class:`TrainConfig` fields: ``epochs``, ``batch_size``, ``lr``,
+        ``momentum``, ``seed``, ``schedule``, ``warmup_epochs``, ``augment``,
+        ``dropout``, ``patience``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, once the step in flight has finished: the model holds the
+        parameters after that step.
+
+    Examples
+    --------
+    >>> history = fit(model, X_train, y_train, X_val, y_val, epochs=5)  # doctest: +SKIP
+    """
+    if isinstance(optimizer, str):
+        config["optimizer"], optimizer = optimizer, None
+    cfg = TrainConfig.from_dict(config)
+    return Trainer(model, X, y, X_val, y_val, cfg, optimizer=optimizer, callbacks=callbacks).run()

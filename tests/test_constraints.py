@@ -1,0 +1,79 @@
+"""One table of parameter constraints: its messages, and that the registries match it."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from mlp_xp import constraints as C
+from mlp_xp import functional as F
+from mlp_xp.errors import ConfigError
+from mlp_xp.optim import make_optimizer
+from mlp_xp.train.augment import make_augmenter
+from mlp_xp.train.schedules import SCHEDULES
+
+
+def test_the_named_choices_are_exactly_what_the_modules_implement():
+    assert tuple(F.ACTIVATIONS) == C.ACTIVATIONS
+    assert tuple(F.LOSSES) == C.TASKS
+    assert tuple(SCHEDULES) == C.SCHEDULES
+    for name in C.AUGMENTATIONS:
+        aug = make_augmenter(name)
+        assert (aug is None) == (name == "none") and (aug is None or aug.kind == name)
+    for name in C.OPTIMIZERS:
+        assert make_optimizer(name, {}, None, 0.1).name in ("sgd", "adam")
+
+
+@pytest.mark.parametrize(
+    "name, value, normalised",
+    [
+        ("epochs", 3, 3),
+        ("epochs", np.int64(3), 3),
+        ("lr", 1, 1.0),
+        ("lr", np.float32(0.5), 0.5),
+        ("momentum", None, None),
+        ("momentum", 0, 0.0),
+        ("dropout", 0.0, 0.0),
+        ("optimizer", "adam", "adam"),
+        ("seed", 0, 0),
+        ("positive", 9, 9),
+    ],
+)
+def test_accepted_values_come_back_as_plain_python(name, value, normalised):
+    out = C.validate(name, value)
+    assert out == normalised and type(out) is type(normalised)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+        ("epochs", 2.0, "epochs must be an integer >= 1, got 2.0"),
+        ("epochs", True, "epochs must be an integer >= 1, got True"),
+        ("lr", 0.0, "learning rate must be a finite number > 0, got 0.0"),
+        ("lr", float("inf"), "learning rate must be a finite number > 0, got inf"),
+        ("lr", float("nan"), "learning rate must be a finite number > 0, got nan"),
+        ("lr", "0.1", "learning rate must be a finite number > 0, got '0.1'"),
+        ("momentum", 1.0, "momentum must be a finite number in [0, 1) or None, got 1.0"),
+        ("dropout", -0.1, "dropout must be a finite number in [0, 1), got -0.1"),
+        ("val_fraction", 1.0, "validation fraction must be a finite number in (0, 1), got 1.0"),
+        ("seed", -1, "seed must be an integer >= 0, got -1"),
+        ("positive", 10, "the positive digit must be an integer in [0, 9] or None, got 10"),
+        ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam, got 'rmsprop'"),
+    ],
+)
+def test_one_error_format(name, value, message):
+    with pytest.raises(ConfigError) as err:
+        C.validate(name, value)
+    assert str(err.value) == message
+
+
+def test_argument_types_parse_then_check_with_the_same_sentence():
+    lr = C.argument_type("lr")
+    assert lr("1e-3") == 0.001 and C.argument_type("epochs")(" 12 ") == 12
+    with pytest.raises(
+        argparse.ArgumentTypeError, match="learning rate must be a finite number > 0, got 'x'"
+    ):
+        lr("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="got '-1'"):
+        C.argument_type("seed")("-1")
