@@ -14,48 +14,18 @@ The math core sits at the top (:mod:`~mlp_xp.backend`, :mod:`~mlp_xp.functional`
 
 __version__ = "0.2.0"
 
+from . import errors
 from .backend import Backend, get_backend
 from .checkpoint import load_model, save_model
 from .data import load_digits, read_idx, scale_images, stratified_split, write_idx
-from .errors import (
-    BackendMismatchError,
-    ConfigError,
-    DataError,
-    DeviceError,
-    DivergenceError,
-    MlpXpError,
-    ModelFileError,
-)
+from .errors import *  # noqa: F403 -- every exception is public
 from .model import MLP
 from .optim import SGD, Adam
 from .train import Callback, History, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "MLP",
-    "fit",
-    "Trainer",
-    "TrainConfig",
-    "History",
-    "Callback",
-    "SGD",
-    "Adam",
-    "get_backend",
-    "Backend",
-    "load_model",
-    "save_model",
-    "load_checkpoint",
-    "save_checkpoint",
-    "load_digits",
-    "read_idx",
-    "write_idx",
-    "scale_images",
-    "stratified_split",
-    "MlpXpError",
-    "ConfigError",
-    "DataError",
-    "ModelFileError",
-    "DeviceError",
-    "BackendMismatchError",
-    "DivergenceError",
-    "__version__",
-]
+    "MLP", "fit", "Trainer", "TrainConfig", "History", "Callback", "SGD", "Adam",
+    "get_backend", "Backend", "load_model", "save_model", "load_checkpoint", "save_checkpoint",
+    "load_digits", "read_idx", "write_idx", "scale_images", "stratified_split",
+    *errors.__all__, "__version__",
+]  # fmt: skip

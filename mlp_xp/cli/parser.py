@@ -45,6 +45,14 @@ def _comma_list(name: str):
     return parse
 
 
+def checked(
+    q, flag: str, default, help: str | None = None, *, name: str | None = None, **kwargs
+) -> None:
+    """A flag parsed and checked by the constraints table entry ``name`` (from the flag)."""
+    name = name or flag.lstrip("-").replace("-", "_")
+    q.add_argument(flag, type=argument_type(name), default=default, help=help, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = _Parser(
@@ -86,51 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="softmax+cross-entropy, sigmoid+binary CE (one digit vs rest, "
         "see --positive) or linear+squared error on the digit's value",
     )
-    q.add_argument(
-        "--positive",
-        type=argument_type("positive"),
-        default=None,
-        help="for --task binary: the digit that is the positive class",
-    )
+    checked(q, "--positive", None, "for --task binary: the digit that is the positive class")
     q.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    q.add_argument(
-        "--momentum",
-        type=argument_type("momentum"),
-        default=d.momentum,
-        help="heavy-ball momentum (default: none for sgd, 0.9 for momentum)",
+    checked(
+        q, "--momentum", d.momentum, "heavy-ball momentum (default: none for sgd, 0.9 for momentum)"
     )
-    q.add_argument("--epochs", type=argument_type("epochs"), default=d.epochs)
-    q.add_argument("--batch-size", type=argument_type("batch_size"), default=d.batch_size)
-    q.add_argument("--lr", type=argument_type("lr"), default=d.lr, help="learning rate eta")
-    q.add_argument("--l2", type=argument_type("l2"), default=1e-4, help="L2 weight penalty lambda")
+    checked(q, "--epochs", d.epochs)
+    checked(q, "--batch-size", d.batch_size)
+    checked(q, "--lr", d.lr, "learning rate eta")
+    checked(q, "--l2", 1e-4, "L2 weight penalty lambda")
     q.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-    q.add_argument(
+    checked(
+        q,
         "--warmup",
-        type=argument_type("warmup_epochs"),
-        default=d.warmup_epochs,
+        d.warmup_epochs,
+        "linear learning-rate warm-up, in epochs",
+        name="warmup_epochs",
         metavar="EPOCHS",
-        help="linear learning-rate warm-up, in epochs",
     )
     q.add_argument("--augment", default=d.augment, choices=AUGMENTATIONS)
-    q.add_argument(
-        "--dropout",
-        type=argument_type("dropout"),
-        default=d.dropout,
-        help="inverted-dropout rate on hidden layers (0 = off)",
+    checked(q, "--dropout", d.dropout, "inverted-dropout rate on hidden layers (0 = off)")
+    checked(
+        q, "--patience", d.patience, "early stopping after N epochs without improvement (0 = off)"
     )
-    q.add_argument(
-        "--patience",
-        type=argument_type("patience"),
-        default=d.patience,
-        help="early stopping after N epochs without improvement (0 = off)",
-    )
-    q.add_argument(
-        "--val-fraction",
-        type=argument_type("val_fraction"),
-        default=0.2,
-        help="share of the data held out for validation (stratified)",
-    )
-    q.add_argument("--seed", type=argument_type("seed"), default=d.seed)
+    checked(q, "--val-fraction", 0.2, "share of the data held out for validation (stratified)")
+    checked(q, "--seed", d.seed)
     q.add_argument("--dtype", default="float32", choices=DTYPES)
     q.add_argument(
         "--out",
@@ -162,20 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("bench", help="time training on each device and batch size")
     q.add_argument("--devices", default="cpu,gpu", help="comma list of cpu, gpu")
     q.add_argument("--batch-sizes", type=_comma_list("batch_size"), default=[32, 128, 512, 2048])
-    q.add_argument(
-        "--samples",
-        type=argument_type("samples"),
-        default=60000,
-        help="synthetic MNIST-shaped samples per epoch (default 60000)",
-    )
+    checked(q, "--samples", 60000, "synthetic MNIST-shaped samples per epoch (default 60000)")
     q.add_argument(
         "--data",
         default=None,
         help="time on mnist-5k or a folder of IDX files instead of synthetic samples",
     )
-    q.add_argument(
-        "--repeats", type=argument_type("repeats"), default=3, help="timed epochs per configuration"
-    )
+    checked(q, "--repeats", 3, "timed epochs per configuration")
     q.add_argument(
         "--no-augment-cost", action="store_true", help="skip timing affine augmentation separately"
     )
@@ -205,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a 2-input truth table instead of digits",
     )
     q.add_argument("--data", default="mnist-5k")
-    q.add_argument("--max-epochs", type=argument_type("max_epochs"), default=100)
-    q.add_argument("--lr", type=argument_type("lr"), default=1.0)
+    checked(q, "--max-epochs", 100)
+    checked(q, "--lr", 1.0, "the perceptron's step eta")
     device_arg(q)
     q.add_argument("--json", action="store_true")
     return p

@@ -4,34 +4,10 @@ Images from files need Pillow (:mod:`mlp_xp.data.images`, the ``images`` extra);
 :mod:`mlp_xp.data.download` fetches full datasets. Both are imported on use.
 """
 
-from .digits import (
-    N_CLASSES,
-    Digits,
-    load_digits,
-    stratified_folds,
-    stratified_split,
-    task_targets,
-    validate_digits,
-)
-from .embedded import EMBEDDED, embedded_dir
-from .idx import parse_idx, read_idx, write_idx
-from .pixels import DIGITS, Normalization, load_array_file, scale_images
+from . import digits, embedded, idx, pixels
+from .digits import *  # noqa: F403 -- re-exported: see __all__
+from .embedded import *  # noqa: F403
+from .idx import *  # noqa: F403
+from .pixels import *  # noqa: F403
 
-__all__ = [
-    "Digits",
-    "load_digits",
-    "validate_digits",
-    "stratified_split",
-    "stratified_folds",
-    "task_targets",
-    "N_CLASSES",
-    "EMBEDDED",
-    "embedded_dir",
-    "parse_idx",
-    "read_idx",
-    "write_idx",
-    "Normalization",
-    "DIGITS",
-    "scale_images",
-    "load_array_file",
-]
+__all__ = [*digits.__all__, *embedded.__all__, *idx.__all__, *pixels.__all__]
