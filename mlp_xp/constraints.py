@@ -24,7 +24,16 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Interval", "Options", "Param", "PARAMETERS", "validate", "argument_type"]
+__all__ = [
+    "Interval",
+    "Options",
+    "Boolean",
+    "AnyOf",
+    "Param",
+    "PARAMETERS",
+    "validate",
+    "argument_type",
+]
 
 
 class _Rejected(Exception):
@@ -102,7 +111,55 @@ class Options:
         return text.strip()
 
     def __str__(self) -> str:
+        if len(self.values) == 1:
+            return repr(self.values[0])
         return "one of " + ", ".join(self.values)
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """``True`` or ``False`` (NumPy booleans too); never a number standing for one."""
+
+    def convert(self, value: Any) -> bool:
+        if type(value).__name__ not in ("bool", "bool_"):
+            raise _Rejected
+        return bool(value)
+
+    def parse(self, text: str) -> bool:
+        words = {"true": True, "1": True, "false": False, "0": False}
+        try:
+            return words[text.strip().lower()]
+        except KeyError:
+            raise _Rejected from None
+
+    def __str__(self) -> str:
+        return "a boolean"
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """A value that one of several constraints accepts (the first that does converts it)."""
+
+    choices: tuple
+
+    def convert(self, value: Any) -> Any:
+        for choice in self.choices:
+            try:
+                return choice.convert(value)
+            except _Rejected:
+                continue
+        raise _Rejected
+
+    def parse(self, text: str) -> Any:
+        for choice in self.choices:
+            try:
+                return choice.convert(choice.parse(text))
+            except _Rejected:
+                continue
+        raise _Rejected
+
+    def __str__(self) -> str:
+        return " or ".join(str(c) for c in self.choices)
 
 
 @dataclass(frozen=True)
@@ -110,7 +167,7 @@ class Param:
     """A parameter's label in messages, what it accepts, and whether ``None`` is allowed."""
 
     label: str
-    accepts: Interval | Options
+    accepts: Interval | Options | Boolean | AnyOf
     none_ok: bool = False
 
 
@@ -123,6 +180,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
+#: scikit-learn's names for two activations, which the estimators also accept
+SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid"}
 
 _POSITIVE_INT = Interval(int, 1)
 _FRACTION = Interval(float, 0.0, 1.0, closed="left")
@@ -154,6 +213,25 @@ PARAMETERS: dict[str, Param] = {
     "dropout": Param("dropout", _FRACTION),
     "patience": Param("patience", Interval(int, 0)),
     "val_fraction": Param("validation fraction", Interval(float, 0.0, 1.0, closed="neither")),
+    # the scikit-learn estimators (mlp_xp.sklearn): scikit-learn's names and meanings
+    "hidden_layer_sizes": Param("hidden_layer_sizes", _POSITIVE_INT),
+    "sklearn_activation": Param("activation", Options((*SKLEARN_ACTIVATIONS, *ACTIVATIONS))),
+    "solver": Param("solver", Options(("sgd", "adam"))),
+    "alpha": Param("alpha", Interval(float, 0.0)),
+    "sklearn_batch_size": Param("batch_size", AnyOf((Options(("auto",)), _POSITIVE_INT))),
+    "learning_rate_init": Param("learning_rate_init", Interval(float, 0.0, closed="neither")),
+    "max_iter": Param("max_iter", _POSITIVE_INT),
+    "tol": Param("tol", Interval(float, 0.0)),
+    "n_iter_no_change": Param("n_iter_no_change", _POSITIVE_INT),
+    "validation_fraction": Param(
+        "validation_fraction", Interval(float, 0.0, 1.0, closed="neither")
+    ),
+    "beta_1": Param("beta_1", _FRACTION),
+    "beta_2": Param("beta_2", _FRACTION),
+    "epsilon": Param("epsilon", Interval(float, 0.0, closed="neither")),
+    "early_stopping": Param("early_stopping", Boolean()),
+    "warm_start": Param("warm_start", Boolean()),
+    "verbose": Param("verbose", AnyOf((Boolean(), Interval(int, 0)))),
     # the command line
     "positive": Param("the positive digit", Interval(int, 0, 9), none_ok=True),
     "max_epochs": Param("max epochs", _POSITIVE_INT),

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+# scikit-learn's estimator checks test array-API dispatch only where SciPy was
+# imported with this set (otherwise they skip): set before anything imports SciPy
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

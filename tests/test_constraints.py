@@ -37,6 +37,11 @@ def test_the_named_choices_are_exactly_what_the_modules_implement():
         ("optimizer", "adam", "adam"),
         ("seed", 0, 0),
         ("positive", 9, 9),
+        ("sklearn_batch_size", "auto", "auto"),
+        ("sklearn_batch_size", np.int32(64), 64),
+        ("early_stopping", np.bool_(True), True),
+        ("verbose", False, False),
+        ("verbose", 2, 2),
     ],
 )
 def test_accepted_values_come_back_as_plain_python(name, value, normalised):
@@ -60,6 +65,10 @@ def test_accepted_values_come_back_as_plain_python(name, value, normalised):
         ("seed", -1, "seed must be an integer >= 0, got -1"),
         ("positive", 10, "the positive digit must be an integer in [0, 9] or None, got 10"),
         ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam, got 'rmsprop'"),
+        ("sklearn_batch_size", 0, "batch_size must be 'auto' or an integer >= 1, got 0"),
+        ("sklearn_batch_size", "all", "batch_size must be 'auto' or an integer >= 1, got 'all'"),
+        ("warm_start", 1, "warm_start must be a boolean, got 1"),
+        ("verbose", -1, "verbose must be a boolean or an integer >= 0, got -1"),
     ],
 )
 def test_one_error_format(name, value, message):
@@ -77,3 +86,8 @@ def test_argument_types_parse_then_check_with_the_same_sentence():
         lr("x")
     with pytest.raises(argparse.ArgumentTypeError, match="got '-1'"):
         C.argument_type("seed")("-1")
+    assert C.argument_type("sklearn_batch_size")("auto") == "auto"
+    assert C.argument_type("sklearn_batch_size")("32") == 32
+    assert C.argument_type("early_stopping")("True") is True
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a boolean, got 'maybe'"):
+        C.argument_type("warm_start")("maybe")
