@@ -20,12 +20,13 @@ from .checkpoint import load_model, save_model
 from .data import load_digits, read_idx, scale_images, stratified_split, write_idx
 from .errors import *  # noqa: F403 -- every exception is public
 from .model import MLP
+from .onnx import export_onnx
 from .optim import SGD, Adam
 from .train import Callback, History, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __all__ = [
     "MLP", "fit", "Trainer", "TrainConfig", "History", "Callback", "SGD", "Adam",
     "get_backend", "Backend", "load_model", "save_model", "load_checkpoint", "save_checkpoint",
-    "load_digits", "read_idx", "write_idx", "scale_images", "stratified_split",
+    "load_digits", "read_idx", "write_idx", "scale_images", "stratified_split", "export_onnx",
     *errors.__all__, "__version__",
 ]  # fmt: skip

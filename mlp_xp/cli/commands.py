@@ -265,6 +265,35 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ..onnx import OPSET, export_onnx
+
+    model = load_model(resolve(args.model), "cpu")
+    path = export_onnx(model, resolve(args.output))
+    outputs = ["output"] if model.task == "regress" else ["output", "label"]
+    info = {
+        "onnx": str(path),
+        "opset": OPSET,
+        "network": "-".join(str(n) for n in model.layer_sizes),
+        "task": model.task,
+        "input": {"name": "input", "dtype": model.dtype, "shape": ["N", model.n_inputs]},
+        "outputs": outputs,
+        "normalization": model.meta.get("normalization"),
+    }
+    if args.json:
+        emit_json(info)
+        return 0
+    print(
+        f"wrote {path}: {info['network']} {model.task} network, ONNX opset {OPSET}; "
+        f"input 'input' {model.dtype} (N, {model.n_inputs}), outputs {', '.join(outputs)}"
+    )
+    norm = info["normalization"]
+    if norm:
+        offset = f" + {norm['offset']:g}" if norm["offset"] else ""
+        print(f"its input is x = pixel / {1 / norm['scale']:.6g}{offset} (pixels 0-255)")
+    return 0
+
+
 COMMANDS = {
     "devices": cmd_devices,
     "train": cmd_train,
@@ -274,4 +303,5 @@ COMMANDS = {
     "plot": cmd_plot,
     "download": cmd_download,
     "bench": cmd_bench,
+    "export": cmd_export,
 }

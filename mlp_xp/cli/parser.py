@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dir", default=None, help="target folder (default data/DATASET)")
 
     q = sub.add_parser(
+        "export", help="write a model file as an ONNX graph for any ONNX runtime (onnx extra)"
+    )
+    q.add_argument("model", metavar="MODEL.npz")
+    q.add_argument("output", metavar="MODEL.onnx")
+    q.add_argument("--json", action="store_true")
+
+    q = sub.add_parser(
         "perceptron", help="the primal perceptron algorithm on two digits or a toy table"
     )
     q.add_argument("--digits", default="0,1", help="two digits, the first is -1 (default 0,1)")
