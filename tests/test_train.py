@@ -113,6 +113,22 @@ def test_batch_larger_than_dataset_is_clamped_with_a_warning(split):
     assert trainer.batch_size == 20 and trainer.steps_per_epoch == 1
 
 
+@pytest.mark.parametrize(
+    "model_dtype, data_dtype", [("float32", "float64"), ("float64", "float32")]
+)
+def test_the_training_set_takes_the_models_dtype_once(split, model_dtype, data_dtype):
+    X, y, X_val, y_val = split
+    model = MLP(784, (4,), 10, backend="cpu", dtype=model_dtype)
+    trainer = Trainer(
+        model, X[:50].astype(data_dtype), y[:50], X_val[:20].astype(data_dtype), y_val[:20],
+        config=TrainConfig(epochs=1, batch_size=25, augment="none"),
+    )  # fmt: skip
+    assert trainer.X.dtype == trainer.X_val.dtype == np.dtype(model_dtype)
+    assert trainer.T.dtype == np.dtype(model_dtype)
+    E, grads = model.loss_and_grads(trainer.X[:25], trainer.T[:25])
+    assert E.dtype == grads["W1"].dtype == np.dtype(model_dtype)  # no mixed-precision step
+
+
 def test_nan_inputs_and_count_mismatch_are_data_errors(split):
     X, y, *_ = split
     bad = X[:10].copy()

@@ -182,7 +182,7 @@ class Trainer:
         self._ctrl_c = False
 
     def _to_device(self, a, dtype, what):
-        """Move an array to the device once, checking it is numeric and finite."""
+        """Move an array to the device once (in ``dtype``), checking it is numeric and finite."""
         xp = self.backend.xp
         if not self.backend.owns(a):
             a = np.asarray(a)
@@ -191,6 +191,8 @@ class Trainer:
             if dtype is None:
                 dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
             a = self.backend.put(a, dtype)
+        elif dtype is not None and a.dtype != self.backend.dtype(dtype):
+            a = xp.astype(a, self.backend.dtype(dtype))  # e.g. float64 NumPy rows, float32 model
         if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
             raise DataError(f"{what} contain NaN or Inf")
         return a
