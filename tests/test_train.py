@@ -129,6 +129,37 @@ def test_the_training_set_takes_the_models_dtype_once(split, model_dtype, data_d
     assert E.dtype == grads["W1"].dtype == np.dtype(model_dtype)  # no mixed-precision step
 
 
+class _StepLosses(Callback):
+    def __init__(self, stop_after=None):
+        self.losses, self.stop_after = [], stop_after
+
+    def on_step(self, trainer, step):
+        self.losses.append(float(trainer.last_loss))
+        if step == self.stop_after:
+            trainer.request_stop()
+
+
+def test_the_epoch_loss_weighs_each_batch_by_its_samples(split):
+    X, y, *_ = split
+    config = TrainConfig(epochs=1, batch_size=20, optimizer="sgd", lr=0.01, augment="none")
+    steps = _StepLosses()
+    history = Trainer(MLP(784, (8,), 10, backend="cpu"), X[:50], y[:50], config=config,
+                      callbacks=[steps]).run()  # fmt: skip
+    assert len(steps.losses) == 3  # batches of 20, 20 and 10 samples
+    expected = np.average(steps.losses, weights=[20, 20, 10])
+    assert history.train_loss == [pytest.approx(expected, rel=1e-6)]
+    # an epoch resumed after its first step weighs the steps it ran
+    first, rest = _StepLosses(stop_after=1), _StepLosses()
+    model = MLP(784, (8,), 10, backend="cpu")
+    stopped = Trainer(model, X[:50], y[:50], config=config, callbacks=[first])
+    stopped.run()
+    resumed = Trainer(model, X[:50], y[:50], config=config, callbacks=[rest])
+    resumed.restore(stopped.optimizer.state_dict(), stopped.state())
+    history = resumed.run()
+    assert first.losses == steps.losses[:1] and rest.losses == steps.losses[1:]
+    assert history.train_loss == [pytest.approx(np.average(rest.losses, weights=[20, 10]))]
+
+
 def test_nan_inputs_and_count_mismatch_are_data_errors(split):
     X, y, *_ = split
     bad = X[:10].copy()

@@ -43,8 +43,9 @@ __all__ = ["Trainer", "History", "Callback", "fit"]
 class History:
     """Per-epoch records of a run, as host floats.
 
-    ``train_loss`` is the mean data loss of the epoch's steps plus the L2
-    penalty at the end of the epoch. ``interrupted`` is True when the run was
+    ``train_loss`` is the mean data loss over the epoch's samples (each step's
+    batch loss weighted by its batch size) plus the L2 penalty at the end of
+    the epoch. ``interrupted`` is True when the run was
     stopped (:meth:`Trainer.request_stop`, or Ctrl-C) before its last epoch.
     """
 
@@ -241,7 +242,7 @@ class Trainer:
         Returns False when a stop was requested before the epoch finished.
         """
         xp, model, cfg = self.backend.xp, self.model, self.config
-        e = self.epoch
+        e, first_step = self.epoch, self.step
         n = self.X.shape[0]
         idx = self.backend.put(np.random.default_rng((cfg.seed, e)).permutation(n), np.int64)
         snapshot = model.copy_params()
@@ -287,7 +288,10 @@ class Trainer:
                 step=int(bad[0]) + 1,
             )
         penalty = float(model.penalty()) if model.l2 else 0.0
-        self._record(e + 1, float(step_losses.mean()) + penalty, seconds)
+        # a smaller last batch weighs what its samples weigh, not what a full batch does
+        ends = np.minimum(np.arange(first_step, self.steps_per_epoch + 1) * self.batch_size, n)
+        data_loss = float(np.average(step_losses, weights=np.diff(ends)))
+        self._record(e + 1, data_loss + penalty, seconds)
         self.epoch += 1
         self.step = 0
         return True
