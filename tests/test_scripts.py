@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+
 from .helpers import load_module
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -20,3 +22,23 @@ def test_accuracy_report_cross_validates(capsys):
     for r in rows:
         assert len(r["accuracy"]) == 2 and 0.5 < r["mean"] <= 1.0
     assert "2-fold stratified cross-validation" in capsys.readouterr().out
+
+
+def test_sklearn_comparison_runs_every_estimator_on_the_same_split(capsys):
+    result = load("compare_sklearn").main(
+        "--quick --sets diabetes,make_classification --seeds 2 --large-seeds 1 "
+        "--samples 1200".split()
+    )
+    rows = result["rows"]
+    assert [(r["set"], r["estimator"]) for r in rows] == [
+        (s, e)
+        for s in ("diabetes", "make_classification")
+        for e in ("scikit-learn", "mlp_xp", "mlp_xp float64")
+    ]
+    for r in rows:
+        assert r["epochs"] == 2 and np.isfinite(r["score_mean"]) and r["fit_seconds"] > 0
+        assert r["metric"] == ("R^2" if r["set"] == "diabetes" else "accuracy")
+    assert rows[0]["time_vs_sklearn"] == 1.0 and rows[0]["seeds"] == 2
+    assert rows[3]["shape"] == [900, 100] and rows[3]["network"] == "(256, 128)"
+    out = capsys.readouterr().out
+    assert "| make_classification (900 x 100) | (256, 128) | mlp_xp |" in out
