@@ -145,6 +145,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def machine() -> dict:
+    """Where and with what the comparison ran."""
+    return {
+        "cpu": get_backend("cpu").device,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "mlp_xp": mlp_xp.__version__,
+    }
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default=",".join(SETS), help=f"comma list of {', '.join(SETS)}")
@@ -162,17 +174,7 @@ def main(argv=None) -> dict:
         for name in args.sets.split(","):
             seeds = args.large_seeds if name == "make_classification" else args.seeds
             rows += compare(name, seeds, devices, args.samples, args.quick)
-    result = {
-        "machine": {
-            "cpu": get_backend("cpu").device,
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__,
-            "mlp_xp": mlp_xp.__version__,
-        },
-        "rows": rows,
-    }
+    result = {"machine": machine(), "rows": rows}
     if args.json:
         print(json.dumps(result))
     else:

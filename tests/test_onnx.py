@@ -126,9 +126,12 @@ def test_cli_export_of_a_trained_model_serves_the_same_digits(tmp_path, capsys, 
     assert info["input"] == {"name": "input", "dtype": "float32", "shape": ["N", 784]}
     assert info["outputs"] == ["output", "label"] and info["opset"] == OPSET
     model = load_model(model_file, "cpu")
-    norm = Normalization.from_meta(info["normalization"])
-    x = (digits.images[:64].reshape(64, -1) * norm.scale + norm.offset).astype(np.float32)
-    probs, label = run(info["onnx"], x)
+    assert Normalization.from_meta(info["normalization"]).scale == pytest.approx(1 / 255)
+    # served as the README shows: the normalization read from the file's metadata
+    session = ort.InferenceSession(info["onnx"], providers=["CPUExecutionProvider"])
+    norm = json.loads(session.get_modelmeta().custom_metadata_map["mlp_xp.normalization"])
+    x = (digits.images[:64].reshape(64, -1) * norm["scale"] + norm["offset"]).astype(np.float32)
+    probs, label = session.run(None, {"input": x})
     np.testing.assert_allclose(probs, model.forward(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(label, model.predict(x))
     assert main(["export", str(model_file), str(tmp_path / "again.onnx")]) == 0

@@ -330,3 +330,16 @@ def test_fits_on_the_gpu_and_predicts_on_the_cpu(gpu_backend, iris):
     moved = pickle.loads(pickle.dumps(clf)).set_params(device="cpu")
     np.testing.assert_allclose(moved.predict_proba(X), on_gpu, rtol=1e-5, atol=1e-7)
     assert moved.model_.backend.name == "numpy"
+
+
+def test_ctrl_c_keeps_what_was_learned_as_scikit_learn_does(iris, monkeypatch):
+    class CtrlCAfterOneEpoch(_base.Trainer):
+        def run(self):
+            self.run_epoch()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_base, "Trainer", CtrlCAfterOneEpoch)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf = MLPClassifier((4,), max_iter=50, random_state=0).fit(*iris)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
+    assert clf.predict(iris[0]).shape == (150,)

@@ -1,4 +1,4 @@
-"""What both estimators share: parameters, the training run, the device, pickling.
+"""What both estimators share: the training run, the device, pickling.
 
 The network is an :class:`~mlp_xp.model.MLP` on the device ``device`` names,
 trained by a :class:`~mlp_xp.train.Trainer` with a bound optimizer; a
@@ -10,8 +10,6 @@ reaches into the loop: the estimator is a client of the public API.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 
 import numpy as np
@@ -22,118 +20,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..backend import get_backend
-from ..constraints import SKLEARN_ACTIVATIONS, validate
+from ..constraints import validate
 from ..errors import ConfigError, DataError
-from ..layers import parse_hidden
 from ..model import MLP
 from ..optim import SGD, Adam
 from ..train import Callback, TrainConfig, Trainer
+from ._params import checked_settings, image_shape
 
-__all__ = ["BaseMLP", "PARAMETERS_DOC"]
+__all__ = ["BaseMLP", "PREDICT_CHUNK"]
 
 #: Rows per device batch in ``predict``: a bounded device footprint for any input size.
 PREDICT_CHUNK = 65536
-
-#: Each parameter checked by fit and the constraints-table entry that checks it.
-_CHECKED = {
-    "solver": "solver",
-    "alpha": "alpha",
-    "batch_size": "sklearn_batch_size",
-    "learning_rate_init": "learning_rate_init",
-    "max_iter": "max_iter",
-    "tol": "tol",
-    "verbose": "verbose",
-    "warm_start": "warm_start",
-    "momentum": "momentum",
-    "early_stopping": "early_stopping",
-    "validation_fraction": "validation_fraction",
-    "beta_1": "beta_1",
-    "beta_2": "beta_2",
-    "epsilon": "epsilon",
-    "n_iter_no_change": "n_iter_no_change",
-    "dtype": "dtype",
-    "schedule": "schedule",
-    "augment": "augment",
-    "dropout": "dropout",
-}
-
-PARAMETERS_DOC = """
-    hidden_layer_sizes : int, sequence or str, default=(100,)
-        Units of each hidden layer. Items may also be maxout layers,
-        ``"maxout:UNITS:PIECES"``, and a string is read as mlp_xp's ``--hidden``.
-    activation : {"relu", "tanh", "logistic", "identity", "softplus"}, default="relu"
-        Of the hidden layers (``"sigmoid"`` and ``"linear"`` are also accepted).
-    solver : {"adam", "sgd"}, default="adam"
-        ``"sgd"`` is heavy-ball momentum (scikit-learn's ``nesterovs_momentum=False``).
-    alpha : float, default=1e-4
-        L2 penalty with scikit-learn's meaning: ``(alpha / 2) ||W||^2`` added to
-        each batch's summed loss, i.e. mlp_xp's ``l2 = alpha / batch_size``.
-    batch_size : int or "auto", default="auto"
-        ``"auto"`` is ``min(200, n_samples)``.
-    learning_rate_init : float, default=1e-3
-    max_iter : int, default=200
-        Epochs of each ``fit``.
-    random_state : int, RandomState or None, default=None
-        Draws the initial weights, the shuffles and the validation split.
-    tol, n_iter_no_change : float, int, default=1e-4, 10
-        Stop when the training loss (or, with early stopping, the validation
-        score) has not improved by ``tol`` for more than ``n_iter_no_change`` epochs.
-    verbose : bool, default=False
-        Print the loss of every epoch.
-    warm_start : bool, default=False
-        Continue from the fitted weights at the next ``fit``.
-    momentum : float, default=0.9
-        For ``solver="sgd"``.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified for a classifier)
-        and keep the weights of the best validation score.
-    validation_fraction : float, default=0.1
-    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
-        For ``solver="adam"``.
-    device : {"auto", "cpu", "gpu"}, default="auto"
-        Where the network trains and predicts; ``"auto"`` is a CUDA GPU when
-        one is usable, else the CPU. Changing it on a fitted estimator moves
-        the network at its next use.
-    dtype : {"float32", "float64"}, default="float32"
-        The network's precision, whatever the input's.
-    schedule : {"constant", "step", "cosine", "onecycle"}, default="constant"
-        Learning-rate schedule over the ``max_iter`` epochs.
-    augment : {"none", "shift", "affine", "elastic"}, default="none"
-        Distortions of each training batch; needs square images as rows.
-    dropout : float, default=0.0
-        Inverted-dropout rate of the hidden layers.
-"""
-
-ATTRIBUTES_DOC = """
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when ``X`` had string column names (a pandas DataFrame).
-    loss_, loss_curve_ : float, list of float
-        The training loss of the last epoch, and of every epoch.
-    best_loss_ : float or None
-        The lowest training loss (None with early stopping).
-    validation_scores_, best_validation_score_ : list of float or None, float or None
-        With early stopping: the held-out score of every epoch, and the best.
-    n_iter_ : int
-        Epochs run by the last ``fit`` (1 after ``partial_fit``).
-    t_ : int
-        Training samples seen.
-    coefs_, intercepts_ : list of ndarray
-        Host (NumPy) copies of the weights ``W(l)``, shape (n_in, n_out), and biases.
-    n_layers_, n_outputs_ : int
-    out_activation_ : str
-    model_ : mlp_xp.MLP
-        The network itself, on its device: ``save_model(path, est.model_)``,
-        ``export_onnx(est.model_, path)``.
-"""
-
-
-def _hidden(value) -> list:
-    if isinstance(value, numbers.Integral):
-        value = [validate("hidden_layer_sizes", value)]
-    elif not isinstance(value, str) and not hasattr(value, "__iter__"):
-        validate("hidden_layer_sizes", value)  # raises, in the table's words
-    return parse_hidden(value)
 
 
 def _optimizer(model: MLP, scalars: dict):
@@ -146,21 +43,11 @@ def _optimizer(model: MLP, scalars: dict):
     return SGD(model.params, model.backend, scalars["lr"], scalars["momentum"])
 
 
-def _image_shape(augment: str, n_features: int):
-    side = math.isqrt(n_features)
-    if augment != "none" and side * side != n_features:
-        raise ConfigError(
-            f"augment={augment!r} needs square images as rows, got {n_features} features; "
-            "use augment='none'"
-        )
-    return (side, side)
-
-
 class BaseMLP(BaseEstimator):
     """The estimator machinery shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
-    #: ``(task, n_outputs)`` of the network for the targets seen at the first fit.
     def _output_layer(self) -> tuple[str, int]:
+        """``(task, n_outputs)`` of the network for the targets seen at the first fit."""
         raise NotImplementedError
 
     def _validate_training(self, X, y, *, reset: bool, incremental: bool, classes=None):
@@ -168,6 +55,7 @@ class BaseMLP(BaseEstimator):
         raise NotImplementedError
 
     def _validation_score(self, model: MLP, X, y) -> float:
+        """The early-stopping score of device rows ``X`` against host targets ``y``."""
         raise NotImplementedError
 
     def __init__(
@@ -221,17 +109,9 @@ class BaseMLP(BaseEstimator):
         self.augment = augment
         self.dropout = dropout
 
-    def _settings(self) -> dict:
-        """Every parameter checked through :mod:`mlp_xp.constraints`, normalised."""
-        s = {name: validate(entry, getattr(self, name)) for name, entry in _CHECKED.items()}
-        s["hidden"] = _hidden(self.hidden_layer_sizes)
-        name = validate("sklearn_activation", self.activation)
-        s["activation"] = SKLEARN_ACTIVATIONS.get(name, name)
-        return s
-
     # -- training ------------------------------------------------------------------
     def _fit(self, X, y, *, incremental: bool, classes=None):
-        s = self._settings()
+        s = checked_settings(self)
         if incremental and s["early_stopping"]:
             raise ConfigError("partial_fit does not support early_stopping=True")
         fresh = not hasattr(self, "t_") or not (incremental or s["warm_start"])
@@ -267,7 +147,7 @@ class BaseMLP(BaseEstimator):
         monitor = _Monitor(self, s, val, incremental, X_train.shape[0])
         trainer = Trainer(
             model, X_train, T_train, config=config, optimizer=optimizer, callbacks=[monitor],
-            image_shape=_image_shape(s["augment"], X.shape[1]),
+            image_shape=image_shape(s["augment"], X.shape[1]),
         )  # fmt: skip
         trainer.epoch = self._epochs_done  # shuffles keyed by (seed, epoch) go on
         self.n_iter_ = 0
@@ -296,6 +176,7 @@ class BaseMLP(BaseEstimator):
             backend=backend, dtype=s["dtype"], seed=self._seed,
         )  # fmt: skip
         self._optimizer = _optimizer(self._model, self._solver_settings(s))
+        self._placed_on = self.device
         self._snapshot = None
         self._twins = {}
         self._epochs_done = 0
@@ -334,9 +215,12 @@ class BaseMLP(BaseEstimator):
         """The fitted network and its optimizer, on the device ``device`` names now.
 
         An unpickled estimator, or one whose ``device`` was changed, builds them
-        there from its host snapshot on first use.
+        there from its host snapshot on first use. While ``device`` is what it
+        was, the device is not looked up again.
         """
         check_is_fitted(self)
+        if self._model is not None and self._placed_on == self.device:
+            return self._model, self._optimizer
         backend = get_backend(self.device)
         if self._model is None or self._model.backend != backend:
             snapshot = self._snapshot if self._model is None else self._take_snapshot()
@@ -349,6 +233,7 @@ class BaseMLP(BaseEstimator):
             self._optimizer = _optimizer(self._model, scalars)
             self._optimizer.load_state_dict(scalars, arrays)
             self._snapshot = None
+        self._placed_on = self.device
         return self._model, self._optimizer
 
     def _take_snapshot(self) -> dict:

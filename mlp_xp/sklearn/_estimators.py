@@ -10,7 +10,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import DataError
 from ..model import MLP
-from ._base import ATTRIBUTES_DOC, PARAMETERS_DOC, BaseMLP
+from ._base import BaseMLP
+from ._params import ATTRIBUTES_DOC, PARAMETERS_DOC
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
