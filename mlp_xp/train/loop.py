@@ -216,6 +216,8 @@ class Trainer:
             The loss became NaN/Inf; the parameters from the start of that
             epoch (the last good ones) are restored first.
         """
+        self._stop.clear()  # a run stopped before (Ctrl-C, request_stop) goes on from here
+        self._ctrl_c = self.interrupted = self.history.interrupted = False
         # the divergence guard reports non-finite losses itself: no NumPy warnings
         with (
             self._ctrl_c_between_steps(),
