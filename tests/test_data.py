@@ -88,7 +88,7 @@ def _header(code, dims):
         (_header(8, [10])[:6], "truncated IDX header"),
         (_header(8, [10]) + bytes(5), "truncated"),
         (_header(8, [3]) + bytes(5), "bytes past the end"),
-        (_header(8, [2**31, 28, 28]), "limit"),
+        (_header(8, [2**31, 28, 28]), r"needs 1,683,627,180,032 data bytes, file has 0"),
         (bytes([0, 0, 8, 0]), "0 dimensions"),
     ],
 )

@@ -344,7 +344,7 @@ def test_predict_with_object_npy_is_refused(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     save_model(tmp_path / "m.npz", MLP(784, (4,), 10, backend="cpu"))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
-    assert "not a readable .npy" in capsys.readouterr().err
+    assert "pickled/object data" in capsys.readouterr().err
 
 
 def test_atomic_writes_keep_normal_permissions(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ModelFileError
+from ..npyfile import read_npy
 from .idx import read_idx
 
 __all__ = ["Normalization", "DIGITS", "scale_images", "load_array_file"]
@@ -98,15 +99,10 @@ def scale_images(images, dtype="float32") -> np.ndarray:
 
 
 def load_array_file(path: str | os.PathLike) -> np.ndarray:
-    """Images from an IDX file or a ``.npy`` file (no pickles), for prediction."""
+    """Images from an IDX file or a ``.npy`` file (no pickles; sizes checked first)."""
     path = Path(path)
     if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        arr = read_npy(path)
     else:
         arr = read_idx(path)
     if arr.ndim == 2 and arr.shape == (28, 28):
