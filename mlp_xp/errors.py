@@ -11,6 +11,7 @@ __all__ = [
     "MlpXpError",
     "ConfigError",
     "DataError",
+    "NoDigitError",
     "ModelFileError",
     "DeviceError",
     "BackendMismatchError",
@@ -28,6 +29,10 @@ class ConfigError(MlpXpError, ValueError):
 
 class DataError(MlpXpError, ValueError):
     """A dataset file is missing, unreadable, malformed or inconsistent."""
+
+
+class NoDigitError(DataError):
+    """An image holds no digit to recognise (blank: no contrast)."""
 
 
 class ModelFileError(MlpXpError, ValueError):

@@ -69,7 +69,8 @@ def test_scaling_to_unit_range():
     imgs = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
     np.testing.assert_allclose(scale_images(imgs), [[0, 1, 0.2, 0.4]], rtol=1e-6)
     assert scale_images(imgs).dtype == np.float32
-    np.testing.assert_allclose(scale_images(imgs.astype(np.float64)), [[0, 1, 0.2, 0.4]])
+    with pytest.warns(UserWarning, match="read as 0-255 values"):
+        np.testing.assert_allclose(scale_images(imgs.astype(np.float64)), [[0, 1, 0.2, 0.4]])
     with pytest.raises(DataError, match="NaN"):
         scale_images(np.array([[[np.nan]]]))
 
