@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from mlp_xp import (
     MLP,
-    Callback,
     TrainConfig,
     Trainer,
     load_checkpoint,
@@ -26,6 +25,8 @@ from mlp_xp.backend import device_error_for
 from mlp_xp.cli import main
 from mlp_xp.data import parse_idx, scale_images, stratified_split
 from mlp_xp.errors import DataError, DeviceError, ModelFileError
+
+from .helpers import StopAt
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -205,17 +206,6 @@ def test_kill_9_mid_write_keeps_the_previous_file(tmp_path):
 # --------------------------------------------------------------------------
 # interrupt and resume
 # --------------------------------------------------------------------------
-
-
-class StopAt(Callback):
-    """Asks the trainer to stop after (1-based) ``step`` of (1-based) ``epoch``."""
-
-    def __init__(self, epoch, step):
-        self.at = (epoch, step)
-
-    def on_step(self, trainer, step):
-        if (trainer.epoch + 1, step) == self.at:
-            trainer.request_stop()
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
