@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "NoDigitError",
     "ModelFileError",
+    "OutputError",
     "DeviceError",
     "BackendMismatchError",
     "DivergenceError",
@@ -37,6 +38,11 @@ class NoDigitError(DataError):
 
 class ModelFileError(MlpXpError, ValueError):
     """A model or checkpoint file is missing, corrupt, tampered with or unsafe."""
+
+
+class OutputError(MlpXpError, OSError):
+    """A file cannot be written: no permission, disk full, a file where a folder
+    should be, or (on Windows) the target held open by another program too long."""
 
 
 class DeviceError(MlpXpError, RuntimeError):
