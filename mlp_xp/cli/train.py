@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..backend import get_backend
@@ -34,14 +35,25 @@ def _progress_callbacks(args, log) -> list:
     return [EpochLog(log)]
 
 
+#: The signals that stop a run with a checkpoint, where the OS has them: Ctrl-C on every
+#: OS, SIGTERM (POSIX; Windows defines it but never sends it), Ctrl-Break (Windows only).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer):
-    """Ctrl-C and SIGTERM ask ``trainer`` to stop after the current step.
+    """Ctrl-C (and SIGTERM, Ctrl-Break where they exist) ask ``trainer`` to stop after
+    the current step.
 
     The command owns these signals (the library never takes them over); a
-    second Ctrl-C while the run winds down interrupts at once.
+    second Ctrl-C while the run winds down interrupts at once. Signals reach only
+    the main thread, so elsewhere nothing is installed.
     """
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {sig: signal.getsignal(sig) for sig in sigs}
 
     def handler(signum, frame):
         trainer.request_stop()
