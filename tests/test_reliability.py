@@ -181,6 +181,12 @@ def _start(code, path):
     return proc
 
 
+POSIX_SIGNALS = pytest.mark.skipif(
+    sys.platform == "win32", reason="sends POSIX signals (kill -9, SIGINT) to a child process"
+)
+
+
+@POSIX_SIGNALS
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.45])
 def test_kill_9_during_repeated_saves_leaves_a_loadable_file(tmp_path, delay):
     path = tmp_path / "m.npz"
@@ -192,6 +198,7 @@ def test_kill_9_during_repeated_saves_leaves_a_loadable_file(tmp_path, delay):
     assert model.layer_sizes == [784, 300, 100, 10]
 
 
+@POSIX_SIGNALS
 def test_kill_9_mid_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "m.npz"
     proc = _start(STALLED_SAVER, path)  # returns once the new bytes are written, unrenamed
@@ -240,6 +247,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
         np.testing.assert_allclose(ckpt.model.params_numpy()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
 
 
+@POSIX_SIGNALS
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes(tmp_path, sig):
     common = "--epochs 2 --batch-size 1 --hidden 16 --device cpu --augment none --seed 5".split()
