@@ -116,6 +116,7 @@ def test_pixel_range_and_blank_images_in_the_api():
     bools = np.zeros((2, 784), bool)
     bools[1, :10] = True
     assert blank_images(bools).tolist() == [True, False]
+    assert blank_images(np.zeros((28, 28), np.uint8)).tolist() == [True]  # one image
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # booleans are ink or not: nothing assumed
         np.testing.assert_array_equal(DIGITS.apply(bools)[1, :10], np.ones(10, np.float32))

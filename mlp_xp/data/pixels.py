@@ -84,10 +84,11 @@ def pixel_range(images, name: str = "input") -> tuple[float, str]:
     return 255.0, ""
 
 
-def blank_images(images, name: str = "input") -> np.ndarray:
-    """One bool per image: True where it holds no digit (contrast below
-    :data:`BLANK_CONTRAST` of full brightness: all dark, all bright, all grey)."""
-    flat = _flat(images)
+def blank_images(images, name: str = "input", image_shape=(28, 28)) -> np.ndarray:
+    """One bool per image of (N, H, W), (N, H*W) or one (H, W) image: True where it
+    holds no digit (contrast below :data:`BLANK_CONTRAST` of full brightness: all
+    dark, all bright, a uniform grey)."""
+    flat = _flat(images, image_shape)
     full, _ = pixel_range(flat, name)
     if flat.shape[1] == 0:
         return np.ones(flat.shape[0], dtype=bool)
