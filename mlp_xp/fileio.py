@@ -28,7 +28,7 @@ from typing import IO
 
 from .errors import OutputError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "replace"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "replace", "check_writable"]
 
 #: Seconds to wait before each new try while the OS refuses a rename (Windows).
 REPLACE_RETRIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -50,6 +50,30 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
             if delay is None:
                 raise
             time.sleep(delay)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, not after an hour of training, if ``path`` cannot be written.
+
+    Creates its folder if needed and a temp file in it (removed at once).
+
+    Raises
+    ------
+    OutputError
+        Naming ``path`` and the reason.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:

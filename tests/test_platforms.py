@@ -282,10 +282,13 @@ def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder", encoding="utf-8")
     out = tmp_path / "file" / "model.npz"
     code = main(["train", "--epochs", "1", "--hidden", "4", "--augment", "none", "--out", str(out)])
-    err = capsys.readouterr().err
+    out_text, err = capsys.readouterr()
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{out}: cannot write it (" in err and "Traceback" not in err
+    assert "device:" in out_text and "network" not in out_text  # refused before training
     assert issubclass(OutputError, OSError)
+    with pytest.raises(OutputError, match="Is a directory"):
+        fileio.check_writable(tmp_path)
 
 
 # --------------------------------------------------------------------------

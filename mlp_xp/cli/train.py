@@ -12,6 +12,7 @@ from ..backend import get_backend
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
 from ..errors import DivergenceError, ModelFileError
+from ..fileio import check_writable
 from ..model import MLP
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from . import resume
@@ -147,6 +148,8 @@ def cmd_train(args) -> int:
         }
         normalization = DIGITS
     ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
+    for path in (out, ckpt_path):  # a run's result must have somewhere to go before it starts
+        check_writable(path)
     digits = load_digits(data_info["source"], "train")
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
