@@ -91,6 +91,7 @@ def _header(code, dims):
         (_header(8, [3]) + bytes(5), "bytes past the end"),
         (_header(8, [2**31, 28, 28]), r"needs 1,683,627,180,032 data bytes, file has 0"),
         (bytes([0, 0, 8, 0]), "0 dimensions"),
+        (_header(12, [0, 1734, 1479344, 898900181]), "larger than any array can be"),
     ],
 )
 def test_malformed_idx_bytes_give_data_errors(raw, match):

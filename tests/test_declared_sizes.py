@@ -10,6 +10,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
 from mlp_xp import MLP, load_model, read_idx, save_model
@@ -183,3 +185,25 @@ def test_predict_on_a_forged_npy_is_one_line_and_exit_2(tmp_path, model_file, ca
     assert main(["predict", str(model_file), str(path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "declares shape (100000000, 784)" in err[0]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    code=st.sampled_from([8, 9, 11, 12, 13, 14, 7]),
+    dims=st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=4),
+    payload=st.binary(max_size=256),
+    gz=st.booleans(),
+)
+def test_idx_files_with_random_headers_give_an_array_or_a_data_error(
+    tmp_path, code, dims, payload, gz
+):
+    raw = _idx_header(code, dims) + payload
+    path = tmp_path / ("f.gz" if gz else "f")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    try:
+        arr = read_idx(path)
+    except DataError:
+        return
+    assert list(arr.shape) == dims

@@ -62,6 +62,11 @@ def _header(raw: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
     if len(raw) < length:
         return dtype, (), length
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    nominal = dtype.itemsize
+    for d in dims:
+        nominal *= max(d, 1)  # a zero dimension must not excuse absurd others
+    if nominal > np.iinfo(np.intp).max:
+        raise DataError(f"{name}: IDX header shape {dims} is larger than any array can be")
     return dtype, dims, length
 
 
