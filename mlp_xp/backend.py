@@ -18,14 +18,12 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import platform
-import resource
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from . import host
 from .errors import BackendMismatchError, ConfigError, DeviceError
 
 __all__ = ["Backend", "get_backend", "gpu_probe", "GpuProbe", "available_backends"]
@@ -106,20 +104,9 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-@functools.lru_cache(maxsize=1)
 def _cpu_label() -> str:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
+    """``"<CPU name>, <N> cores"`` on any OS (:func:`mlp_xp.host.cpu_label`)."""
+    return host.cpu_label()
 
 
 class Backend:
@@ -207,10 +194,10 @@ class Backend:
             return name
 
     def memory_info(self) -> dict:
-        """Memory in use: ``host_peak_rss_bytes`` always, GPU pool bytes on CuPy."""
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
-        return {"host_peak_rss_bytes": int(rss) * scale}
+        """Memory in use: ``host_peak_rss_bytes`` (the process's peak resident memory on
+        Linux, macOS and Windows, :func:`mlp_xp.host.peak_rss_bytes`; ``None`` where the OS
+        gives no reading), plus GPU pool bytes on CuPy."""
+        return {"host_peak_rss_bytes": host.peak_rss_bytes()}
 
     # -- checks ------------------------------------------------------------
     def owns(self, x: Any) -> bool:

@@ -7,10 +7,13 @@ A file is a NumPy ``.npz`` holding only plain numeric arrays:
 ``param/W1`` ...   the network's weights and biases
 ``optim/...``      optimizer state (resumable checkpoints only: :mod:`mlp_xp.train.checkpoint`)
 
-It is always read with ``allow_pickle=False``; any object array, pickle payload,
-unknown format version, checksum mismatch or truncation is refused with a
-:class:`~mlp_xp.errors.ModelFileError`. A model trained on CuPy loads where
-CuPy cannot even be imported. Writes go through a temp file, fsync and rename.
+It is read by :class:`~mlp_xp.npyfile.NpzReader`, which checks each array's
+declared dtype and shape against the archive and the metadata before reading
+it and never unpickles; any object array, pickle payload, size a header claims
+but the file does not hold, unknown format version, checksum mismatch or
+truncation is refused with a :class:`~mlp_xp.errors.ModelFileError`. A model
+trained on CuPy loads where CuPy cannot even be imported. Writes go through a
+temp file, fsync and rename.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from .errors import DeviceError, MlpXpError, ModelFileError
 from .fileio import atomic_write
 from .model import MLP
+from .npyfile import NpzReader
 
 __all__ = [
     "save_model",
@@ -38,7 +42,6 @@ __all__ = [
 
 FORMAT = "mlp_xp"
 FORMAT_VERSION = 1
-_NUMERIC_KINDS = "biuf"
 
 
 def _checksum(arrays: dict) -> str:
@@ -72,43 +75,35 @@ def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
 
 
 def read_file(path) -> tuple[dict, dict]:
-    """Read and verify a model/checkpoint file: ``(meta, arrays)`` as host data."""
+    """Read and verify a model/checkpoint file: ``(meta, arrays)`` as host data.
+
+    Every array's ``.npy`` header is checked before any data is read: against
+    the archive (:class:`~mlp_xp.npyfile.NpzReader`: a numeric dtype, exactly the
+    bytes its shape needs, inside the file) and against the file's own metadata
+    (its list of arrays with their dtypes and shapes). Then the SHA-256 of the
+    arrays must match the stored one.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: not an mlp_xp model file (a bare .npy array)")
-        with npz:
-            loaded = {name: npz[name] for name in npz.files}
-    except ModelFileError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise ModelFileError(
-                f"{path}: refused: the file holds pickled/object data, which mlp_xp never loads"
-            ) from None
-        raise ModelFileError(f"{path}: not a valid model file ({_short(exc)})") from None
-    except PermissionError:
-        raise ModelFileError(f"{path}: permission denied") from None
-    except Exception as exc:  # zipfile/zlib/EOF/OSError: anything a damaged file raises
-        raise ModelFileError(f"{path}: corrupt or truncated model file ({_short(exc)})") from None
-    meta = _decode_meta(path, loaded.pop("meta", None))
-    for name, arr in loaded.items():
-        if arr.dtype.kind not in _NUMERIC_KINDS:
-            raise ModelFileError(f"{path}: array {name!r} has non-numeric dtype {arr.dtype}")
-    listed = meta.get("arrays")
-    if not isinstance(listed, dict) or set(listed) != set(loaded):
-        raise ModelFileError(f"{path}: the arrays in the file do not match its metadata")
-    for name, arr in loaded.items():
-        spec = listed[name]
-        if (
-            not isinstance(spec, dict)
-            or spec.get("dtype") != arr.dtype.str
-            or spec.get("shape") != list(arr.shape)
-        ):
-            raise ModelFileError(f"{path}: array {name!r} does not match its metadata")
+    with NpzReader(path) as npz:
+        header = npz.members.get("meta")
+        if header is None or header.dtype != np.uint8 or len(header.shape) != 1:
+            raise ModelFileError(f"{path}: not an mlp_xp model file (no metadata)")
+        meta = _decode_meta(path, npz.read("meta"))
+        declared = {name: m for name, m in npz.members.items() if name != "meta"}
+        listed = meta.get("arrays")
+        if not isinstance(listed, dict) or set(listed) != set(declared):
+            raise ModelFileError(f"{path}: the arrays in the file do not match its metadata")
+        for name, member in declared.items():
+            spec = listed[name]
+            if (
+                not isinstance(spec, dict)
+                or spec.get("dtype") != member.dtype.str
+                or spec.get("shape") != list(member.shape)
+            ):
+                raise ModelFileError(f"{path}: array {name!r} does not match its metadata")
+        loaded = {name: npz.read(name) for name in declared}
     checksum = meta.get("checksum")
     if not isinstance(checksum, dict) or checksum.get("value") != _checksum(loaded):
         raise ModelFileError(f"{path}: checksum mismatch: the file is corrupt or was modified")

@@ -11,7 +11,9 @@ __all__ = [
     "MlpXpError",
     "ConfigError",
     "DataError",
+    "NoDigitError",
     "ModelFileError",
+    "OutputError",
     "DeviceError",
     "BackendMismatchError",
     "DivergenceError",
@@ -30,8 +32,17 @@ class DataError(MlpXpError, ValueError):
     """A dataset file is missing, unreadable, malformed or inconsistent."""
 
 
+class NoDigitError(DataError):
+    """An image holds no digit to recognise (blank: no contrast)."""
+
+
 class ModelFileError(MlpXpError, ValueError):
     """A model or checkpoint file is missing, corrupt, tampered with or unsafe."""
+
+
+class OutputError(MlpXpError, OSError):
+    """A file cannot be written: no permission, disk full, a file where a folder
+    should be, or (on Windows) the target held open by another program too long."""
 
 
 class DeviceError(MlpXpError, RuntimeError):

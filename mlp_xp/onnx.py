@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError
 from .fileio import atomic_write_bytes
 from .model import MLP
 
@@ -153,18 +153,20 @@ def export_onnx(model, path, *, name: str = "mlp_xp") -> Path:
     Path
         Where the file was written.
 
+    Raises
+    ------
+    ConfigError
+        Not a network, or the onnx package is missing.
+    OutputError
+        The file cannot be written (the previous file, if any, is kept).
+
     Examples
     --------
     >>> export_onnx(load_model("model.npz"), "model.onnx")  # doctest: +SKIP
     >>> import onnxruntime as ort  # doctest: +SKIP
     >>> ort.InferenceSession("model.onnx").run(None, {"input": x})  # doctest: +SKIP
     """
-    data = to_onnx(model, name=name).SerializeToString()
-    try:
-        return atomic_write_bytes(Path(path), data)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise ModelFileError(f"{path}: cannot write the ONNX file ({reason})") from None
+    return atomic_write_bytes(Path(path), to_onnx(model, name=name).SerializeToString())
 
 
 def _version() -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 import time
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from mlp_xp.backend import get_backend, gpu_probe
 from mlp_xp.cli.bench import NETWORK, benchmark_trainer
+from mlp_xp.host import core_count
 
 
 def mlp_xp_epoch(X, y, batch_size, device):
@@ -65,7 +65,7 @@ def torch_epoch(X, y, batch_size, device):
     import torch
 
     torch.manual_seed(0)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(core_count())
     dev = torch.device(device)
     Xt = torch.as_tensor(X, device=dev)
     yt = torch.as_tensor(y, device=dev)

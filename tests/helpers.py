@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 
 from mlp_xp.backend import array_kind
+from mlp_xp.train import Callback
 
 
 def _check_like(actual, desired, backend):
@@ -92,3 +93,14 @@ def load_module(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class StopAt(Callback):
+    """Asks the trainer to stop after (1-based) ``step`` of (1-based) ``epoch``."""
+
+    def __init__(self, epoch, step):
+        self.at = (epoch, step)
+
+    def on_step(self, trainer, step):
+        if (trainer.epoch + 1, step) == self.at:
+            trainer.request_stop()

@@ -1,9 +1,13 @@
 """One table of parameter constraints: its messages, and that the registries match it."""
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlp_xp import constraints as C
 from mlp_xp import functional as F
@@ -91,3 +95,40 @@ def test_argument_types_parse_then_check_with_the_same_sentence():
     assert C.argument_type("early_stopping")("True") is True
     with pytest.raises(argparse.ArgumentTypeError, match="must be a boolean, got 'maybe'"):
         C.argument_type("warm_start")("maybe")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True)))
+def test_the_seed_row_accepts_exactly_the_seeds_numpy_accepts(seed):
+    try:
+        np.random.default_rng(seed)
+        numpy_accepts = True
+    except (ValueError, TypeError):
+        numpy_accepts = False
+    try:
+        C.validate("seed", seed)
+        table_accepts = True
+    except ConfigError as exc:
+        assert str(exc) == f"seed must be an integer >= 0, got {seed!r}"
+        table_accepts = False
+    assert table_accepts == numpy_accepts
+
+
+def test_a_bool_is_no_seed_though_numpy_would_take_it():
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got True"):
+        C.validate("seed", True)
+
+
+@pytest.mark.parametrize("seed", ["-1", "-99999999999999999999", "1.5", "9" * 5000])
+def test_a_seed_numpy_refuses_is_one_line_and_exit_2_from_the_real_command(tmp_path, seed):
+    out = subprocess.run(
+        [sys.executable, "-m", "mlp_xp", "train", "--seed", seed, "--out", str(tmp_path / "m.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"mlp-xp train: error: argument --seed: seed must be an integer >= 0, got {seed!r}"
+    ]
+    assert not (tmp_path / "m.npz").exists()

@@ -69,7 +69,8 @@ def test_scaling_to_unit_range():
     imgs = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
     np.testing.assert_allclose(scale_images(imgs), [[0, 1, 0.2, 0.4]], rtol=1e-6)
     assert scale_images(imgs).dtype == np.float32
-    np.testing.assert_allclose(scale_images(imgs.astype(np.float64)), [[0, 1, 0.2, 0.4]])
+    with pytest.warns(UserWarning, match="read as 0-255 values"):
+        np.testing.assert_allclose(scale_images(imgs.astype(np.float64)), [[0, 1, 0.2, 0.4]])
     with pytest.raises(DataError, match="NaN"):
         scale_images(np.array([[[np.nan]]]))
 
@@ -88,8 +89,9 @@ def _header(code, dims):
         (_header(8, [10])[:6], "truncated IDX header"),
         (_header(8, [10]) + bytes(5), "truncated"),
         (_header(8, [3]) + bytes(5), "bytes past the end"),
-        (_header(8, [2**31, 28, 28]), "limit"),
+        (_header(8, [2**31, 28, 28]), r"needs 1,683,627,180,032 data bytes, file has 0"),
         (bytes([0, 0, 8, 0]), "0 dimensions"),
+        (_header(12, [0, 1734, 1479344, 898900181]), "larger than any array can be"),
     ],
 )
 def test_malformed_idx_bytes_give_data_errors(raw, match):

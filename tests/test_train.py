@@ -288,6 +288,20 @@ def test_ctrl_c_raises_keyboard_interrupt_after_the_step_in_flight(split):
         np.testing.assert_array_equal(trainer.model.params_numpy()[k], v)
 
 
+def test_after_ctrl_c_running_again_finishes_the_run_as_if_uninterrupted(split):
+    X, y, *_ = split
+    X, y = X[:200], y[:200]
+    trainer = _interrupt_run(X, y, inside_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    history = trainer.run()  # the natural way on in a notebook: run again
+    assert history.epoch == [1, 2] and not history.interrupted
+    reference = MLP(784, (16,), 10, backend="cpu", seed=0)
+    Trainer(reference, X, y, config=TrainConfig(epochs=2, batch_size=20, augment="none")).run()
+    for k, v in reference.params_numpy().items():
+        np.testing.assert_allclose(trainer.model.params_numpy()[k], v, rtol=1e-6, atol=1e-7)
+
+
 def test_a_callers_sigint_handler_is_left_in_charge(split):
     X, y, *_ = split
     calls = []

@@ -10,6 +10,7 @@ The parser is :mod:`mlp_xp.cli.parser`; each command is one function in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from .commands import COMMANDS
     from .parser import build_parser
 
+    _printable_everywhere()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -59,6 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mlp-xp {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _printable_everywhere() -> None:
+    """Lines name the user's paths; where stdout/stderr cannot encode a character (a
+    Windows console redirected to a file uses the ANSI code page; ``PYTHONIOENCODING=ascii``)
+    it is printed as an escape such as ``\\u6570`` instead of failing with a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):

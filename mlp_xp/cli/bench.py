@@ -173,6 +173,11 @@ def _speedups(rows: list[dict]):
     return speedup, crossover
 
 
+def _megabytes(value) -> str:
+    """A 9-character memory column; ``-`` where the OS gave no reading."""
+    return f"{value / 2**20:7.0f}MB" if value is not None else f"{'-':>9s}"
+
+
 def format_table(result: dict) -> str:
     """The human-readable table ``mlp-xp bench`` prints."""
     lines = [
@@ -192,7 +197,7 @@ def format_table(result: dict) -> str:
             f"{r['backend']:8s} {r['batch_size']:>6d} {r['epoch_seconds']:9.3f} "
             f"{r['samples_per_second']:11,.0f} {r['gflops']:8.1f} "
             f"{100 * r['fraction_of_matmul']:8.0f}% "
-            f"{r['host_peak_rss_bytes'] / 2**20:7.0f}MB {gpu}"
+            f"{_megabytes(r.get('host_peak_rss_bytes'))} {gpu}"
         )
     for d in result["devices"]:
         lines.append(

@@ -13,13 +13,14 @@ from ..backend import available_backends, get_backend
 from ..checkpoint import load_model
 from ..data import (
     Normalization,
+    blank_images,
     load_array_file,
     load_digits,
     scale_images,
     stratified_split,
     task_targets,
 )
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NoDigitError
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train
 
@@ -89,6 +90,23 @@ def _images_from(path: Path) -> np.ndarray:
     return load_array_file(path)
 
 
+#: What ``predict`` says of an image with no digit in it (blank: no contrast).
+NO_DIGIT = "no digit found (the image is blank)"
+
+
+def _prediction(label: str, probs: np.ndarray | None) -> dict:
+    """One ``predict`` result; ``probs`` is None for a blank image (no guess)."""
+    if probs is None:
+        return {"input": label, "digit": None, "probability": None, "top3": [], "note": NO_DIGIT}
+    top = np.argsort(-probs, kind="stable")[:3]
+    return {
+        "input": label,
+        "digit": int(top[0]),
+        "probability": float(probs[top[0]]),
+        "top3": [{"digit": int(k), "probability": float(probs[k])} for k in top],
+    }
+
+
 def cmd_predict(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
@@ -97,25 +115,26 @@ def cmd_predict(args) -> int:
     normalization = Normalization.from_meta(model.meta.get("normalization"))
     results = []
     for name in args.inputs:
-        X = backend.put(normalization.apply(_images_from(resolve(name)), model.dtype))
+        try:
+            images = _images_from(resolve(name))
+        except NoDigitError:
+            results.append(_prediction(name, None))
+            continue
+        blank = blank_images(images, name)
+        X = backend.put(normalization.apply(images, model.dtype, name))
         probs = backend.get(model.predict_proba(X)).astype(np.float64)
         for i, row in enumerate(probs):
-            top = np.argsort(-row, kind="stable")[:3]
             label = name if len(probs) == 1 else f"{name}[{i}]"
-            results.append(
-                {
-                    "input": label,
-                    "digit": int(top[0]),
-                    "probability": float(row[top[0]]),
-                    "top3": [{"digit": int(k), "probability": float(row[k])} for k in top],
-                }
-            )
+            results.append(_prediction(label, None if blank[i] else row))
     if args.json:
         emit_json(results)
-    else:
-        for r in results:
-            alts = ", ".join(f"{t['digit']} {100 * t['probability']:.1f}%" for t in r["top3"])
-            print(f"{r['input']}: {r['digit']} ({100 * r['probability']:.1f}%)  top-3: {alts}")
+        return 0
+    for r in results:
+        if r["digit"] is None:
+            print(f"{r['input']}: {r['note']}")
+            continue
+        alts = ", ".join(f"{t['digit']} {100 * t['probability']:.1f}%" for t in r["top3"])
+        print(f"{r['input']}: {r['digit']} ({100 * r['probability']:.1f}%)  top-3: {alts}")
     return 0
 
 

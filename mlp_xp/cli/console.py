@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "emit_json", "log_stream", "resolve"]
+from ..data import EMBEDDED
+
+__all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "emit_json", "log_stream", "resolve", "data_source"]
 
 #: A user's mistake (bad flag, bad file, no GPU): one line on stderr.
 EXIT_USAGE = 2
@@ -28,3 +30,9 @@ def log_stream(args) -> IO[str]:
 def resolve(path: str) -> Path:
     """A path as the user typed it, with ``~`` expanded."""
     return Path(path).expanduser()
+
+
+def data_source(text: str) -> str:
+    """What a model file records of ``--data``: the embedded set's name, or the
+    folder's absolute path (so ``evaluate`` and ``--resume`` find it from anywhere)."""
+    return text if text == EMBEDDED else str(resolve(text).resolve())

@@ -32,6 +32,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _Given(argparse.Action):
+    """Stores a flag's value like argparse's ``store`` and records that it was typed.
+
+    ``args.given`` is then the set of destinations typed on the command line
+    (``--lr=0.1``, an abbreviation like ``--epo 5``, or the default's own value all
+    count), which ``train --resume`` needs to tell a flag given from a default.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset())) | {self.dest}
+
+
 def _comma_list(name: str):
     """A ``type=`` for a comma list whose every item is checked as parameter ``name``."""
     item = argument_type(name)
@@ -75,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser(
         "train", help="train a network (defaults: 784-300-100-10 on the embedded digits)"
     )
+    q.register("action", None, _Given)  # every value flag of train records that it was typed
+    q.set_defaults(given=frozenset())
     q.add_argument(
         "--data",
         default="mnist-5k",

@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..backend import get_backend
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
-from ..errors import DivergenceError
+from ..errors import DivergenceError, ModelFileError
+from ..fileio import check_writable
 from ..model import MLP
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
-from .console import EXIT_INTERRUPTED, emit_json, log_stream, resolve
+from . import resume
+from .console import EXIT_INTERRUPTED, data_source, emit_json, log_stream, resolve
 from .progress import EpochLog, ProgressBar, RunLog
 
 __all__ = ["cmd_train"]
@@ -33,14 +36,25 @@ def _progress_callbacks(args, log) -> list:
     return [EpochLog(log)]
 
 
+#: The signals that stop a run with a checkpoint, where the OS has them: Ctrl-C on every
+#: OS, SIGTERM (POSIX; Windows defines it but never sends it), Ctrl-Break (Windows only).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer):
-    """Ctrl-C and SIGTERM ask ``trainer`` to stop after the current step.
+    """Ctrl-C (and SIGTERM, Ctrl-Break where they exist) ask ``trainer`` to stop after
+    the current step.
 
     The command owns these signals (the library never takes them over); a
-    second Ctrl-C while the run winds down interrupts at once.
+    second Ctrl-C while the run winds down interrupts at once. Signals reach only
+    the main thread, so elsewhere nothing is installed.
     """
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {sig: signal.getsignal(sig) for sig in sigs}
 
     def handler(signum, frame):
         trainer.request_stop()
@@ -55,6 +69,22 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
+    """Say where the resumed run goes on, how it was extended, and where it writes."""
+    print(f"resumed from {source} at epoch {trainer.epoch + 1}, step {trainer.step}", file=log)
+    if trainer.config.epochs != planned:
+        spe = trainer.steps_per_epoch
+        lr = trainer.base_lr * trainer.schedule(trainer.epoch * spe + trainer.step)
+        print(
+            f"extending the run from {planned} to {trainer.config.epochs} epochs: the rest of "
+            f"its {trainer.config.schedule} schedule is stretched to end at epoch "
+            f"{trainer.config.epochs}, so the learning rate goes on from {lr:.4g} without a jump",
+            file=log,
+        )
+    where = f"model to {out}" + (f", run log to {run_dir}" if run_dir is not None else "")
+    print(f"writing the {where}", file=log)
+
+
 def cmd_train(args) -> int:
     log = log_stream(args)
     backend = get_backend(args.device)
@@ -64,19 +94,27 @@ def cmd_train(args) -> int:
         file=log,
         flush=True,
     )
-    run_dir = resolve(args.run_dir) if args.run_dir else None
-    out = (
-        resolve(args.out) if args.out else (run_dir / "model.npz" if run_dir else Path("model.npz"))
-    )
-    ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
-
-    checkpoint = None
+    checkpoint, extend_to = None, None
     if args.resume:
-        checkpoint = load_checkpoint(resolve(args.resume), backend)
+        resume_from = resolve(args.resume)
+        checkpoint = load_checkpoint(resume_from, backend)
         model, config = checkpoint.model, checkpoint.config
-        data_info = model.meta["data"]
+        data_info = model.meta.get("data")
+        if not isinstance(data_info, dict):
+            raise ModelFileError(
+                f"{resume_from}: the checkpoint does not record its data (it was not written "
+                "by mlp-xp train); resume it from Python with Trainer.restore"
+            )
+        extend_to = resume.check_flags(args, checkpoint, data_info)
+        out, run_dir = resume.outputs(args, resume_from, model.meta.pop("outputs", None))
         normalization = Normalization.from_meta(model.meta.get("normalization"))
     else:
+        run_dir = resolve(args.run_dir) if args.run_dir else None
+        out = (
+            resolve(args.out)
+            if args.out
+            else (run_dir / "model.npz" if run_dir else Path("model.npz"))
+        )
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -102,13 +140,16 @@ def cmd_train(args) -> int:
             seed=args.seed,
         )
         data_info = {
-            "source": args.data,
+            "source": data_source(args.data),
             "val_fraction": args.val_fraction,
             "split_seed": args.seed,
             "task": args.task,
             "positive": args.positive,
         }
         normalization = DIGITS
+    ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
+    for path in (out, ckpt_path):  # a run's result must have somewhere to go before it starts
+        check_writable(path)
     digits = load_digits(data_info["source"], "train")
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
@@ -129,10 +170,10 @@ def cmd_train(args) -> int:
     del digits
     if checkpoint is not None:
         trainer.restore(checkpoint.optimizer, checkpoint.state)
-        print(
-            f"resumed from {args.resume} at epoch {trainer.epoch + 1}, step {trainer.step}",
-            file=log,
-        )
+        planned = trainer.config.epochs
+        if extend_to is not None:
+            trainer.extend(extend_to)
+        _report_resume(trainer, args.resume, planned, out, run_dir, log)
     optimizer = {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr}
     meta = {
         "normalization": normalization.to_meta(),
@@ -171,7 +212,9 @@ def cmd_train(args) -> int:
         print(f"saved the last good parameters to {out}", file=log)
         raise
     if trainer.interrupted:
-        save_checkpoint(ckpt_path, trainer, **meta)
+        save_checkpoint(
+            ckpt_path, trainer, **meta, outputs=resume.outputs_record(ckpt_path, out, run_dir)
+        )
         print(
             f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
             f"saved to {ckpt_path}; continue with: mlp-xp train --resume {ckpt_path}",

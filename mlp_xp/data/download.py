@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
+from ..fileio import replace
 
 __all__ = ["DATASETS", "download"]
 
@@ -131,7 +132,7 @@ def download(name: str, folder, timeout: float = 30.0, log=print) -> Path:
                 errors.append(f"{mirror}: {reason}")
                 continue
             if _md5(part) == md5:
-                os.replace(part, target)
+                replace(part, target)
                 log(f"{filename}: downloaded, checksum ok")
                 break
             part.unlink()

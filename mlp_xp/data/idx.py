@@ -5,6 +5,12 @@ of dimensions, then one uint32 per dimension -- followed by the raw values.
 Files may be gzip'd. Every reader here validates the header against the payload
 and raises :class:`~mlp_xp.errors.DataError` with one clear sentence on any
 mismatch.
+
+The size a header declares is checked before anything that size is allocated:
+a raw file's length is compared with it before its data is read, and a gzip'd
+file is decompressed in chunks, at most the declared size plus one byte, so a
+header that lies about its shape costs no more memory than the file really
+holds.
 """
 
 from __future__ import annotations
@@ -13,16 +19,14 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
 
-__all__ = ["read_idx", "write_idx", "parse_idx", "MAX_IDX_BYTES"]
-
-#: Refuse IDX headers that claim more than this many payload bytes (full MNIST is ~47 MB).
-MAX_IDX_BYTES = 1 << 31
+__all__ = ["read_idx", "write_idx", "parse_idx"]
 
 _IDX_TYPES = {
     0x08: np.dtype(">u1"),
@@ -34,10 +38,15 @@ _IDX_TYPES = {
 }
 _IDX_CODES = {dt.newbyteorder("=").str[1:]: code for code, dt in _IDX_TYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode the bytes of one (already decompressed) IDX file."""
+def _header(raw: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(dtype, dims, header length)`` from the first bytes of an IDX file.
+
+    ``raw`` needs at least the 4 magic bytes; with fewer than the whole header
+    the dimensions come back empty and the length says how many bytes to read.
+    """
     if len(raw) < 4:
         raise DataError(f"{name}: not an IDX file (only {len(raw)} bytes)")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
@@ -49,34 +58,104 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     if ndim < 1:
         raise DataError(f"{name}: IDX header declares {ndim} dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: truncated IDX header ({len(raw)} of {header} bytes)")
+    length = 4 + 4 * ndim
+    if len(raw) < length:
+        return dtype, (), length
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
-    nominal = int(np.prod([max(d, 1) for d in dims], dtype=object)) * dtype.itemsize
-    if max(expected, nominal) > MAX_IDX_BYTES:  # a zero dim must not excuse absurd others
-        raise DataError(
-            f"{name}: IDX header claims shape {dims} ({expected:,} bytes), "
-            f"more than the {MAX_IDX_BYTES:,}-byte limit"
-        )
-    got = len(raw) - header
+    nominal = dtype.itemsize
+    for d in dims:
+        nominal *= max(d, 1)  # a zero dimension must not excuse absurd others
+    if nominal > np.iinfo(np.intp).max:
+        raise DataError(f"{name}: IDX header shape {dims} is larger than any array can be")
+    return dtype, dims, length
+
+
+def _declared_bytes(dtype: np.dtype, dims: tuple[int, ...]) -> int:
+    """Payload bytes the header's shape needs (Python ints: no overflow)."""
+    count = 1
+    for d in dims:
+        count *= d
+    return count * dtype.itemsize
+
+
+def _check_length(name: str, dims, expected: int, got: int, more: str = "") -> None:
+    """The payload must be exactly the ``expected`` bytes the header declares."""
     if got < expected:
         raise DataError(
             f"{name}: truncated: header shape {dims} needs {expected:,} data bytes, "
             f"file has {got:,}"
         )
     if got > expected:
+        extra = more or f"{got - expected:,} bytes"
         raise DataError(
-            f"{name}: {got - expected:,} bytes past the end of the data that "
-            f"header shape {dims} describes"
+            f"{name}: {extra} past the end of the data that header shape {dims} describes"
         )
-    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+
+
+def _decode(payload, dtype: np.dtype, dims) -> np.ndarray:
+    data = np.frombuffer(payload, dtype=dtype, count=len(payload) // dtype.itemsize)
     return data.reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The decompressed bytes of a file, gzip recognised by its magic number."""
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode the bytes of one (already decompressed) IDX file."""
+    dtype, dims, length = _header(raw, name)
+    if not dims:
+        raise DataError(f"{name}: truncated IDX header ({len(raw)} of {length} bytes)")
+    expected = _declared_bytes(dtype, dims)
+    _check_length(name, dims, expected, len(raw) - length)
+    return _decode(memoryview(raw)[length:], dtype, dims)
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytearray:
+    """Up to ``limit`` bytes, read in chunks: memory grows with the data, not the limit."""
+    out = bytearray()
+    while len(out) < limit:
+        block = stream.read(min(_CHUNK, limit - len(out)))
+        if not block:
+            break
+        out += block
+    return out
+
+
+def _read_idx_stream(stream: IO[bytes], name: str, size: int | None) -> np.ndarray:
+    """Read the header, check the declared size, then read the payload.
+
+    ``size`` is the byte length of a raw file (compared with the declared size
+    before the payload is read), or ``None`` for a decompressing stream (read up
+    to the declared size plus one byte, to notice data past the end).
+    """
+    head = bytes(_read_at_most(stream, 4))
+    dtype, _, length = _header(head, name)
+    head += _read_at_most(stream, length - 4)
+    dtype, dims, length = _header(head, name)
+    if not dims:
+        raise DataError(f"{name}: truncated IDX header ({len(head)} of {length} bytes)")
+    expected = _declared_bytes(dtype, dims)
+    if size is not None:
+        _check_length(name, dims, expected, size - length)
+        payload = _read_at_most(stream, expected)
+        _check_length(name, dims, expected, len(payload))  # the file shrank meanwhile
+    else:
+        payload = _read_at_most(stream, expected + 1)
+        _check_length(name, dims, expected, len(payload), "more bytes")
+    return _decode(payload, dtype, dims)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip'd or raw) into a NumPy array, validating it fully.
+
+    The header's declared size is checked against the file before the data is
+    read (for gzip: at most the declared size plus one byte is decompressed).
+
+    Raises
+    ------
+    DataError
+        Missing/unreadable file, bad gzip, bad magic, or a payload shorter or
+        longer than the header declares.
+    """
+    path = Path(path)
+    name = str(path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
@@ -84,15 +163,9 @@ def _read_bytes(path: Path) -> bytes:
             if head != _GZIP_MAGIC:
                 if path.suffix == ".gz":
                     raise DataError(f"{path}: named .gz but is not a gzip file")
-                size = os.fstat(fh.fileno()).st_size
-                if size > MAX_IDX_BYTES + 64:
-                    raise DataError(f"{path}: {size:,} bytes, more than the IDX size limit")
-                return fh.read()
+                return _read_idx_stream(fh, name, os.fstat(fh.fileno()).st_size)
             with gzip.GzipFile(fileobj=fh) as gz:
-                raw = gz.read(MAX_IDX_BYTES + 64)
-                if gz.read(1):
-                    raise DataError(f"{path}: decompresses to more than the IDX size limit")
-                return raw
+                return _read_idx_stream(gz, name, None)
     except DataError:
         raise
     except FileNotFoundError:
@@ -103,19 +176,6 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: permission denied") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip'd or raw) into a NumPy array, validating it fully.
-
-    Raises
-    ------
-    DataError
-        Missing/unreadable file, bad gzip, bad magic, truncated or overlong payload,
-        or a header that claims an absurd size.
-    """
-    path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:

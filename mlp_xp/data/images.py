@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NoDigitError
+from .pixels import BLANK_CONTRAST
 
 __all__ = ["load_digit_image", "to_mnist"]
 
@@ -58,8 +59,8 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
         gray = 1.0 - gray
         border = 1.0 - border
     ink = np.clip(gray - np.median(border), 0.0, None)
-    if ink.max() <= 0.05:
-        raise DataError(f"{name}: no digit found (the image has no contrast)")
+    if ink.max() < BLANK_CONTRAST:
+        raise NoDigitError(f"{name}: no digit found (the image is blank: no contrast)")
     ink = ink / ink.max()
     rows = np.flatnonzero(ink.max(axis=1) > 0.2)
     cols = np.flatnonzero(ink.max(axis=0) > 0.2)

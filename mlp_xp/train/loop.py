@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from ..constraints import validate
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
 from ..optim import Optimizer, make_optimizer
 from .augment import make_augmenter
 from .config import TrainConfig
-from .schedules import make_schedule
+from .schedules import Plan
 
 __all__ = ["Trainer", "History", "Callback", "fit"]
 
@@ -158,11 +159,7 @@ class Trainer:
             self.config.optimizer, model.params, self.backend, self.config.lr, self.config.momentum
         )
         self.base_lr = self.optimizer.lr
-        self.schedule = make_schedule(
-            self.config.schedule,
-            self.config.epochs * self.steps_per_epoch,
-            self.config.warmup_epochs * self.steps_per_epoch,
-        )
+        self.schedule = self._plan()
         self.augmenter = make_augmenter(self.config.augment, image_shape)
         if self.augmenter is not None and (
             image_shape is None or model.n_inputs != image_shape[0] * image_shape[1]
@@ -219,6 +216,8 @@ class Trainer:
             The loss became NaN/Inf; the parameters from the start of that
             epoch (the last good ones) are restored first.
         """
+        self._stop.clear()  # a run stopped before (Ctrl-C, request_stop) goes on from here
+        self._ctrl_c = self.interrupted = self.history.interrupted = False
         # the divergence guard reports non-finite losses itself: no NumPy warnings
         with (
             self._ctrl_c_between_steps(),
@@ -357,6 +356,29 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    def _plan(self, stretches=()) -> Plan:
+        spe = self.steps_per_epoch
+        cfg = self.config
+        return Plan(cfg.schedule, cfg.epochs * spe, cfg.warmup_epochs * spe, stretches)
+
+    def extend(self, epochs: int) -> None:
+        """Train to ``epochs`` instead of ``config.epochs``, from where the run is now.
+
+        What is left of the learning-rate schedule is stretched over the longer
+        run (:func:`~mlp_xp.train.schedules.stretch`): the rate goes on from its
+        current value without a jump and ends where it would have, at the new
+        last epoch. :meth:`state` records the stretch, so a resumed run keeps it.
+        """
+        epochs = validate("epochs", epochs)
+        if epochs <= self.config.epochs:
+            raise ConfigError(
+                f"a run can only be extended: {epochs} epochs are not more than its "
+                f"{self.config.epochs}"
+            )
+        spe = self.steps_per_epoch
+        self.schedule.extend(self.epoch * spe + self.step, epochs * spe)
+        self.config.epochs = epochs
+
     # -- resumable state ---------------------------------------------------------------
     def state(self) -> dict:
         """JSON-able loop state for a checkpoint (the host RNG is keyed by seed/epoch/step)."""
@@ -367,6 +389,7 @@ class Trainer:
             "rng": {"kind": "numpy.default_rng", "key": [self.config.seed, self.epoch, self.step]},
             "history": self.history.as_dict(),
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
+            "schedule_stretches": self.schedule.stretches,
         }
 
     def restore(self, optimizer_state: tuple[dict, dict], state: dict) -> None:
@@ -378,6 +401,7 @@ class Trainer:
         self.history.interrupted = False  # it was, when saved; this run goes on
         best = state.get("best_score")
         self.best_score = -math.inf if best is None else float(best)
+        self.schedule = self._plan(state.get("schedule_stretches") or ())
 
 
 def fit(

@@ -8,6 +8,12 @@ A schedule is a plain host function ``factor(step) -> float``; the loop sets
 ``step``      halves the rate at 50% and again at 75% of training
 ``cosine``    1 -> 0 along half a cosine
 ``onecycle``  linear warm-up from 0.1 to 1 over the first 30%, then cosine to 0
+
+A run's :class:`Plan` is its schedule over its steps. A run extended while it
+is under way (:meth:`~mlp_xp.train.Trainer.extend`, ``train --resume CKPT
+--epochs N``) keeps its schedule's shape: :func:`stretch` spreads the part not
+yet run over the longer run, so the rate goes on from where it was, without a
+jump, and reaches the schedule's end at the new last step.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import math
 from collections.abc import Callable
 
 from ..constraints import validate
+from ..errors import ConfigError
 
-__all__ = ["SCHEDULES", "make_schedule"]
+__all__ = ["SCHEDULES", "make_schedule", "stretch", "Plan"]
 
 
 def _half_cosine(done: float, span: float) -> float:
@@ -56,3 +63,68 @@ def make_schedule(name: str, total_steps: int, warmup_steps: float = 0.0) -> Cal
         return value * min(1.0, (step + 1) / warm) if warm > 0 else value
 
     return factor
+
+
+def stretch(
+    factor: Callable[[float], float], start: int, old_total: int, new_total: int
+) -> Callable[[float], float]:
+    """``factor`` with what is left of it after step ``start`` stretched to ``new_total`` steps.
+
+    Steps before ``start`` keep their factors. From ``start`` on, step ``s`` gets
+    the factor ``factor`` had at ``start + (s - start) (old_total - start) /
+    (new_total - start)``: the same value at ``start`` (no jump), the same shape
+    (a step schedule's drops, a cosine's curve) over the remaining steps, and the
+    same end, at ``new_total`` instead of ``old_total``.
+    """
+    if not 0 <= start < old_total < new_total:
+        raise ValueError(f"cannot stretch steps {start}..{old_total} to end at {new_total}")
+    ratio = (old_total - start) / (new_total - start)
+
+    def stretched(step: float) -> float:
+        return factor(step if step < start else start + (step - start) * ratio)
+
+    return stretched
+
+
+class Plan:
+    """A run's learning-rate factor per global step: ``plan(step) -> float``.
+
+    The schedule ``name`` over ``total_steps`` (with ``warmup_steps`` of linear
+    warm-up), then each of ``stretches`` -- ``[start, old_total, new_total]``
+    triples, as :meth:`extend` appends them and checkpoints store them -- applied
+    in order. With stretches, ``total_steps`` must be the last one's new total.
+    """
+
+    def __init__(self, name: str, total_steps: int, warmup_steps: float = 0.0, stretches=()):
+        self.total = int(total_steps)
+        try:
+            self.stretches = [[int(s[0]), int(s[1]), int(s[2])] for s in stretches]
+            planned = self.stretches[0][1] if self.stretches else self.total
+            self._factor = make_schedule(name, planned, warmup_steps)
+            for s in self.stretches:
+                self._factor = stretch(self._factor, *s)
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError(f"unusable schedule stretches {stretches!r}") from None
+        if self.stretches and self.stretches[-1][2] != self.total:
+            raise ConfigError(
+                f"the run was planned for {self.stretches[-1][2]} steps, this one has "
+                f"{self.total}: resume it with the same data, batch size and epochs"
+            )
+
+    def __call__(self, step: float) -> float:
+        return self._factor(step)
+
+    def extend(self, start: int, new_total: int) -> None:
+        """Stretch what is left after step ``start`` to end at ``new_total`` steps."""
+        if start >= self.total:
+            raise ConfigError(
+                "the run has finished its schedule; extend a run before it ends, "
+                "or train the model further in a new run"
+            )
+        if new_total <= self.total:
+            raise ConfigError(
+                f"a run can only be extended: {new_total} steps are not more than its {self.total}"
+            )
+        self.stretches.append([int(start), self.total, int(new_total)])
+        self._factor = stretch(self._factor, start, self.total, new_total)
+        self.total = int(new_total)
