@@ -123,6 +123,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
+GPU_STEPS = ("auto", "generic", "fast")
 
 _POSITIVE_INT = Interval(int, 1)
 _FRACTION = Interval(float, 0.0, 1.0, closed="left")
@@ -154,6 +155,7 @@ PARAMETERS: dict[str, Param] = {
     "dropout": Param("dropout", _FRACTION),
     "patience": Param("patience", Interval(int, 0)),
     "val_fraction": Param("validation fraction", Interval(float, 0.0, 1.0, closed="neither")),
+    "gpu_step": Param("gpu step", Options(GPU_STEPS)),
     # the command line
     "positive": Param("the positive digit", Interval(int, 0, 9), none_ok=True),
     "max_epochs": Param("max epochs", _POSITIVE_INT),

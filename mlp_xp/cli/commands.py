@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import available_backends, get_backend
+from ..backend import get_backend
 from ..checkpoint import load_model
 from ..data import (
     Normalization,
@@ -19,6 +19,7 @@ from ..data import (
     stratified_split,
     task_targets,
 )
+from ..devices import available_backends
 from ..errors import ConfigError, DataError
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train
@@ -32,13 +33,18 @@ def cmd_devices(args) -> int:
     rows = available_backends()
     best = get_backend("auto")
     if args.json:
-        emit_json({"devices": rows, "auto": best.name})
+        emit_json({"devices": rows, "auto": best.name, "auto_device": best.device})
         return 0
     for row in rows:
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
         label = row["device"] or row["kind"]
+        if row.get("name"):
+            label += (
+                f" {row['name']}, {row['memory_bytes'] / 2**30:.1f} GiB, "
+                f"compute capability {row['compute_capability']}"
+            )
         print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
-    print(f"--device auto uses: {best.name} ({best.kind})")
+    print(f"--device auto uses: {best.name} ({best.device})")
     return 0
 
 

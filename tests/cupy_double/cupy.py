@@ -273,6 +273,10 @@ def copy(a, order="K"):
     return a.copy()
 
 
+def astype(x, dtype, /, *, copy=True):
+    return x.astype(dtype, copy=copy)
+
+
 def copyto(dst, src, casting="same_kind", where=None):
     elementwise(lambda s, out=None: np.copyto(out, s, casting=casting), src, out=dst)
 
