@@ -26,6 +26,7 @@ __all__ = [
     "softmax",
     "one_hot",
     "mix32",
+    "unit_counters",
     "dropout_mask",
     "Loss",
     "LOSSES",
@@ -166,6 +167,15 @@ def mix32(x):
     x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
     x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
     return x ^ (x >> 16)
+
+
+def unit_counters(samples, units, total: int):
+    """Counters ``sample * total + unit`` (mod 2**32) naming each (sample, hidden unit).
+
+    ``samples`` (N, 1) and ``units`` (1, U) are unsigned integers; ``total`` is the
+    number of hidden units of the network, so no two units of any samples share one.
+    """
+    return (samples * total + units) & MASK32
 
 
 def dropout_mask(xp, counters, key: int, rate: float, dtype):

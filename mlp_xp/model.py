@@ -293,7 +293,7 @@ class MLP:
         xp, total = self.xp, sum(h.units for h in self.hidden)
         units = xp.arange(total, dtype=xp.uint32, device=samples.device)
         rows = xp.reshape(xp.astype(samples, xp.uint32), (-1, 1))
-        counters = (rows * total + units) & F.MASK32
+        counters = F.unit_counters(rows, xp.reshape(units, (1, -1)), total)
         mask = F.dropout_mask(xp, counters, key, rate, self.backend.dtype(self.dtype))
         out, start = [], 0
         for h in self.hidden:

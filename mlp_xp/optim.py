@@ -69,9 +69,9 @@ class Optimizer:
                     s: {k: xp.zeros_like(p) for k, p in self.params.items()} for s in self.slots
                 }
 
-    def step_size(self, t: int) -> float:
-        """The host scalar the rule's ``lr`` is at step ``t`` (1-based)."""
-        return self.lr
+    def step_size(self, t: int, lr: float | None = None) -> float:
+        """The host scalar the rule's ``lr`` is at step ``t`` (1-based), for rate ``lr``."""
+        return self.lr if lr is None else lr
 
     def rule(self, p, g, *slots, lr) -> None:
         """One step on array ``p`` with gradient ``g`` and state ``slots``, in place."""
@@ -183,9 +183,10 @@ class Adam(Optimizer):
     def v(self) -> dict:
         return self.state["v"]
 
-    def step_size(self, t: int) -> float:
+    def step_size(self, t: int, lr: float | None = None) -> float:
         """``lr sqrt(1 - beta2^t) / (1 - beta1^t)``: the bias corrections folded in."""
-        return self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+        lr = self.lr if lr is None else lr
+        return lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
 
     def rule(self, p, g, m, v, *, lr):
         b1, b2 = self.beta1, self.beta2

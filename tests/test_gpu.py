@@ -1,5 +1,5 @@
-"""End-to-end checks that need a CUDA device (skipped, saying why, without one;
-``MLP_XP_REQUIRE_GPU=1`` turns the skip into a failure)."""
+"""End to end on a GPU: on the counting CuPy double everywhere, and on a real GPU where
+there is one (``MLP_XP_REQUIRE_GPU=1`` turns that skip into a failure)."""
 
 import json
 import subprocess
@@ -14,8 +14,6 @@ from mlp_xp.cli import main
 from mlp_xp.errors import DeviceError
 
 from .helpers import xp_assert_close
-
-pytestmark = pytest.mark.gpu
 
 
 def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, capsys):
@@ -32,6 +30,7 @@ def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, c
     )
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["backend"] == "cupy" and trained["val_accuracy"] > 0.85
+    assert trained["gpu_step"] == "fast"
     code = (
         "import sys, json; sys.modules['cupy'] = None\nfrom mlp_xp.cli import main\n"
         f"sys.exit(main(['evaluate', {str(out)!r}, '--device', 'cpu', '--json']))"
@@ -43,7 +42,8 @@ def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, c
     assert result["accuracy"] == pytest.approx(trained["val_accuracy"], abs=2e-3)
 
 
-def test_gpu_and_cpu_training_agree(gpu_backend, digits):
+@pytest.mark.parametrize("gpu_step", ["generic", "fast"])
+def test_gpu_and_cpu_training_agree(gpu_backend, digits, gpu_step):
     X = (digits.images[::10] / 255.0).reshape(-1, 784).astype(np.float32)
     y = digits.labels[::10]
     params = []
@@ -59,21 +59,11 @@ def test_gpu_and_cpu_training_agree(gpu_backend, digits):
             dropout=0.1,
             optimizer="adam",
             lr=1e-3,
+            **({"gpu_step": gpu_step} if b != "cpu" else {}),
         )
         params.append(model.params_numpy())
     for k in params[0]:
         np.testing.assert_allclose(params[1][k], params[0][k], rtol=1e-3, atol=1e-4)
-
-
-def test_no_host_sync_inside_an_epoch(gpu_backend, digits, monkeypatch):
-    """The loop copies device->host once per epoch (the step losses), not per step."""
-    calls = []
-    real = gpu_backend.get
-    monkeypatch.setattr(gpu_backend, "get", lambda x: calls.append(1) or real(x))
-    X = (digits.images[:640] / 255.0).reshape(-1, 784).astype(np.float32)
-    model = MLP(784, (32,), 10, backend=gpu_backend, seed=0)
-    fit(model, X, digits.labels[:640], epochs=2, batch_size=32, augment="none")
-    assert len(calls) == 2  # 20 steps per epoch, one copy per epoch
 
 
 def test_gpu_out_of_memory_is_a_clear_error(gpu_backend):
@@ -94,3 +84,30 @@ def test_loading_a_model_onto_the_gpu(gpu_backend, tmp_path):
     xp_assert_close(
         gpu.forward(gpu.backend.put(X)), cpu.forward(X), gpu_backend, rtol=1e-4, atol=1e-6
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "recipe", [{}, {"augment": "elastic", "dropout": 0.2}, {"optimizer": "adam"}]
+)
+def test_the_fast_step_passes_its_check_and_trains_like_the_generic_one_on_a_real_gpu(
+    real_gpu, digits, recipe
+):
+    """What the double cannot prove: CuPy's fusion, cuBLAS and graph replay, for real."""
+    from mlp_xp import TrainConfig, Trainer
+    from mlp_xp.gpu import VERDICTS
+
+    X = (digits.images[:2000] / 255.0).reshape(-1, 784).astype(np.float32)
+    y = digits.labels[:2000]
+    runs = {}
+    for step in ("generic", "fast"):
+        model = MLP(backend=real_gpu, seed=0, l2=1e-4)
+        cfg = TrainConfig(epochs=3, batch_size=128, gpu_step=step, **recipe)
+        trainer = Trainer(model, X, y, config=cfg)
+        history = trainer.run()
+        assert trainer.runner.name == step
+        runs[step] = (history.train_loss, model.params_numpy())
+    assert all(v == "" for v in VERDICTS.values())
+    np.testing.assert_allclose(runs["fast"][0], runs["generic"][0], rtol=1e-4)
+    for k, v in runs["generic"][1].items():
+        np.testing.assert_allclose(runs["fast"][1][k], v, rtol=1e-3, atol=1e-5, err_msg=k)

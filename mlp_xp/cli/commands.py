@@ -19,7 +19,7 @@ from ..data import (
     stratified_split,
     task_targets,
 )
-from ..devices import available_backends
+from ..devices import available_backends, parse_device
 from ..errors import ConfigError, DataError
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train
@@ -247,10 +247,12 @@ def cmd_download(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import format_table, run_bench
 
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    for d in devices:
-        if d not in ("cpu", "gpu"):
-            raise ConfigError(f"unknown device {d!r} in --devices: use cpu and/or gpu")
+    devices = None
+    if args.devices is not None:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        for d in devices:
+            if parse_device(d).kind not in ("cpu", "gpu"):
+                raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
     log = log_stream(args)
     result = run_bench(
         devices,

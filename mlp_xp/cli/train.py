@@ -89,6 +89,7 @@ def cmd_train(args) -> int:
             augment=args.augment,
             dropout=args.dropout,
             patience=args.patience,
+            gpu_step=args.gpu_step,
         ).validate()
         model = MLP(
             784,
@@ -194,6 +195,7 @@ def cmd_train(args) -> int:
             {
                 "backend": backend.name,
                 "device": backend.device,
+                "gpu_step": trainer.runner.name if trainer.runner is not None else None,
                 "optimizer": optimizer,
                 "epochs": len(history.epoch),
                 "epoch_seconds": history.seconds,

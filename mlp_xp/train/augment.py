@@ -30,7 +30,7 @@ import numpy as np
 from ..constraints import validate
 from ..errors import ConfigError
 
-__all__ = ["make_augmenter", "Augmenter", "warp", "warp_constants"]
+__all__ = ["make_augmenter", "Augmenter", "warp", "warp_constants", "corner_and_fraction"]
 
 
 def warp(xp, images, coords, height: int, width: int, constants=None):
@@ -49,9 +49,7 @@ def warp(xp, images, coords, height: int, width: int, constants=None):
         constants = warp_constants(xp, n, height, width, images.dtype, images.device)
     padded, far, last, offsets = constants
     padded[:, 1 : height + 1, 1 : width + 1] = xp.reshape(images, (n, height, width))
-    s = xp.minimum(xp.maximum(coords, -1.0), far)  # in [-1, H] (rows), [-1, W] (columns)
-    corner = xp.minimum(xp.floor(s), last)  # at the far edge the weight is 1: reads the ring
-    frac = s - corner
+    corner, frac = corner_and_fraction(xp, coords, far, last)
     ci = xp.astype(corner, xp.int32)
     index = xp.reshape(ci[:, 0, :] * wp + ci[:, 1, :], (n, 1, height * width)) + offsets
     flat = xp.reshape(padded, (n * hp * wp,))
@@ -62,6 +60,18 @@ def warp(xp, images, coords, height: int, width: int, constants=None):
     rows = left + fc * (right - left)
     top, bottom = rows[:, 0, :], rows[:, 1, :]
     return top + fr[:, 0, :] * (bottom - top)
+
+
+def corner_and_fraction(xp, s, far, last):
+    """The top-left neighbour of source coordinates ``s`` and the distance from it.
+
+    ``s`` is limited to the ring, ``[-1, far]``; the corner stops at ``last`` (one short
+    of the far ring), so at the far edge the fraction is 1 and the ring (0) is read.
+    ``far``/``last`` may be numbers or arrays (one per axis).
+    """
+    s = xp.minimum(xp.maximum(s, -1.0), far)
+    corner = xp.minimum(xp.floor(s), last)
+    return corner, s - corner
 
 
 def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:

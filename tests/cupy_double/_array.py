@@ -162,7 +162,10 @@ class ndarray:
             raise TypeError("'_FusionVarArray' object is not subscriptable")
         parts = key if isinstance(key, tuple) else (key,)
         if not any(isinstance(k, (ndarray, np.ndarray, list)) for k in parts):
-            return view(self, self._a[key])  # basic indexing: a view, no work
+            got = self._a[key]  # basic indexing: a view, no work
+            if not isinstance(got, np.ndarray):  # a[2] of a 1-d array: a 0-d view, as CuPy
+                got = self._a[(*parts, Ellipsis)]
+            return view(self, got)
         host = any(isinstance(k, (np.ndarray, list)) for k in parts)
         if host:
             copied_to_device()  # CuPy copies a host index to the device first
@@ -362,27 +365,29 @@ def run(compute, arrays, *, writes=(), launches: int = 1):
     """
     for a in arrays:
         _unwrap(a) if isinstance(a, ndarray) else None
+
+    def compute_new():
+        """The result, or None when it is one of the arrays written in place (``out=``)."""
+        result = compute()
+        return None if any(result is w._a for w in writes) else result
+
     stream = STATE.capturing
     if stream is None or STATE.replaying or STATE.fusing:
         launched(launches)
-        return wrap(compute())
-    # capturing: the work is recorded, not executed; what it wrote is put back
-    saved = [(w, w._a.copy()) for w in writes]
-    result = compute()
-    for w, data in saved:
-        w._a[...] = data
-    out = wrap(result)
-    if out is None:
+        return wrap(compute_new())
+    # capturing: the work is recorded, not executed (its inputs may not hold data yet)
+    if writes:  # it only writes arrays that exist: nothing to learn by running it
         stream._capture.append(compute)
-    else:
-        targets = out if isinstance(out, tuple) else (out,)
+        return None
+    out = wrap(compute())  # it makes a new array: run it once for the shape (CuPy would
+    targets = out if isinstance(out, tuple) else (out,)  # allocate it, unfilled)
 
-        def replay():
-            fresh = compute()
-            for t, r in zip(targets, fresh if isinstance(fresh, tuple) else (fresh,), strict=True):
-                t._a[...] = r
+    def replay():
+        fresh = compute()
+        for t, r in zip(targets, fresh if isinstance(fresh, tuple) else (fresh,), strict=True):
+            t._a[...] = r
 
-        stream._capture.append(replay)
+    stream._capture.append(replay)
     return out
 
 

@@ -445,10 +445,11 @@ class _Fusion:
         if stream is None or STATE.replaying:
             launched(1)
             return _results(self._body(args))
-        saved = [(a, a._a.copy()) for a in arrays]  # capturing: record, do not execute
-        result = _results(self._body(args))
-        for a, data in saved:
-            a._a[...] = data
+        # capturing: recorded, not executed; run on copies only to learn what it returns
+        copies = [ndarray(a._a.copy(), a._device, new=False) if isinstance(a, ndarray) else a
+                  for a in args]  # fmt: skip
+        with np.errstate(all="ignore"):
+            result = _results(self._body(copies))
         targets = result if isinstance(result, tuple) else (result,)
 
         def replay():
