@@ -116,6 +116,15 @@ def clip(a, a_min=None, a_max=None, out=None):
                        out=out)  # fmt: skip
 
 
+def _into(compute, inputs, out):
+    """Run ``compute(target)``: into a new array, or into device array ``out`` (``out=``)."""
+    if out is None:
+        return run(compute, inputs)
+    target = _unwrap(out)
+    run(lambda: compute(target), [*inputs, out], writes=[out])
+    return out
+
+
 def _reduction(name: str, fn, has_dtype: bool = True):
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False):
         _nvrtc_check()
@@ -132,11 +141,7 @@ def _reduction(name: str, fn, has_dtype: bool = True):
                 return out
             return ndarray(result, STATE.device, new=False)
         data = _unwrap(a)
-        if out is None:
-            return run(lambda: np.asarray(fn(data, **kw)), [a])
-        target = _unwrap(out)
-        run(lambda: fn(data, out=target, **kw), [a, out], writes=[out])
-        return out
+        return _into(lambda target=None: np.asarray(fn(data, out=target, **kw)), [a], out)
 
     reduce.__name__ = name
     return reduce
@@ -356,11 +361,7 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     else:
         indices = _unwrap(indices)
     data = _unwrap(a)
-    if out is None:
-        return run(lambda: np.take(data, indices, axis=axis), [a])
-    target = _unwrap(out)
-    run(lambda: np.take(data, indices, axis=axis, out=target), [a, out], writes=[out])
-    return out
+    return _into(lambda target=None: np.take(data, indices, axis=axis, out=target), [a], out)
 
 
 def take_along_axis(a, indices, axis):
@@ -376,11 +377,7 @@ def _blas(name, fn):
 
             raise missing_cublas()
         x, y = _unwrap(a), _unwrap(b)
-        if out is None:
-            return run(lambda: fn(x, y, **kwargs), [a, b])
-        target = _unwrap(out)
-        run(lambda: fn(x, y, out=target, **kwargs), [a, b, out], writes=[out])
-        return out
+        return _into(lambda target=None: fn(x, y, out=target, **kwargs), [a, b], out)
 
     op.__name__ = name
     return op
