@@ -20,7 +20,7 @@ from . import functional as F
 from .constraints import validate
 from .errors import ConfigError
 
-__all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden"]
+__all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden", "per_layer_activations"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,23 @@ def _weight_grads(xp, x, delta, out=None) -> dict:
     xp.matmul(x.T, delta, out=dW)
     xp.sum(delta, axis=0, out=db)
     return {"W": dW, "b": db}
+
+
+def per_layer_activations(activation, hidden: list[LayerSpec]) -> list[str]:
+    """One activation name per hidden layer from one name, a comma list or a sequence
+    (``"maxout"`` for a maxout layer, whose entry is not used)."""
+    if isinstance(activation, str):
+        names = [s.strip() for s in activation.split(",")]
+        if len(names) == 1:
+            names = names * len(hidden)
+    else:
+        names = [str(a) for a in activation]
+    if len(names) != len(hidden):
+        raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
+    out = []
+    for name, spec in zip(names, hidden, strict=True):
+        if spec.is_maxout:
+            out.append("maxout")
+        else:
+            out.append(F.activation(name).name)
+    return out

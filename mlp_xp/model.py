@@ -28,7 +28,7 @@ from .constraints import validate
 from .errors import ConfigError, DataError
 from .flat import FlatParams, Layout
 from .init import xavier_uniform
-from .layers import Dense, LayerSpec, Maxout, parse_hidden
+from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
 
 __all__ = ["MLP"]
 
@@ -113,7 +113,7 @@ class MLP:
         self.n_inputs = validate("n_inputs", n_inputs)
         self.n_outputs = validate("n_outputs", n_outputs)
         self.hidden = parse_hidden(hidden)
-        self.activations = _per_layer(activation, self.hidden)
+        self.activations = per_layer_activations(activation, self.hidden)
         self.loss = F.loss_for_task(task)
         self.task = task
         if task == "binary" and self.n_outputs != 1:
@@ -399,21 +399,3 @@ class MLP:
             f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
             f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})"
         )
-
-
-def _per_layer(activation, hidden: list[LayerSpec]) -> list[str]:
-    if isinstance(activation, str):
-        names = [s.strip() for s in activation.split(",")]
-        if len(names) == 1:
-            names = names * len(hidden)
-    else:
-        names = [str(a) for a in activation]
-    if len(names) != len(hidden):
-        raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
-    out = []
-    for name, spec in zip(names, hidden, strict=True):
-        if spec.is_maxout:
-            out.append("maxout")
-        else:
-            out.append(F.activation(name).name)
-    return out
