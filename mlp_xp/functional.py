@@ -27,6 +27,7 @@ __all__ = [
     "one_hot",
     "mix32",
     "unit_counters",
+    "dropout_keep",
     "dropout_mask",
     "Loss",
     "LOSSES",
@@ -178,15 +179,19 @@ def unit_counters(samples, units, total: int):
     return (samples * total + units) & MASK32
 
 
-def dropout_mask(xp, counters, key: int, rate: float, dtype):
-    """Inverted-dropout mask from integer ``counters``: 0 (dropped) or ``1/(1-rate)``.
+def dropout_keep(counters, key, rate: float):
+    """Which units dropout keeps: ``mix32(counter ^ key)``, uniform on ``[0, 2**32)``, is
+    at least ``rate * 2**32`` (operators only, like :func:`mix32`).
 
-    Element ``i`` is dropped when ``mix32(counters[i] ^ key)``, uniform on
-    ``[0, 2**32)``, falls below ``rate * 2**32``. Keyed by counters (a sample's index
-    and a unit's), the mask does not depend on batch order or on how a batch is split.
+    Keyed by counters (a sample's index and a unit's), the draw does not depend on
+    batch order or on how a batch is split.
     """
-    keep = mix32(counters ^ key) >= int(round(rate * 2.0**32))
-    return xp.astype(keep, dtype) * (1.0 / (1.0 - rate))
+    return mix32(counters ^ key) >= int(round(rate * 2.0**32))
+
+
+def dropout_mask(xp, counters, key: int, rate: float, dtype):
+    """Inverted-dropout mask from integer ``counters``: 0 (dropped) or ``1/(1-rate)``."""
+    return xp.astype(dropout_keep(counters, key, rate), dtype) * (1.0 / (1.0 - rate))
 
 
 # --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 there is one (``MLP_XP_REQUIRE_GPU=1`` turns that skip into a failure)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -100,3 +101,72 @@ def test_the_fast_step_passes_its_check_and_trains_like_the_generic_one_on_a_rea
     for r in recipes:
         assert r["fast step used"], r
         assert r["losses (relative)"] < 1e-4 and r["parameters (relative)"] < 1e-3, r
+
+
+@pytest.fixture
+def real_cupy(request):
+    """The real CuPy module (a GPU is not needed), skipped where it is not installed."""
+    from .conftest import require_gpu
+
+    try:
+        import cupy
+    except ImportError:
+        if require_gpu(request.config):
+            pytest.fail("CuPy is not installed (required by --require-gpu/MLP_XP_REQUIRE_GPU)")
+        pytest.skip("CuPy is not installed")
+    return cupy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_real_cupy_fusion_compiles_every_fast_kernel_to_the_expected_types(
+    real_cupy, dropout, optimizer
+):
+    """CuPy's fusion front end traces each fused kernel into CUDA source; it needs no GPU,
+    only device arrays, which unowned memory at a made-up address provides."""
+    from cupy._core import fusion
+    from cupy.cuda import memory
+
+    from mlp_xp.gpu.kernels import Kernels
+    from mlp_xp.optim import make_optimizer
+
+    address = [1 << 20]
+
+    def fake(shape, dtype):
+        nbytes = max(8, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        mem = memory.UnownedMemory(address[0], nbytes, None, 0)
+        address[0] += nbytes + 256
+        return real_cupy.ndarray(shape, dtype=dtype, memptr=memory.MemoryPointer(mem, 0))
+
+    def trace(kernel, *args):
+        history = fusion._FusionHistory()
+        fusion._thread_local.history, fusion._thread_local.is_old_fusing = history, True
+        try:
+            return history.get_fusion(kernel.func, args, kernel.name)[0]
+        finally:
+            fusion._thread_local.history, fusion._thread_local.is_old_fusing = None, False
+
+    model = MLP(784, (300, 100), 10, backend="cpu")
+    opt = make_optimizer(optimizer, model.params, model.backend, 0.05)
+    k = Kernels(real_cupy, model, opt, dropout, (28, 28))
+    B, f32, u32 = 128, np.float32, np.uint32
+    mask = (fake((B, 1), u32), fake((1, 300), u32), fake((), u32)) if dropout else ()
+    forward = trace(
+        k.forward[0], fake((B, 300), f32), fake((300,), f32), fake((B, 300), f32), *mask
+    )
+    trace(k.backward[0], fake((B, 300), f32), fake((B, 300), f32), *mask)
+    trace(k.add_bias, fake((B, 10), f32), fake((10,), f32))
+    trace(k.exp_shifted, fake((B, 10), f32), fake((B, 1), f32), fake((B, 10), f32))
+    z = [fake(s, f32) for s in ((B, 10), (B, 1), (B, 10), (B, 1))]
+    labels = (fake((B, 1), u32), fake((1, 10), u32))
+    trace(k.softmax_xent, *z, *labels, 1.0 / B, fake((B, 10), f32), fake((B, 10), f32))
+    trace(k.bookkeeping, fake((), f32), fake((), u32), fake((), f32), fake((), u32), fake((), f32))
+    slots = [fake((1000,), f32) for _ in opt.slots]
+    update = trace(k.update, *[fake((1000,), f32) for _ in range(3)], fake((), f32), *slots)
+    trace(k.warp_index, fake((B, 1, 784), f32), fake((B, 1, 784), f32), fake((B, 1, 1), u32),
+          fake((1, 4, 1), np.int32), fake((B, 4, 784), np.int32))  # fmt: skip
+    trace(k.warp_blend, *[fake((B, 784), f32) for _ in range(7)])
+    assert not re.search(r"^double ", update.operation, re.M)  # the update stays in float32
+    if dropout:  # the hash runs in 32-bit unsigned arithmetic, as on NumPy
+        assert "cupy_multiply" in forward.operation and "unsigned int" in forward.operation

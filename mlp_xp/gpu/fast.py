@@ -61,7 +61,7 @@ class _PlanBuffer:
             offset += -(-nbytes // 8) * 8  # keep every part 8-byte aligned
         self.nbytes = offset
 
-    def views(self, raw, reshape=None) -> dict:
+    def views(self, raw) -> dict:
         """The parts as typed views of ``raw`` (a uint8 buffer, host or device)."""
         out = {}
         for name, (offset, shape, kind) in self.parts.items():

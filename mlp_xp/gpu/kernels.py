@@ -41,12 +41,14 @@ class Kernels:
     def __init__(self, cp, model, optimizer, dropout: float = 0.0, image_shape=None):
         self.cp = cp
         fuse = cp.fuse
-        dtype = cp.dtype(model.dtype)
         total = sum(h.units for h in model.hidden)
 
-        def mask(samples, units, key):
-            counters = F.unit_counters(samples, units, total)
-            return F.dropout_mask(cp, counters, key, dropout, dtype)
+        scale = 1.0 / (1.0 - dropout) if dropout else 1.0
+
+        def dropped(x, samples, units, key):
+            """Inverted dropout of ``x`` (CuPy's fusion has no ``astype`` function: a select)."""
+            keep = F.dropout_keep(F.unit_counters(samples, units, total), key, dropout)
+            return cp.where(keep, x * scale, 0.0)
 
         def forward_kernel(act):
             if dropout:
@@ -54,7 +56,7 @@ class Kernels:
                 def hidden(a, b, h, samples, units, key):
                     z = a + b
                     a[...] = z
-                    h[...] = act.fn(cp, z) * mask(samples, units, key)
+                    h[...] = dropped(act.fn(cp, z), samples, units, key)
 
             else:
 
@@ -69,7 +71,8 @@ class Kernels:
             if dropout:
 
                 def hidden(a, dh, samples, units, key):
-                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dh * mask(samples, units, key))
+                    dout = dropped(dh, samples, units, key)
+                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dout)
 
             else:
 

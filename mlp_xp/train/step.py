@@ -54,6 +54,7 @@ class GenericStep:
         self.augmenter, self.dropout = augmenter, dropout
         self.grad_hooks: list = []
         self.plan = None
+        self._inputs: dict = {}  # batch size -> the buffer the batch is gathered into
         with self.backend.scope():  # the step's gradient buffer, reused at every step
             params = model.params
             self.grads = params.layout.views(model.xp, model.xp.zeros_like(params.buffer))
@@ -70,13 +71,24 @@ class GenericStep:
         """Step ``s``'s inputs (augmented), targets and dropout masks, on the device."""
         xp, rows = self.backend.xp, self.plan.rows(s)
         samples = self.order[rows]
-        xb = xp.take(self.X, samples, axis=0)
+        xb = self._gather(samples)
         if self.augmenter is not None:
             xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend)
         masks = None
         if self.dropout:
             masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
         return xb, xp.take(self.T, samples, axis=0), masks
+
+    def _gather(self, samples):
+        """The batch's inputs; where ``take`` has ``out=``, into a buffer reused every step
+        (on the CPU a new array of this size each step costs page faults, not copying)."""
+        xp, X = self.backend.xp, self.X
+        if not self.backend.writes_out:
+            return xp.take(X, samples, axis=0)
+        n = samples.shape[0]
+        if n not in self._inputs:
+            self._inputs[n] = xp.empty((n, X.shape[1]), dtype=X.dtype, device=X.device)
+        return xp.take(X, samples, axis=0, out=self._inputs[n])
 
     def __call__(self, s: int):
         with self.backend.scope():

@@ -279,6 +279,11 @@ def copy(a, order="K"):
 
 
 def astype(x, dtype, /, *, copy=True):
+    if STATE.fusing:  # as CuPy's: only its ndarray method works on a fused kernel's variables
+        raise TypeError(
+            "Input should be a CuPy array. It is a <class 'cupy._core.fusion._FusionVarArray'> "
+            "instead."
+        )
     return x.astype(dtype, copy=copy)
 
 
