@@ -135,7 +135,7 @@ class FastStep:
             self.basis = self.backend.put(aug.basis(), dtype)
             self.coefficients = self.frow[1:].reshape(2 * B, K)
             self.coords = cp.empty((B, 2, h * w), dtype=dtype)
-            wp = w + 2
+            wp = w + 2  # top-left, top-right, bottom-left, bottom-right past the ring
             corners = np.array([wp + 1, wp + 2, 2 * wp + 1, 2 * wp + 2], dtype=np.int32)
             self.offsets = self.backend.put(corners.reshape(1, 4, 1))
             self.index = cp.empty((B, 4, h * w), dtype=cp.int32)

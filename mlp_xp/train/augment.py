@@ -30,7 +30,13 @@ import numpy as np
 from ..constraints import validate
 from ..errors import ConfigError
 
-__all__ = ["make_augmenter", "Augmenter", "warp", "warp_constants", "corner_and_fraction"]
+__all__ = [
+    "make_augmenter",
+    "Augmenter",
+    "warp",
+    "warp_constants",
+    "corner_and_fraction",
+]
 
 
 def warp(xp, images, coords, height: int, width: int, constants=None):
@@ -47,19 +53,24 @@ def warp(xp, images, coords, height: int, width: int, constants=None):
     hp, wp = height + 2, width + 2
     if constants is None:
         constants = warp_constants(xp, n, height, width, images.dtype, images.device)
-    padded, far, last, offsets = constants
+    padded, far, last, starts = constants
     padded[:, 1 : height + 1, 1 : width + 1] = xp.reshape(images, (n, height, width))
     corner, frac = corner_and_fraction(xp, coords, far, last)
-    ci = xp.astype(corner, xp.int32)
-    index = xp.reshape(ci[:, 0, :] * wp + ci[:, 1, :], (n, 1, height * width)) + offsets
+    ci = xp.astype(corner, xp.int64)
+    top_left = ci[:, 0, :] * wp + ci[:, 1, :] + starts  # flat indices into the padded batch
+    top_left = xp.reshape(top_left, (n * height * width,))
     flat = xp.reshape(padded, (n * hp * wp,))
-    v = xp.reshape(xp.take(flat, xp.reshape(index, (-1,)), axis=0), (n, 4, height * width))
-    fr = xp.reshape(frac[:, 0, :], (n, 1, height * width))
-    fc = xp.reshape(frac[:, 1, :], (n, 1, height * width))
-    left, right = v[:, 0::2, :], v[:, 1::2, :]  # (top, bottom) rows of each 2x2 neighbourhood
-    rows = left + fc * (right - left)
-    top, bottom = rows[:, 0, :], rows[:, 1, :]
-    return top + fr[:, 0, :] * (bottom - top)
+
+    def at(offset):  # the neighbour ``offset`` along the flat padded batch
+        index = top_left + offset if offset else top_left
+        return xp.reshape(xp.take(flat, index, axis=0), (n, height * width))
+
+    fr, fc = frac[:, 0, :], frac[:, 1, :]
+    top = at(0)
+    top = top + fc * (at(1) - top)
+    bottom = at(wp)
+    bottom = bottom + fc * (at(wp + 1) - bottom)
+    return top + fr * (bottom - top)
 
 
 def corner_and_fraction(xp, s, far, last):
@@ -76,15 +87,14 @@ def corner_and_fraction(xp, s, far, last):
 
 def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:
     """What :func:`warp` reuses for a batch of ``n``: a zero padded batch (N, H+2, W+2),
-    the coordinate limits as (2, 1) columns, and (N, 4, 1) offsets into the flat padded
-    batch (each image's start, past the ring, to the 2x2 neighbours)."""
+    the coordinate limits as (2, 1) columns, and (N, 1) flat offsets of each padded
+    image's first pixel inside the ring."""
     hp, wp = height + 2, width + 2
     padded = xp.zeros((n, hp, wp), dtype=dtype, device=device)
     far = xp.asarray([[float(height)], [float(width)]], dtype=dtype, device=device)
     last = xp.asarray([[height - 1.0], [width - 1.0]], dtype=dtype, device=device)
-    corners = np.array([wp + 1, wp + 2, 2 * wp + 1, 2 * wp + 2])
-    offsets = (np.arange(n)[:, None, None] * (hp * wp) + corners[None, :, None]).astype(np.int32)
-    return padded, far, last, xp.asarray(offsets, device=device)
+    starts = (np.arange(n)[:, None] * (hp * wp) + wp + 1).astype(np.int64)
+    return padded, far, last, xp.asarray(starts, device=device)
 
 
 def _upsampler(size: int, knots: int) -> np.ndarray:
