@@ -8,95 +8,48 @@ device->host transfers, ``synchronize()`` for honest timing, and a memory
 reading. Three exist:
 
 ``numpy``            the CPU (always available)
-``cupy``             a CUDA GPU through CuPy (``pip install mlp-xp[gpu]``)
+``cupy``             one CUDA GPU through CuPy (``pip install mlp-xp[gpu]``): ``gpu`` is
+                     GPU 0, ``gpu:N`` (or ``cuda:N``) GPU N
 ``array_api_strict`` the Array API reference namespace, on the CPU; used by the
-                     tests to prove the math touches nothing NumPy-only
+                     tests to prove the math touches nothing NumPy-only (and, on its
+                     simulated devices, that it creates every array on its device)
+
+CuPy makes new arrays on the *current* device, so a backend's device is made current
+around the work done on it: ``with backend.scope():`` (the model, the optimizers and the
+training loop enter it themselves). Nothing lands on GPU 0 when GPU 1 was asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import host
-from .errors import BackendMismatchError, ConfigError, DeviceError
+from .devices import INSTALL_FIX, GpuProbe, cupy_namespace, diagnose, parse_device, probe_gpu
+from .errors import BackendMismatchError, DeviceError
 
-__all__ = ["Backend", "get_backend", "gpu_probe", "GpuProbe", "available_backends"]
+__all__ = ["Backend", "get_backend", "gpu_probe", "GpuProbe", "device_error_for"]
 
 ENV_VAR = "MLP_XP_DEVICE"
-
-_CPU_NAMES = {"cpu", "numpy"}
-_GPU_NAMES = {"gpu", "cuda", "cupy"}
-_STRICT_NAMES = {"array-api-strict", "array_api_strict", "strict"}
+_NO_SCOPE = contextlib.nullcontext()
 
 
-@dataclass(frozen=True)
-class GpuProbe:
-    """Outcome of looking for a usable CUDA device through CuPy.
-
-    ``ok`` is True only when CuPy imports, at least one device is visible and a
-    tiny allocation and kernel launch on it succeed. Otherwise ``reason`` says
-    which of those failed and ``fix`` says what to do about it.
-    """
-
-    ok: bool
-    reason: str = ""
-    fix: str = ""
-    device_name: str = ""
-    cupy_version: str = ""
-
-
-@functools.lru_cache(maxsize=1)
-def gpu_probe() -> GpuProbe:
-    """Probe once per process for a working CuPy device (the tests share this)."""
+@functools.cache
+def gpu_probe(index: int = 0) -> GpuProbe:
+    """Probe GPU ``index`` once per process (a cuBLAS matmul and an NVRTC-compiled kernel)."""
     try:
         cupy = importlib.import_module("cupy")
     except Exception as exc:  # ImportError, or a broken CUDA library at import
-        kind = (
-            "not installed" if isinstance(exc, ModuleNotFoundError) else f"failed to import ({exc})"
-        )
-        return GpuProbe(
-            False,
-            f"CuPy is {kind}",
-            "install the GPU extra: pip install 'mlp-xp[gpu]' (or cupy-cuda13x for CUDA 13)",
-        )
-    version = getattr(cupy, "__version__", "?")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return GpuProbe(
-            False,
-            f"the CUDA driver could not be queried ({_one_line(exc)})",
-            "check the NVIDIA driver with nvidia-smi",
-            cupy_version=version,
-        )
-    if count < 1:
-        return GpuProbe(
-            False,
-            "no CUDA device is visible",
-            "check CUDA_VISIBLE_DEVICES and nvidia-smi",
-            cupy_version=version,
-        )
-    try:
-        total = int(cupy.arange(4, dtype=cupy.float32).sum().item())
-        if total != 6:
-            raise RuntimeError(f"a test kernel returned {total}, expected 6")
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        name = props["name"]
-        name = name.decode() if isinstance(name, bytes) else str(name)
-    except Exception as exc:
-        return GpuProbe(
-            False,
-            f"the CUDA device does not work ({_one_line(exc)})",
-            "check the driver/CUDA version match of your CuPy wheel",
-            cupy_version=version,
-        )
-    return GpuProbe(True, device_name=name, cupy_version=version)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "cupy":
+            return GpuProbe(False, "CuPy is not installed", INSTALL_FIX, index=index)
+        reason, fix = diagnose(exc) or (f"CuPy failed to import ({_one_line(exc)})", INSTALL_FIX)
+        return GpuProbe(False, reason, fix, index=index)
+    return probe_gpu(cupy, index)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -133,6 +86,7 @@ class Backend:
 
     name = "abstract"
     kind = "cpu"
+    writes_out = False  # whether matmul/sum take out= (NumPy and CuPy; not the standard)
 
     def __init__(self, xp: Any, device: str, note: str = ""):
         self.xp = xp
@@ -175,13 +129,22 @@ class Backend:
     def _put(self, a: Any, dtype: Any) -> Any:
         if not self.owns(a) and array_kind(a) in _DEVICE_ARRAYS:
             raise BackendMismatchError(
-                f"got a {array_kind(a)} but this backend is {self.name} ({self.kind}); "
+                f"got a {_where(a)} but this backend is {self} ({self.kind}); "
                 "move it to the host first"
             )
         return self.xp.asarray(a, dtype=dtype)
 
+    def op_counts(self) -> dict | None:
+        """Launches, syncs and copies done so far, where the array module can count them
+        (the counting CuPy double of the tests); None elsewhere."""
+        return None
+
     def _get(self, a: Any) -> np.ndarray:
         return np.asarray(a)
+
+    def scope(self):
+        """A context in which new arrays land on this backend's device (CuPy's current device)."""
+        return _NO_SCOPE
 
     def synchronize(self) -> None:
         """Block until all queued device work has finished (a no-op on the CPU)."""
@@ -208,10 +171,13 @@ class Backend:
         """Return ``x`` if it belongs to this backend, else raise a clear error."""
         if not self.owns(x):
             raise BackendMismatchError(
-                f"{what} is a {array_kind(x)} but the model lives on {self.name} "
+                f"{what} is a {_where(x)} but the model lives on {self} "
                 f"({self.kind}); move it first with backend.put(...) or model.to(...)"
             )
         return x
+
+    def __str__(self) -> str:
+        return self.name
 
     def __repr__(self) -> str:
         return f"<Backend {self.name} on {self.device}>"
@@ -243,9 +209,21 @@ def array_kind(x: Any) -> str:
     }.get(module, f"{type(x).__name__}")
 
 
+def _where(x: Any) -> str:
+    """``array_kind`` plus the device of a device array (``cupy array on gpu:1``)."""
+    kind = array_kind(x)
+    device = getattr(x, "device", None)
+    if kind == "cupy array" and hasattr(device, "id"):
+        return f"{kind} on gpu:{device.id}"
+    if kind == "array_api_strict array" and device is not None:
+        return f"{kind} on {device}"
+    return kind
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     kind = "cpu"
+    writes_out = True
 
     def __init__(self, note: str = ""):
         super().__init__(np, f"cpu ({_cpu_label()})", note)
@@ -256,75 +234,90 @@ class NumpyBackend(Backend):
 
 
 class StrictBackend(Backend):
-    """The Array API reference implementation; proves the math is portable."""
+    """The Array API reference implementation; proves the math is portable.
+
+    ``device`` names one of its simulated devices (``"device1"``, ``"device2"``); arrays
+    of different devices refuse to meet, so the math must pass ``device=`` wherever it
+    creates an array.
+    """
 
     name = "array_api_strict"
     kind = "cpu"
 
-    def __init__(self):
+    def __init__(self, device: str = ""):
         xp = importlib.import_module("array_api_strict")
-        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict")
+        info = xp.__array_namespace_info__()
+        devices = {str(d).split("'")[1]: d for d in info.devices()} if device else {}
+        if device and device not in devices:
+            raise DeviceError(
+                f"array-api-strict has no device {device!r}: choose from {', '.join(devices)}"
+            )
+        self.array_device = devices[device] if device else info.default_device()
+        label = f", {device}" if device else ""
+        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict{label}")
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, str(self.array_device))
 
     def _put(self, a: Any, dtype: Any) -> Any:
+        if self.owns(a):
+            return a if dtype is None or a.dtype == dtype else self.xp.astype(a, dtype)
         if isinstance(a, np.ndarray) and a.dtype.kind in "biuf":
             a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
-        return super()._put(a, dtype)
+        super()._put(a, dtype)  # refuses another library's device array
+        return self.xp.asarray(a, dtype=dtype, device=self.array_device)
 
     def _get(self, a: Any) -> np.ndarray:
-        return np.from_dlpack(a) if self.owns(a) else np.asarray(a)
-
-    def owns(self, x: Any) -> bool:
-        return (
-            isinstance(x, self.xp.Array)
-            if hasattr(self.xp, "Array")
-            else type(x).__module__.startswith("array_api_strict")
+        if not self.owns(a):
+            return np.asarray(a)
+        return np.from_dlpack(
+            self.xp.asarray(a, device=self.xp.__array_namespace_info__().default_device())
         )
 
-
-def _cupy_namespace(cupy):
-    """CuPy as a standard Array API namespace.
-
-    ``array_api_compat.cupy`` (installed by the ``gpu`` extra) fills the gaps
-    between CuPy's NumPy-style API and the standard; without it, the few
-    standard names the shared math uses are added to a thin proxy of CuPy.
-    """
-    try:
-        return importlib.import_module("array_api_compat.cupy")
-    except ImportError:
-        pass
-    import types
-
-    ns = types.ModuleType("cupy_array_api")
-    ns.__dict__.update({k: getattr(cupy, k) for k in dir(cupy) if not k.startswith("__")})
-    if not hasattr(cupy, "concat"):
-        ns.concat = lambda arrays, /, *, axis=0: cupy.concatenate(arrays, axis=axis)
-    if not hasattr(cupy, "astype"):
-        ns.astype = lambda x, dtype, /, *, copy=True: x.astype(dtype, copy=copy)
-
-    def asarray(obj, /, *, dtype=None, device=None, copy=None):
-        if copy:
-            return cupy.array(obj, dtype=dtype, copy=True)
-        return cupy.asarray(obj, dtype=dtype)
-
-    ns.asarray = asarray
-    return ns
+    def owns(self, x: Any) -> bool:
+        return type(x).__module__.startswith("array_api_strict") and x.device == self.array_device
 
 
 class CupyBackend(Backend):
+    """One CUDA GPU (``index``) through CuPy; its work runs with that GPU current."""
+
     name = "cupy"
     kind = "gpu"
+    writes_out = True
 
     def __init__(self, probe: GpuProbe):
         self.cupy = importlib.import_module("cupy")
+        self.index = probe.index
+        self._device = self.cupy.cuda.Device(self.index)
         super().__init__(
-            _cupy_namespace(self.cupy), f"gpu ({probe.device_name}, CuPy {probe.cupy_version})"
+            cupy_namespace(self.cupy),
+            f"gpu:{self.index} ({probe.device_name}, CuPy {probe.cupy_version})",
         )
 
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.index)
+
+    def __str__(self) -> str:
+        return f"cupy (gpu:{self.index})"
+
+    def scope(self):
+        return self._device
+
+    def _put(self, a: Any, dtype: Any) -> Any:
+        with self._device:
+            return super()._put(a, dtype)
+
     def _get(self, a: Any) -> np.ndarray:
-        return self.cupy.asnumpy(a) if self.owns(a) else np.asarray(a)
+        if not isinstance(a, self.cupy.ndarray):
+            return np.asarray(a)
+        with a.device:
+            return self.cupy.asnumpy(a)
 
     def synchronize(self) -> None:
-        self.cupy.cuda.get_current_stream().synchronize()
+        with self._device:
+            self.cupy.cuda.get_current_stream().synchronize()
 
     def memory_info(self) -> dict:
         info = super().memory_info()
@@ -335,7 +328,12 @@ class CupyBackend(Backend):
         return info
 
     def owns(self, x: Any) -> bool:
-        return isinstance(x, self.cupy.ndarray)
+        return isinstance(x, self.cupy.ndarray) and x.device.id == self.index
+
+    def op_counts(self) -> dict | None:
+        if not getattr(self.cupy, "__counting_double__", False):
+            return None
+        return self.cupy.counts().as_dict()
 
 
 def get_backend(spec: str | Backend | None = None) -> Backend:
@@ -343,11 +341,11 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
 
     Parameters
     ----------
-    spec : {"auto", "cpu", "gpu", "array-api-strict"} or Backend, optional
+    spec : {"auto", "cpu", "gpu", "gpu:N", "cuda:N", "array-api-strict"} or Backend, optional
         ``auto`` (the default, or the ``MLP_XP_DEVICE`` environment variable)
-        picks CuPy when a usable CUDA device is present, else NumPy, and records
-        why in ``backend.note``. ``gpu`` without a usable GPU raises
-        :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
+        picks CuPy on GPU 0 when it passes the probe, else NumPy, and records why
+        in ``backend.note``. ``gpu`` is ``gpu:0``; ``gpu:N`` without a usable GPU N
+        raises :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
 
     Returns
     -------
@@ -357,59 +355,36 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
         return spec
     if spec is None:
         spec = os.environ.get(ENV_VAR, "").strip() or "auto"
-    key = str(spec).strip().lower()
-    if key in _CPU_NAMES:
+    device = parse_device(spec)
+    if device.kind == "cpu":
         return NumpyBackend()
-    if key in _STRICT_NAMES:
+    if device.kind == "strict":
         try:
-            return StrictBackend()
+            return StrictBackend(device.name)
         except ImportError as exc:
             raise DeviceError(
                 "array-api-strict is not installed (pip install array-api-strict)"
             ) from exc
-    probe = gpu_probe() if key in _GPU_NAMES | {"auto"} else None
-    if key in _GPU_NAMES:
+    probe = gpu_probe(device.index)
+    if device.kind == "gpu":
         if not probe.ok:
-            raise DeviceError(f"no usable GPU: {probe.reason}; {probe.fix}, or use --device cpu")
+            name = f"GPU {device.index}" if device.index else "GPU"
+            raise DeviceError(f"no usable {name}: {probe.reason}; {probe.fix}, or use --device cpu")
         return CupyBackend(probe)
-    if key == "auto":
-        if probe.ok:
-            return CupyBackend(probe)
-        return NumpyBackend(note=f"{probe.reason}, so the CPU is used")
-    raise ConfigError(f"unknown device {spec!r}: choose auto, cpu or gpu")
+    if probe.ok:
+        return CupyBackend(probe)
+    return NumpyBackend(note=f"{probe.reason}, so the CPU is used")
 
 
 def device_error_for(exc: BaseException) -> DeviceError | None:
-    """Translate a GPU library failure into a clear :class:`DeviceError` (else None).
+    """Translate a GPU failure into a clear :class:`DeviceError` (else None).
 
-    Recognises CuPy's out-of-memory and CUDA runtime errors by their class, so
-    CuPy need not be imported to check.
+    Recognises CuPy's out-of-memory and CUDA errors, and a missing CUDA library or
+    driver by what the error says (see :func:`mlp_xp.devices.diagnose`), so CuPy
+    need not be imported to check.
     """
-    cls = type(exc)
-    if not cls.__module__.startswith("cupy"):
+    found = diagnose(exc)
+    if found is None:
         return None
-    if "OutOfMemory" in cls.__name__:
-        return DeviceError(
-            f"the GPU ran out of memory ({_one_line(exc)}); try a smaller "
-            "--batch-size, a smaller network, or --device cpu"
-        )
-    return DeviceError(f"GPU error: {_one_line(exc)}; try --device cpu")
-
-
-def available_backends() -> list[dict]:
-    """Every backend this process could use, with availability and reasons."""
-    rows = [dict(NumpyBackend().describe(), available=True, reason="")]
-    probe = gpu_probe()
-    if probe.ok:
-        rows.append(dict(CupyBackend(probe).describe(), available=True, reason=""))
-    else:
-        rows.append(
-            {
-                "backend": "cupy",
-                "kind": "gpu",
-                "device": "",
-                "available": False,
-                "reason": f"{probe.reason}; {probe.fix}",
-            }
-        )
-    return rows
+    reason, fix = found
+    return DeviceError(f"{reason}; {fix}")

@@ -182,6 +182,7 @@ AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
 #: scikit-learn's names for two activations, which the estimators also accept
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid"}
+GPU_STEPS = ("auto", "generic", "fast")
 
 _POSITIVE_INT = Interval(int, 1)
 _FRACTION = Interval(float, 0.0, 1.0, closed="left")
@@ -232,6 +233,7 @@ PARAMETERS: dict[str, Param] = {
     "early_stopping": Param("early_stopping", Boolean()),
     "warm_start": Param("warm_start", Boolean()),
     "verbose": Param("verbose", AnyOf((Boolean(), Interval(int, 0)))),
+    "gpu_step": Param("gpu step", Options(GPU_STEPS)),
     # the command line
     "positive": Param("the positive digit", Interval(int, 0, 9), none_ok=True),
     "max_epochs": Param("max epochs", _POSITIVE_INT),

@@ -25,6 +25,10 @@ __all__ = [
     "log_softmax",
     "softmax",
     "one_hot",
+    "mix32",
+    "unit_counters",
+    "dropout_keep",
+    "dropout_mask",
     "Loss",
     "LOSSES",
     "loss_for_task",
@@ -142,7 +146,52 @@ def softmax(xp, z):
 
 def one_hot(xp, labels, n_classes: int, dtype):
     """One-hot rows ``t[n, k] = (labels[n] == k)`` without index assignment."""
-    return xp.astype(labels[:, None] == xp.arange(n_classes, dtype=labels.dtype), dtype)
+    classes = xp.arange(n_classes, dtype=labels.dtype, device=labels.device)
+    return xp.astype(labels[:, None] == classes, dtype)
+
+
+# --------------------------------------------------------------------------
+# counter-based randomness: the same bits from any backend, any batch split
+# --------------------------------------------------------------------------
+
+MASK32 = 0xFFFFFFFF
+
+
+def mix32(x):
+    """A 32-bit integer hash of every element (T. Mueller's two-round multiply-xorshift).
+
+    Written with operators only, so the same function runs on any array namespace and
+    inside a fused GPU kernel. Every step is reduced modulo 2**32 and no product
+    exceeds 2**59, so the bits are the same whether the integers are held as uint32
+    (which wrap) or promoted to int64.
+    """
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
+    return x ^ (x >> 16)
+
+
+def unit_counters(samples, units, total: int):
+    """Counters ``sample * total + unit`` (mod 2**32) naming each (sample, hidden unit).
+
+    ``samples`` (N, 1) and ``units`` (1, U) are unsigned integers; ``total`` is the
+    number of hidden units of the network, so no two units of any samples share one.
+    """
+    return (samples * total + units) & MASK32
+
+
+def dropout_keep(counters, key, rate: float):
+    """Which units dropout keeps: ``mix32(counter ^ key)``, uniform on ``[0, 2**32)``, is
+    at least ``rate * 2**32`` (operators only, like :func:`mix32`).
+
+    Keyed by counters (a sample's index and a unit's), the draw does not depend on
+    batch order or on how a batch is split.
+    """
+    return mix32(counters ^ key) >= int(round(rate * 2.0**32))
+
+
+def dropout_mask(xp, counters, key: int, rate: float, dtype):
+    """Inverted-dropout mask from integer ``counters``: 0 (dropped) or ``1/(1-rate)``."""
+    return xp.astype(dropout_keep(counters, key, rate), dtype) * (1.0 / (1.0 - rate))
 
 
 # --------------------------------------------------------------------------

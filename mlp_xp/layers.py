@@ -3,7 +3,9 @@
 Each layer has a public ``forward`` / ``backward`` pair that keeps the cache,
 and private ``_fwd`` / ``_bwd`` holding only the math. ``backward`` takes the
 gradient of the loss with respect to the layer's output (already carrying the
-1/N of the mean) and returns ``(grads, grad_input)``::
+1/N of the mean) and returns ``(grads, grad_input)``; given ``out=(dW, db)``, arrays
+of a backend whose functions take ``out=`` (NumPy, CuPy), it writes the gradients
+there instead of into new arrays::
 
     delta   = dE/dx(l) * f'(a(l))
     dE/dW   = x(l-1)^T delta          dE/db = sum_n delta
@@ -18,7 +20,7 @@ from . import functional as F
 from .constraints import validate
 from .errors import ConfigError
 
-__all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden"]
+__all__ = ["Dense", "Maxout", "LayerSpec", "parse_hidden", "per_layer_activations"]
 
 
 @dataclass(frozen=True)
@@ -100,24 +102,23 @@ class Dense:
         self._cache = (x, a, out) if train else None
         return out
 
-    def backward(self, dout, need_input_grad: bool = True):
+    def backward(self, dout, need_input_grad: bool = True, out=None):
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, train=True) first")
-        x, a, out = self._cache
+        x, a, h = self._cache
         self._cache = None
-        return self._bwd(x, a, out, dout, need_input_grad)
+        return self._bwd(x, a, h, dout, need_input_grad, out)
 
     def _fwd(self, x):
         a = x @ self.params["W"]
         a += self.params["b"]
         return a, self.act.fn(self.xp, a)
 
-    def _bwd(self, x, a, out, dout, need_input_grad):
-        xp = self.xp
-        delta = self.act.backprop(xp, a, out, dout)
-        grads = {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
-        dx = delta @ self.params["W"].T if need_input_grad else None
-        return grads, dx
+    def _bwd(self, x, a, h, dout, need_input_grad, out=None):
+        delta = self.act.backprop(self.xp, a, h, dout)
+        return _weight_grads(self.xp, x, delta, out), (
+            delta @ self.params["W"].T if need_input_grad else None
+        )
 
 
 class Maxout:
@@ -150,12 +151,12 @@ class Maxout:
         self._cache = (x, winner) if train else None
         return out
 
-    def backward(self, dout, need_input_grad: bool = True):
+    def backward(self, dout, need_input_grad: bool = True, out=None):
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, train=True) first")
         x, winner = self._cache
         self._cache = None
-        return self._bwd(x, winner, dout, need_input_grad)
+        return self._bwd(x, winner, dout, need_input_grad, out)
 
     def _fwd(self, x):
         xp = self.xp
@@ -164,11 +165,41 @@ class Maxout:
         winner = xp.argmax(z, axis=2)
         return xp.max(z, axis=2), winner
 
-    def _bwd(self, x, winner, dout, need_input_grad):
+    def _bwd(self, x, winner, dout, need_input_grad, out=None):
         xp = self.xp
         n = x.shape[0]
-        route = winner[:, :, None] == xp.arange(self.pieces, dtype=winner.dtype)
+        pieces = xp.arange(self.pieces, dtype=winner.dtype, device=winner.device)
+        route = winner[:, :, None] == pieces
         dz = xp.reshape(xp.where(route, dout[:, :, None], 0.0), (n, self.n_out * self.pieces))
-        grads = {"W": x.T @ dz, "b": xp.sum(dz, axis=0)}
         dx = dz @ self.params["W"].T if need_input_grad else None
-        return grads, dx
+        return _weight_grads(xp, x, dz, out), dx
+
+
+def _weight_grads(xp, x, delta, out=None) -> dict:
+    """``dE/dW = x^T delta`` and ``dE/db = sum_n delta``, into ``out=(dW, db)`` if given."""
+    if out is None:
+        return {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
+    dW, db = out
+    xp.matmul(x.T, delta, out=dW)
+    xp.sum(delta, axis=0, out=db)
+    return {"W": dW, "b": db}
+
+
+def per_layer_activations(activation, hidden: list[LayerSpec]) -> list[str]:
+    """One activation name per hidden layer from one name, a comma list or a sequence
+    (``"maxout"`` for a maxout layer, whose entry is not used)."""
+    if isinstance(activation, str):
+        names = [s.strip() for s in activation.split(",")]
+        if len(names) == 1:
+            names = names * len(hidden)
+    else:
+        names = [str(a) for a in activation]
+    if len(names) != len(hidden):
+        raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
+    out = []
+    for name, spec in zip(names, hidden, strict=True):
+        if spec.is_maxout:
+            out.append("maxout")
+        else:
+            out.append(F.activation(name).name)
+    return out

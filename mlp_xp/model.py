@@ -8,10 +8,15 @@ Loss: ``E = data loss + (lambda/2) sum_l ||W(l)||^2`` (biases are not
 penalised). Backward: ``delta(L) = (y - t)/N``, ``delta(l) = delta(l+1)
 W(l+1)^T * f'(a(l))``, ``dE/dW(l) = x(l-1)^T delta(l) + lambda W(l)``,
 ``dE/db(l) = sum_n delta(l)``.
+
+The parameters are views of one flat device buffer (:mod:`mlp_xp.flat`), and so are
+the gradients :meth:`MLP.loss_and_grads` returns. Every method that computes runs with
+the model's device current (:meth:`~mlp_xp.backend.Backend.scope`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,13 +26,25 @@ from . import functional as F
 from .backend import Backend, get_backend
 from .constraints import validate
 from .errors import ConfigError, DataError
+from .flat import FlatParams, Layout
 from .init import xavier_uniform
-from .layers import Dense, LayerSpec, Maxout, parse_hidden
+from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
 
 __all__ = ["MLP"]
 
 #: ``weights(i, n_in, spec) -> (W, b)``: the host arrays of layer ``i`` (1-based).
 WeightSource = Callable[[int, int, LayerSpec], tuple]
+
+
+def on_device(method):
+    """Run a method with the model's device current (new arrays land there)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.backend.scope():
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class MLP:
@@ -96,7 +113,7 @@ class MLP:
         self.n_inputs = validate("n_inputs", n_inputs)
         self.n_outputs = validate("n_outputs", n_outputs)
         self.hidden = parse_hidden(hidden)
-        self.activations = _per_layer(activation, self.hidden)
+        self.activations = per_layer_activations(activation, self.hidden)
         self.loss = F.loss_for_task(task)
         self.task = task
         if task == "binary" and self.n_outputs != 1:
@@ -105,17 +122,26 @@ class MLP:
         self.meta: dict = {}  # normalization/training info carried by model files
 
     def _make_layers(self, weights: WeightSource) -> list:
-        """The hidden layers and the linear output layer, their arrays from ``weights``."""
-        layers, n_in = [], self.n_inputs
-        specs = zip(
-            [*self.hidden, LayerSpec(self.n_outputs)], [*self.activations, "linear"], strict=True
-        )
-        for i, (spec, act) in enumerate(specs, start=1):
-            W, b = self.backend.put(weights(i, n_in, spec), self.dtype)
+        """The hidden layers and the linear output layer, their arrays from ``weights``.
+
+        All of them go to the device in one copy, as one flat buffer; each layer holds
+        views of it.
+        """
+        host, n_in = {}, self.n_inputs
+        specs = [*self.hidden, LayerSpec(self.n_outputs)]
+        for i, spec in enumerate(specs, start=1):
+            host[f"W{i}"], host[f"b{i}"] = weights(i, n_in, spec)
+            n_in = spec.units
+        self.layout = Layout({k: v.shape for k, v in host.items()})
+        buffer = self.backend.put(self.layout.pack_host(host, self.dtype))
+        with self.backend.scope():
+            self._params = self.layout.views(self.xp, buffer)
+        layers = []
+        for i, (spec, act) in enumerate(zip(specs, [*self.activations, "linear"], strict=True), 1):
+            W, b = self._params[f"W{i}"], self._params[f"b{i}"]
             layers.append(
                 Maxout(self.xp, W, b, spec.pieces) if spec.is_maxout else Dense(self.xp, W, b, act)
             )
-            n_in = spec.units
         return layers
 
     def config(self) -> dict:
@@ -168,14 +194,14 @@ class MLP:
 
     # -- parameters ------------------------------------------------------------
     @property
-    def params(self) -> dict:
-        """Parameter arrays keyed ``W1, b1, W2, b2, ...`` (the layers' own arrays)."""
-        out = {}
-        for i, layer in enumerate(self.layers, start=1):
-            out[f"W{i}"] = layer.params["W"]
-            out[f"b{i}"] = layer.params["b"]
-        return out
+    def params(self) -> FlatParams:
+        """Parameter arrays keyed ``W1, b1, W2, b2, ...`` (the layers' own arrays).
 
+        Each is a view of one flat device buffer, ``params.buffer`` (weights first).
+        """
+        return self._params
+
+    @on_device
     def set_params(self, params: dict) -> None:
         """Write every parameter, in place, from host or device arrays of matching shapes.
 
@@ -183,6 +209,9 @@ class MLP:
         :attr:`params` (and any other view of them) sees the new values.
         """
         current = self.params
+        if current.same_layout(params):  # a snapshot: one copy of the whole buffer
+            current.buffer[...] = self.backend.put(params.buffer, self.dtype)
+            return
         if set(params) != set(current):
             raise ConfigError(
                 f"parameter names {sorted(params)} do not match the network's {sorted(current)}"
@@ -196,12 +225,14 @@ class MLP:
             target[...] = self.backend.put(value, self.dtype)
 
     def params_numpy(self) -> dict:
-        """Host copies of all parameters (never views of the live arrays)."""
-        return {k: np.array(v, copy=True) for k, v in self.backend.get(self.params).items()}
+        """Host copies of all parameters (never views of the live arrays): one copy."""
+        host = np.array(self.backend.get(self.params.buffer), copy=True)
+        return {k: v for k, v in self.layout.views(np, host).items()}
 
-    def copy_params(self) -> dict:
-        """Device copies of all parameters (a snapshot to restore later)."""
-        return {k: self.xp.asarray(v, copy=True) for k, v in self.params.items()}
+    @on_device
+    def copy_params(self) -> FlatParams:
+        """A device copy of all parameters (a snapshot to restore later): one copy."""
+        return self.layout.views(self.xp, self.xp.asarray(self.params.buffer, copy=True))
 
     @property
     def n_params(self) -> int:
@@ -212,6 +243,7 @@ class MLP:
         return [self.n_inputs] + [h.units for h in self.hidden] + [self.n_outputs]
 
     # -- math --------------------------------------------------------------------
+    @on_device
     def logits(self, X, train: bool = False, masks=None):
         """Output pre-activation z, shape (N, n_outputs).
 
@@ -225,12 +257,14 @@ class MLP:
                 h = h * masks[j]
         return h
 
+    @on_device
     def forward(self, X):
         """Network output y = g(z): probabilities, sigmoid values or regression values."""
         return self.loss.output(self.xp, self.logits(self.check_input(X)))
 
     predict_proba = forward
 
+    @on_device
     def predict(self, X):
         """Class labels (classify), 0/1 (binary) or values (regress)."""
         z = self.logits(self.check_input(X))
@@ -240,59 +274,86 @@ class MLP:
             return self.xp.astype(z[:, 0] > 0, self.xp.int64)
         return z
 
+    @on_device
     def targets(self, labels):
         """Encode device labels as the target array t (one-hot for classify)."""
         return self.loss.targets(self.xp, labels, self.n_outputs, self.backend.dtype(self.dtype))
 
-    def dropout_masks(self, rng: np.random.Generator, n: int, rate: float) -> list:
-        """Host-drawn inverted-dropout masks for the hidden layers, moved to the device.
+    @on_device
+    def dropout_masks(self, samples, key: int, rate: float) -> list:
+        """Inverted-dropout masks for the hidden layers of a batch, made on the device.
 
-        Each is (n, units) of 0 (dropped, probability ``rate``) or 1/(1-rate), so
-        expected activations are unchanged and evaluation needs no rescaling.
+        ``samples`` holds the batch rows' dataset indices (a device integer array);
+        each mask is (n, units) of 0 (dropped, probability ``rate``) or 1/(1-rate), so
+        expected activations are unchanged and evaluation needs no rescaling. Unit
+        ``j`` of hidden layer ``l`` of sample ``i`` is kept or dropped by the hash of
+        ``(i, l, j)`` and ``key`` (:func:`~mlp_xp.functional.dropout_mask`): the same
+        on every backend, whatever the batch order or split.
         """
-        keep = 1.0 - rate
-        return self.backend.put(
-            [(rng.random((n, h.units)) < keep) / keep for h in self.hidden], self.dtype
-        )
+        xp, total = self.xp, sum(h.units for h in self.hidden)
+        units = xp.arange(total, dtype=xp.uint32, device=samples.device)
+        rows = xp.reshape(xp.astype(samples, xp.uint32), (-1, 1))
+        counters = F.unit_counters(rows, xp.reshape(units, (1, -1)), total)
+        mask = F.dropout_mask(xp, counters, key, rate, self.backend.dtype(self.dtype))
+        out, start = [], 0
+        for h in self.hidden:
+            out.append(mask[:, start : start + h.units])
+            start += h.units
+        return out
 
+    @on_device
     def penalty(self):
         """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
-        xp = self.xp
-        total = 0.0
-        for layer in self.layers:
-            w = xp.reshape(layer.params["W"], (-1,))
-            total = total + w @ w  # an inner product (BLAS dot): no temporary W * W
-        return (0.5 * self.l2) * total
+        w = self.params.weights
+        return (0.5 * self.l2) * (w @ w)  # an inner product (BLAS dot): no temporary W * W
 
-    def loss_and_grads(self, X, T, masks=None, *, with_penalty: bool = True):
+    @on_device
+    def loss_and_grads(self, X, T, masks=None, *, with_penalty: bool = True, out=None):
         """Loss E (a device scalar) and dE/dparam for batch X, targets T.
 
-        The gradients always include the L2 term ``lambda W``. The loss includes
+        The gradients are views of one new flat buffer (``grads.buffer``, laid out like
+        :attr:`params`) and always include the L2 term ``lambda W``. The loss includes
         the penalty ``(lambda/2) ||W||^2`` unless ``with_penalty=False``: the
         training loop adds it once per logged epoch instead of at every step.
-        ``masks`` are optional dropout masks, as in :meth:`logits`.
+        ``masks`` are optional dropout masks, as in :meth:`logits`. ``out``, a
+        :class:`~mlp_xp.flat.FlatParams` laid out like :attr:`params` (e.g. a training
+        step's own buffer), receives the gradients and is returned.
         """
+        xp = self.xp
         z = self.logits(X, train=True, masks=masks)
-        E, delta = self.loss.value_and_delta(self.xp, z, T)
+        E, delta = self.loss.value_and_delta(xp, z, T)
+        direct = self.backend.writes_out  # the layers write straight into the flat buffer
+        if direct and out is None:
+            out = self.layout.views(xp, xp.empty(self.layout.size, dtype=z.dtype, device=z.device))
         grads = {}
         for i in range(len(self.layers), 0, -1):
             layer = self.layers[i - 1]
             if masks is not None and i - 1 < len(masks):
                 delta = delta * masks[i - 1]
-            g, delta = layer.backward(delta, need_input_grad=i > 1)
-            if self.l2:
-                g["W"] += self.l2 * layer.params["W"]
-            grads[f"W{i}"] = g["W"]
-            grads[f"b{i}"] = g["b"]
+            into = (out[f"W{i}"], out[f"b{i}"]) if direct else None
+            g, delta = layer.backward(delta, need_input_grad=i > 1, out=into)
+            grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
+        if direct:
+            grads = out
+        else:
+            grads = self.layout.pack(xp, grads)  # one concatenation into a flat buffer
+            if out is not None:
+                out.buffer[...] = grads.buffer
+                grads = out
+        if self.l2:
+            w = grads.weights
+            w += self.l2 * self.params.weights
         if self.l2 and with_penalty:
             E = E + self.penalty()
         return E, grads
 
+    @on_device
     def loss_value(self, X, T):
         """E for a batch, including the L2 penalty (no cache kept)."""
         E = self.loss.value(self.xp, self.logits(X), T)
         return E + self.penalty() if self.l2 else E
 
+    @on_device
     def evaluate(self, X, labels, batch_size: int = 4096) -> dict:
         """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
 
@@ -338,21 +399,3 @@ class MLP:
             f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
             f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})"
         )
-
-
-def _per_layer(activation, hidden: list[LayerSpec]) -> list[str]:
-    if isinstance(activation, str):
-        names = [s.strip() for s in activation.split(",")]
-        if len(names) == 1:
-            names = names * len(hidden)
-    else:
-        names = [str(a) for a in activation]
-    if len(names) != len(hidden):
-        raise ConfigError(f"got {len(names)} activations for {len(hidden)} hidden layers")
-    out = []
-    for name, spec in zip(names, hidden, strict=True):
-        if spec.is_maxout:
-            out.append("maxout")
-        else:
-            out.append(F.activation(name).name)
-    return out

@@ -3,10 +3,15 @@
 As in scikit-learn's ``_stochastic_optimizers``, an optimizer is constructed on
 the parameters it will update and allocates its state there and then (zeros on
 the parameters' device, keyed like the parameters); :meth:`Optimizer.update_params`
-applies one step in place and each optimizer only says what the step is in
-``_get_updates``. Nothing is allocated lazily, so the arrays a step touches are
-the same from the first step to the last. State round-trips through
+applies one step in place. Nothing is allocated lazily, so the arrays a step
+touches are the same from the first step to the last. State round-trips through
 :meth:`Optimizer.state_dict` for checkpoints.
+
+Each optimizer's step is one in-place rule over arrays, written with operators only
+(:meth:`Optimizer.rule`). When the parameters are a model's flat buffer
+(:class:`~mlp_xp.flat.FlatParams`) the state is flat too and the rule runs once, on
+the whole buffer; otherwise once per parameter. The GPU fast step fuses the same rule
+into one kernel.
 
 Whether a step follows the loss of one sample, a mini-batch or the whole
 training set is only the batch size the caller uses.
@@ -19,12 +24,13 @@ from typing import Any
 
 from .constraints import validate
 from .errors import ConfigError, ModelFileError
+from .flat import FlatParams
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
 
 
 class Optimizer:
-    """Base class: ``update_params(grads)`` adds each update to its parameter, in place.
+    """Base class: ``update_params(grads)`` applies :meth:`rule` to every parameter, in place.
 
     Parameters
     ----------
@@ -38,6 +44,7 @@ class Optimizer:
     """
 
     name = "optimizer"
+    slots: tuple[str, ...] = ()  # the state arrays each parameter has
 
     def __init__(self, params: dict, backend: Any, lr: float):
         self.params = params
@@ -45,22 +52,50 @@ class Optimizer:
         self.lr = validate("lr", lr)
         self.t = 0  # steps taken
 
-    def _zeros(self) -> dict:
-        """Zero state arrays shaped, typed and placed like the parameters."""
-        return {k: self.backend.xp.zeros_like(p) for k, p in self.params.items()}
+    def _allocate(self) -> None:
+        """Zero state, shaped, typed and placed like the parameters (flat when they are)."""
+        if not self.params:
+            self.state = {s: {} for s in self.slots}
+            return
+        xp = self.backend.xp
+        with self.backend.scope():
+            if isinstance(self.params, FlatParams):
+                layout = self.params.layout
+                self.state = {
+                    s: layout.views(xp, xp.zeros_like(self.params.buffer)) for s in self.slots
+                }
+            else:
+                self.state = {
+                    s: {k: xp.zeros_like(p) for k, p in self.params.items()} for s in self.slots
+                }
+
+    def step_size(self, t: int, lr: float | None = None) -> float:
+        """The host scalar the rule's ``lr`` is at step ``t`` (1-based), for rate ``lr``."""
+        return self.lr if lr is None else lr
+
+    def rule(self, p, g, *slots, lr) -> None:
+        """One step on array ``p`` with gradient ``g`` and state ``slots``, in place."""
+        raise NotImplementedError
 
     def update_params(self, grads: dict) -> None:
-        """Apply one step: ``params[k] += update[k]`` for every key, in place."""
+        """Apply one step to every parameter, in place (once on the flat buffer if it is one)."""
         self.t += 1
-        for key, update in self._get_updates(grads).items():
-            self.params[key] += update
+        lr = self.step_size(self.t)
+        with self.backend.scope():
+            for p, g, *slots in self._groups(grads):
+                self.rule(p, g, *slots, lr=lr)
 
-    def _get_updates(self, grads: dict) -> dict:
-        raise NotImplementedError
+    def _groups(self, grads: dict) -> list:
+        """``(param, grad, *state)`` arrays: the whole buffer, or one parameter at a time."""
+        if isinstance(self.params, FlatParams) and self.params.same_layout(grads):
+            return [(self.params.buffer, grads.buffer, *(self.state[s].buffer for s in self.slots))]
+        return [
+            (p, grads[k], *(self.state[s][k] for s in self.slots)) for k, p in self.params.items()
+        ]
 
     def _state(self) -> dict:
         """The state arrays, keyed ``"<slot>/<param>"`` (e.g. ``velocity/W1``)."""
-        return {}
+        return {f"{s}/{k}": a for s in self.slots for k, a in self.state[s].items()}
 
     def hyperparameters(self) -> dict:
         """The optimizer's name and settings besides ``lr`` (as recorded in model files)."""
@@ -82,8 +117,9 @@ class Optimizer:
             raise ModelFileError(f"optimizer state {sorted(arrays)} does not match {sorted(state)}")
         self.lr = float(scalars["lr"])
         self.t = int(scalars["t"])
-        for key, value in self.backend.put(arrays).items():
-            state[key][...] = value
+        with self.backend.scope():
+            for key, value in self.backend.put(arrays).items():
+                state[key][...] = value
 
 
 class SGD(Optimizer):
@@ -98,28 +134,31 @@ class SGD(Optimizer):
     def __init__(self, params: dict, backend: Any, lr: float = 0.05, momentum: float = 0.0):
         super().__init__(params, backend, lr)
         self.momentum = validate("momentum", momentum) or 0.0
-        self.velocity = self._zeros() if self.momentum else {}
+        self.slots = ("velocity",) if self.momentum else ()
+        self._allocate()
 
-    def _get_updates(self, grads):
-        if not self.momentum:
-            return {k: -self.lr * g for k, g in grads.items()}
-        for k, g in grads.items():
-            v = self.velocity[k]
-            v *= self.momentum
-            v -= self.lr * g
-        return self.velocity
+    @property
+    def velocity(self) -> dict:
+        return self.state.get("velocity", {})
+
+    def rule(self, p, g, *v, lr):
+        if not v:
+            p -= lr * g
+            return
+        (v,) = v
+        v *= self.momentum
+        v -= lr * g
+        p += v
 
     def hyperparameters(self):
         return {"name": self.name, "momentum": self.momentum}
-
-    def _state(self):
-        return {f"velocity/{k}": v for k, v in self.velocity.items()}
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias-corrected first and second moments."""
 
     name = "adam"
+    slots = ("m", "v")
 
     def __init__(
         self,
@@ -134,30 +173,31 @@ class Adam(Optimizer):
         self.beta1 = validate("beta1", beta1)
         self.beta2 = validate("beta2", beta2)
         self.eps = validate("eps", eps)
-        self.m = self._zeros()
-        self.v = self._zeros()
+        self._allocate()
 
-    def _get_updates(self, grads):
+    @property
+    def m(self) -> dict:
+        return self.state["m"]
+
+    @property
+    def v(self) -> dict:
+        return self.state["v"]
+
+    def step_size(self, t: int, lr: float | None = None) -> float:
+        """``lr sqrt(1 - beta2^t) / (1 - beta1^t)``: the bias corrections folded in."""
+        lr = self.lr if lr is None else lr
+        return lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+
+    def rule(self, p, g, m, v, *, lr):
         b1, b2 = self.beta1, self.beta2
-        step = self.lr * math.sqrt(1.0 - b2**self.t) / (1.0 - b1**self.t)
-        updates = {}
-        for k, g in grads.items():
-            m, v = self.m[k], self.v[k]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            updates[k] = -step * m / (v**0.5 + self.eps)
-        return updates
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        p -= lr * m / (v**0.5 + self.eps)
 
     def hyperparameters(self):
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-    def _state(self):
-        return {
-            **{f"m/{k}": a for k, a in self.m.items()},
-            **{f"v/{k}": a for k, a in self.v.items()},
-        }
 
 
 def make_optimizer(

@@ -1,10 +1,12 @@
 """Shared fixtures: one test body runs on every array backend.
 
 ``backend`` (and ``xp``, its namespace) is parametrized over NumPy,
-array-api-strict and CuPy. The CuPy case carries the ``gpu`` marker and is
-skipped, with the probe's reason, where CuPy or a CUDA device is missing --
-unless ``--require-gpu`` or ``MLP_XP_REQUIRE_GPU=1`` is given, which turns that
-skip into a failure (use it on GPU machines).
+array-api-strict, ``cupy-sim`` and CuPy. ``cupy-sim`` is the package's CuPy code path
+on the counting CuPy double (``tests/cupy_double``, NumPy underneath, two simulated
+GPUs), so it runs everywhere. The real CuPy case carries the ``gpu`` marker and is
+skipped, with the probe's reason, where CuPy or a CUDA device is missing -- unless
+``--require-gpu`` or ``MLP_XP_REQUIRE_GPU=1`` is given, which turns that skip into a
+failure (use it on GPU machines). ``gpu_backend`` is ``cupy-sim`` and real CuPy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 
 from mlp_xp.backend import get_backend, gpu_probe
 
-BACKENDS = ["numpy", "array_api_strict", pytest.param("cupy", marks=pytest.mark.gpu)]
+REAL_GPU = pytest.param("cupy", marks=pytest.mark.gpu)
+BACKENDS = ["numpy", "array_api_strict", "cupy-sim", REAL_GPU]
 
 
 def pytest_addoption(parser):
@@ -37,7 +40,21 @@ def require_gpu(config) -> bool:
     ) not in ("", "0")
 
 
-def make_backend(name: str, config):
+def simulated_gpu(request, **kwargs):
+    """Install the counting CuPy double for the rest of the test; return its module."""
+    from .cupy_double import installed
+
+    block = installed(**kwargs)
+    module = block.__enter__()
+    request.addfinalizer(lambda: block.__exit__(None, None, None))
+    return module
+
+
+def make_backend(name: str, request):
+    config = request.config
+    if name == "cupy-sim":
+        simulated_gpu(request)
+        return get_backend("gpu")
     if name == "cupy":
         probe = gpu_probe()
         if not probe.ok:
@@ -54,13 +71,13 @@ def make_backend(name: str, config):
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """A Backend for each of numpy, array_api_strict and cupy."""
-    return make_backend(request.param, request.config)
+    return make_backend(request.param, request)
 
 
 @pytest.fixture(params=[b for b in BACKENDS if b != "numpy"])
 def other_backend(request):
     """Every backend but NumPy: for tests that compare a backend with NumPy."""
-    return make_backend(request.param, request.config)
+    return make_backend(request.param, request)
 
 
 @pytest.fixture
@@ -69,10 +86,17 @@ def xp(backend):
     return backend.xp
 
 
-@pytest.fixture
+@pytest.fixture(params=["cupy-sim", REAL_GPU])
 def gpu_backend(request):
-    """The CuPy backend (skipped, or failed with --require-gpu, where there is none)."""
-    return make_backend("cupy", request.config)
+    """The CuPy backend on the double, and on a real GPU (skipped, or failed with
+    --require-gpu, where there is none)."""
+    return make_backend(request.param, request)
+
+
+@pytest.fixture
+def real_gpu(request):
+    """The CuPy backend on a real GPU only."""
+    return make_backend("cupy", request)
 
 
 @pytest.fixture

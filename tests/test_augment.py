@@ -22,20 +22,20 @@ def images(digits):
 
 
 def _grid(n, dr=0.0, dc=0.0):
+    """(n, 2, 784) source coordinates: output (r, c) reads (r + dr, c + dc)."""
     rows = np.broadcast_to(np.arange(28.0)[None, :, None] + dr, (n, 28, 28))
     cols = np.broadcast_to(np.arange(28.0)[None, None, :] + dc, (n, 28, 28))
-    return rows.astype(np.float32), cols.astype(np.float32)
+    return np.stack([rows, cols], axis=1).reshape(n, 2, 784).astype(np.float32)
 
 
 def test_warp_identity_and_integer_shift_are_exact(backend, images):
     xp, n = backend.xp, images.shape[0]
     X = backend.put(images)
-    rows, cols = backend.put(_grid(n))
-    xp_assert_equal(warp(xp, X, rows, cols, 28, 28), images, backend)
-    rows, cols = backend.put(_grid(n, dr=-1.0, dc=2.0))  # output (r, c) reads (r - 1, c + 2)
+    xp_assert_equal(warp(xp, X, backend.put(_grid(n)), 28, 28), images, backend)
+    coords = backend.put(_grid(n, dr=-1.0, dc=2.0))  # output (r, c) reads (r - 1, c + 2)
     expected = np.zeros((n, 28, 28), np.float32)
     expected[:, 1:, :26] = images.reshape(n, 28, 28)[:, :27, 2:]
-    xp_assert_equal(warp(xp, X, rows, cols, 28, 28), expected.reshape(n, 784), backend)
+    xp_assert_equal(warp(xp, X, coords, 28, 28), expected.reshape(n, 784), backend)
 
 
 @pytest.mark.parametrize("dr, dc", [(1.0, 0.0), (0.0, 1.0), (1.5, 0.0), (0.0, 3.0), (40.0, 0.0)])
@@ -44,8 +44,8 @@ def test_warp_reads_background_beyond_the_last_row_and_column(backend, dr, dc):
     img = np.zeros((1, 28, 28), np.float32)
     img[:, -1, :] = 1.0
     img[:, :, -1] = 1.0
-    rows, cols = backend.put(_grid(1, dr=dr, dc=dc))  # output (r, c) reads (r + dr, c + dc)
-    out = backend.get(warp(backend.xp, backend.put(img.reshape(1, 784)), rows, cols, 28, 28))
+    coords = backend.put(_grid(1, dr=dr, dc=dc))  # output (r, c) reads (r + dr, c + dc)
+    out = backend.get(warp(backend.xp, backend.put(img.reshape(1, 784)), coords, 28, 28))
     out = out.reshape(28, 28)
     past_r, past_c = min(int(dr), 28), min(int(dc), 28)  # rows/cols with r + dr >= 28
     if past_r:
@@ -59,8 +59,7 @@ def test_warp_reads_background_beyond_the_last_row_and_column(backend, dr, dc):
 
 
 def test_warp_half_pixel_is_the_bilinear_average(images):
-    rows, cols = _grid(images.shape[0], dc=0.5)
-    out = warp(np, images, rows, cols, 28, 28).reshape(-1, 28, 28)
+    out = warp(np, images, _grid(images.shape[0], dc=0.5), 28, 28).reshape(-1, 28, 28)
     assert not out[:, :, 27].any()  # the last column blends with the background
     img = images.reshape(-1, 28, 28)
     np.testing.assert_allclose(out[:, :, :27], 0.5 * (img[:, :, :27] + img[:, :, 1:]), atol=1e-6)
@@ -69,8 +68,9 @@ def test_warp_half_pixel_is_the_bilinear_average(images):
 @pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
 def test_augmenters_agree_across_backends_and_stay_in_range(backend, images, kind):
     aug = make_augmenter(kind)
-    ref = aug(images, np.random.default_rng(3), CPU)
-    out = aug(backend.put(images), np.random.default_rng(3), backend)
+    coefficients = aug.draw(np.random.default_rng(3), images.shape[0])
+    ref = aug(images, coefficients.astype(np.float32), CPU)
+    out = aug(backend.put(images), backend.put(coefficients, "float32"), backend)
     xp_assert_close(out, ref, backend, atol=1e-5)
     assert ref.min() >= 0.0 and ref.max() <= 1.0 + 1e-6
     assert not np.allclose(ref, images)  # it did distort
@@ -80,9 +80,12 @@ def test_augmenters_agree_across_backends_and_stay_in_range(backend, images, kin
 
 def test_same_rng_same_distortion_other_rng_other(images):
     aug = Augmenter("affine")
-    a = aug(images, np.random.default_rng(1), CPU)
-    b = aug(images, np.random.default_rng(1), CPU)
-    c = aug(images, np.random.default_rng(2), CPU)
+    n = images.shape[0]
+
+    def run(seed):
+        return aug(images, aug.draw(np.random.default_rng(seed), n).astype(np.float32), CPU)
+
+    a, b, c = run(1), run(1), run(2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -96,7 +99,7 @@ def test_dropout_gradients_match_central_differences(backend, rng):
     model = MLP(4, (5, 4), 3, activation="tanh", backend=backend, dtype="float64", seed=1)
     X = backend.put(rng.normal(size=(6, 4)))
     T = model.targets(backend.put(rng.integers(0, 3, 6)))
-    masks = model.dropout_masks(np.random.default_rng(0), 6, 0.4)
+    masks = model.dropout_masks(backend.put(np.arange(100, 106)), 12345, 0.4)
     kept = backend.get(masks[0])
     assert set(np.unique(kept)) <= {0.0, 1 / 0.6} and 0 < (kept == 0).mean() < 1
     _, grads = model.loss_and_grads(X, T, masks)

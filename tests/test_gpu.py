@@ -1,7 +1,8 @@
-"""End-to-end checks that need a CUDA device (skipped, saying why, without one;
-``MLP_XP_REQUIRE_GPU=1`` turns the skip into a failure)."""
+"""End to end on a GPU: on the counting CuPy double everywhere, and on a real GPU where
+there is one (``MLP_XP_REQUIRE_GPU=1`` turns that skip into a failure)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,8 +15,6 @@ from mlp_xp.cli import main
 from mlp_xp.errors import DeviceError
 
 from .helpers import xp_assert_close
-
-pytestmark = pytest.mark.gpu
 
 
 def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, capsys):
@@ -32,6 +31,7 @@ def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, c
     )
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["backend"] == "cupy" and trained["val_accuracy"] > 0.85
+    assert trained["gpu_step"] == "fast"
     code = (
         "import sys, json; sys.modules['cupy'] = None\nfrom mlp_xp.cli import main\n"
         f"sys.exit(main(['evaluate', {str(out)!r}, '--device', 'cpu', '--json']))"
@@ -43,7 +43,8 @@ def test_train_on_gpu_then_evaluate_on_cpu_without_cupy(gpu_backend, tmp_path, c
     assert result["accuracy"] == pytest.approx(trained["val_accuracy"], abs=2e-3)
 
 
-def test_gpu_and_cpu_training_agree(gpu_backend, digits):
+@pytest.mark.parametrize("gpu_step", ["generic", "fast"])
+def test_gpu_and_cpu_training_agree(gpu_backend, digits, gpu_step):
     X = (digits.images[::10] / 255.0).reshape(-1, 784).astype(np.float32)
     y = digits.labels[::10]
     params = []
@@ -59,21 +60,11 @@ def test_gpu_and_cpu_training_agree(gpu_backend, digits):
             dropout=0.1,
             optimizer="adam",
             lr=1e-3,
+            **({"gpu_step": gpu_step} if b != "cpu" else {}),
         )
         params.append(model.params_numpy())
     for k in params[0]:
         np.testing.assert_allclose(params[1][k], params[0][k], rtol=1e-3, atol=1e-4)
-
-
-def test_no_host_sync_inside_an_epoch(gpu_backend, digits, monkeypatch):
-    """The loop copies device->host once per epoch (the step losses), not per step."""
-    calls = []
-    real = gpu_backend.get
-    monkeypatch.setattr(gpu_backend, "get", lambda x: calls.append(1) or real(x))
-    X = (digits.images[:640] / 255.0).reshape(-1, 784).astype(np.float32)
-    model = MLP(784, (32,), 10, backend=gpu_backend, seed=0)
-    fit(model, X, digits.labels[:640], epochs=2, batch_size=32, augment="none")
-    assert len(calls) == 2  # 20 steps per epoch, one copy per epoch
 
 
 def test_gpu_out_of_memory_is_a_clear_error(gpu_backend):
@@ -94,3 +85,88 @@ def test_loading_a_model_onto_the_gpu(gpu_backend, tmp_path):
     xp_assert_close(
         gpu.forward(gpu.backend.put(X)), cpu.forward(X), gpu_backend, rtol=1e-4, atol=1e-6
     )
+
+
+@pytest.mark.gpu
+def test_the_fast_step_passes_its_check_and_trains_like_the_generic_one_on_a_real_gpu(
+    real_gpu, digits
+):
+    """What the double cannot prove: CuPy's fusion, cuBLAS and graph replay, for real."""
+    from .test_scripts import load
+
+    X = (digits.images[:2048] / 255.0).reshape(-1, 784).astype(np.float32)
+    rows = load("gpu_report").fast_versus_generic(real_gpu, X, digits.labels[:2048])
+    *recipes, verdicts = rows
+    assert all(v == "passed" for v in verdicts["verdicts"].values()), verdicts
+    for r in recipes:
+        assert r["fast step used"], r
+        assert r["losses (relative)"] < 1e-4 and r["parameters (relative)"] < 1e-3, r
+
+
+@pytest.fixture
+def real_cupy(request):
+    """The real CuPy module (a GPU is not needed), skipped where it is not installed."""
+    from .conftest import require_gpu
+
+    try:
+        import cupy
+    except ImportError:
+        if require_gpu(request.config):
+            pytest.fail("CuPy is not installed (required by --require-gpu/MLP_XP_REQUIRE_GPU)")
+        pytest.skip("CuPy is not installed")
+    return cupy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_real_cupy_fusion_compiles_every_fast_kernel_to_the_expected_types(
+    real_cupy, dropout, optimizer
+):
+    """CuPy's fusion front end traces each fused kernel into CUDA source; it needs no GPU,
+    only device arrays, which unowned memory at a made-up address provides."""
+    from cupy._core import fusion
+    from cupy.cuda import memory
+
+    from mlp_xp.gpu.kernels import Kernels
+    from mlp_xp.optim import make_optimizer
+
+    address = [1 << 20]
+
+    def fake(shape, dtype):
+        nbytes = max(8, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        mem = memory.UnownedMemory(address[0], nbytes, None, 0)
+        address[0] += nbytes + 256
+        return real_cupy.ndarray(shape, dtype=dtype, memptr=memory.MemoryPointer(mem, 0))
+
+    def trace(kernel, *args):
+        history = fusion._FusionHistory()
+        fusion._thread_local.history, fusion._thread_local.is_old_fusing = history, True
+        try:
+            return history.get_fusion(kernel.func, args, kernel.name)[0]
+        finally:
+            fusion._thread_local.history, fusion._thread_local.is_old_fusing = None, False
+
+    model = MLP(784, (300, 100), 10, backend="cpu")
+    opt = make_optimizer(optimizer, model.params, model.backend, 0.05)
+    k = Kernels(real_cupy, model, opt, dropout, (28, 28))
+    B, f32, u32 = 128, np.float32, np.uint32
+    mask = (fake((B, 1), u32), fake((1, 300), u32), fake((), u32)) if dropout else ()
+    forward = trace(
+        k.forward[0], fake((B, 300), f32), fake((300,), f32), fake((B, 300), f32), *mask
+    )
+    trace(k.backward[0], fake((B, 300), f32), fake((B, 300), f32), *mask)
+    trace(k.add_bias, fake((B, 10), f32), fake((10,), f32))
+    trace(k.exp_shifted, fake((B, 10), f32), fake((B, 1), f32), fake((B, 10), f32))
+    z = [fake(s, f32) for s in ((B, 10), (B, 1), (B, 10), (B, 1))]
+    labels = (fake((B, 1), u32), fake((1, 10), u32))
+    trace(k.softmax_xent, *z, *labels, 1.0 / B, fake((B, 10), f32), fake((B, 10), f32))
+    trace(k.bookkeeping, fake((), f32), fake((), u32), fake((), f32), fake((), u32), fake((), f32))
+    slots = [fake((1000,), f32) for _ in opt.slots]
+    update = trace(k.update, *[fake((1000,), f32) for _ in range(3)], fake((), f32), *slots)
+    trace(k.warp_index, fake((B, 1, 784), f32), fake((B, 1, 784), f32), fake((B, 1, 1), u32),
+          fake((1, 4, 1), np.int32), fake((B, 4, 784), np.int32))  # fmt: skip
+    trace(k.warp_blend, *[fake((B, 784), f32) for _ in range(7)])
+    assert not re.search(r"^double ", update.operation, re.M)  # the update stays in float32
+    if dropout:  # the hash runs in 32-bit unsigned arithmetic, as on NumPy
+        assert "cupy_multiply" in forward.operation and "unsigned int" in forward.operation

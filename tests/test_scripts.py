@@ -42,3 +42,27 @@ def test_sklearn_comparison_runs_every_estimator_on_the_same_split(capsys):
     assert rows[3]["shape"] == [900, 100] and rows[3]["network"] == "(256, 128)"
     out = capsys.readouterr().out
     assert "| make_classification (900 x 100) | (256, 128) | mlp_xp |" in out
+
+
+def test_gpu_report_writes_the_tables_docs_benchmarks_needs(request, tmp_path):
+    from .conftest import simulated_gpu
+
+    simulated_gpu(request)
+    out = tmp_path / "report.md"
+    argv = "--skip-tests --samples 512 --repeats 1 --batch-sizes 128 --no-cpu --out"
+    assert load("gpu_report").main([*argv.split(), str(out)]) == 0
+    text = out.read_text()
+    assert "# GPU report: gpu:0 (Simulated GPU 0" in text
+    assert "| affine, momentum | yes |" in text and "| adam | yes |" in text
+    assert "| 128 | mlp_xp fast step |" in text and "| 128 | mlp_xp generic step |" in text
+    assert "| 128 | PyTorch eager CUDA | skipped:" in text
+    assert "GPU, batch 128: at most 0.5x PyTorch eager CUDA's epoch time: not measured" in text
+
+
+def test_gpu_report_without_a_usable_gpu_is_one_line_and_exit_2(request, capsys):
+    from .conftest import simulated_gpu
+
+    simulated_gpu(request, faults=["no-device"])
+    assert load("gpu_report").main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no usable GPU: no CUDA device is visible" in err[0]

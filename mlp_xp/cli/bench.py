@@ -5,6 +5,10 @@ every clock read (the training loop does this at epoch boundaries); each
 configuration is timed over several epochs and the median is reported. The
 large-matmul rate of the same device is measured in the same run, so achieved
 GFLOP/s can be read as a fraction of what the hardware does on this process.
+
+Where the array module can count what a step asks of the device (the counting CuPy
+double the tests use), the result also holds ``counted``: kernel launches, blocking
+syncs and host-to-device copies per step, for each step kind and recipe.
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ import numpy as np
 
 from ..backend import Backend, get_backend, gpu_probe
 from ..model import MLP
-from ..train import TrainConfig, Trainer
+from ..train import Callback, TrainConfig, Trainer
 
-__all__ = ["training_flops", "matmul_rate", "time_training", "run_bench", "format_table"]
+__all__ = [
+    "training_flops",
+    "matmul_rate",
+    "time_training",
+    "counted_steps",
+    "run_bench",
+    "format_table",
+]
 
 NETWORK = (784, (300, 100), 10)
 
@@ -36,37 +47,46 @@ def training_flops(sizes: list[int]) -> int:
 
 
 def matmul_rate(backend: Backend, n: int | None = None, repeats: int = 5) -> float:
-    """Median GFLOP/s of an n x n float32 matmul on ``backend`` (synchronised)."""
-    n = n or (8192 if backend.kind == "gpu" else 2048)
+    """Median GFLOP/s of an n x n float32 matmul on ``backend`` (synchronised).
+
+    A simulated device (one that counts its work, as in the tests) gets a small matrix.
+    """
+    if n is None:
+        n = 8192 if backend.kind == "gpu" else 2048
+        n = 256 if backend.op_counts() is not None else n
     rng = np.random.default_rng(0)
     a, b = backend.put([rng.random((n, n), dtype=np.float32) for _ in range(2)])
-    c = a @ b
-    backend.synchronize()
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    with backend.scope():
         c = a @ b
         backend.synchronize()
-        times.append(time.perf_counter() - t0)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            c = a @ b
+            backend.synchronize()
+            times.append(time.perf_counter() - t0)
     del c
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def benchmark_trainer(
-    backend: Backend, X, y, batch_size: int, epochs: int, augment: str = "none", seed: int = 0
+    backend: Backend,
+    X,
+    y,
+    batch_size: int,
+    epochs: int,
+    augment: str = "none",
+    seed: int = 0,
+    **recipe,
 ) -> Trainer:
     """A trainer with the benchmark configuration: exactly ``mlp-xp train --optimizer sgd
     --momentum 0.9 --lr 0.05 --batch-size B --augment none`` (784-300-100-10, float32,
-    L2 1e-4)."""
+    L2 1e-4); ``recipe`` overrides other :class:`TrainConfig` fields."""
     model = MLP(*NETWORK, backend=backend, l2=1e-4, seed=seed)
+    settings = dict(optimizer="sgd", momentum=0.9, lr=0.05)
+    settings.update(recipe)
     config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer="sgd",
-        momentum=0.9,
-        lr=0.05,
-        augment=augment,
-        seed=seed,
+        epochs=epochs, batch_size=batch_size, augment=augment, seed=seed, **settings
     )
     return Trainer(model, X, y, config=config)
 
@@ -81,13 +101,72 @@ def time_training(
     seed: int = 0,
 ) -> dict:
     """Median seconds per epoch of the benchmark configuration on ``backend``."""
-    history = benchmark_trainer(backend, X, y, batch_size, 1 + repeats, augment, seed).run()
+    trainer = benchmark_trainer(backend, X, y, batch_size, 1 + repeats, augment, seed)
+    history = trainer.run()
     seconds = statistics.median(history.seconds[1:])  # epoch 1 is the warm-up
-    return {"epoch_seconds": seconds, "all_epoch_seconds": history.seconds, **backend.memory_info()}
+    return {
+        "epoch_seconds": seconds,
+        "all_epoch_seconds": history.seconds,
+        "step": trainer.runner.name,
+        **backend.memory_info(),
+    }
+
+
+#: The recipes whose steps are counted: the default recipe's augmentation, elastic
+#: distortions, dropout, Adam, and no augmentation.
+COUNTED_RECIPES = {
+    "affine": dict(augment="affine"),
+    "elastic": dict(augment="elastic"),
+    "dropout": dict(augment="affine", dropout=0.2),
+    "adam": dict(augment="affine", optimizer="adam", momentum=None, lr=1e-3),
+    "none": dict(augment="none"),
+}
+
+
+class _StepCounts(Callback):
+    """What each step of an epoch asked of the device (from ``backend.op_counts()``)."""
+
+    def __init__(self, backend):
+        self.backend, self.rows, self.last = backend, [], None
+
+    def on_epoch_start(self, trainer, epoch, n_steps):
+        self.rows, self.last = [], self.backend.op_counts()
+
+    def on_step(self, trainer, step):
+        now = self.backend.op_counts()
+        self.rows.append({k: now[k] - self.last[k] for k in now})
+        self.last = now
+
+
+def counted_steps(backend: Backend, X, y, batch_size: int = 128) -> list[dict] | None:
+    """Per-step launches, syncs and copies of each step kind and recipe, where countable.
+
+    A step's figure is the most any full step of the second epoch asked for (the first
+    step of an epoch also carries the epoch's plan upload, reported apart).
+    """
+    if backend.op_counts() is None:
+        return None
+    rows = []
+    for kind in ("generic", "fast") if backend.kind == "gpu" else ("generic",):
+        for name, recipe in COUNTED_RECIPES.items():
+            recipe = {**recipe, "gpu_step": kind}
+            if backend.kind != "gpu":
+                recipe.pop("gpu_step")
+            trainer = benchmark_trainer(backend, X, y, batch_size, 2, **recipe)
+            counts = _StepCounts(backend)
+            trainer.callbacks.append(counts)
+            trainer.run()
+            steady = counts.rows[1 : len(X) // batch_size]
+            per_step = {k: max(r[k] for r in steady) for k in steady[0]}
+            rows.append(
+                {"step": trainer.runner.name, "recipe": name, "per_step": per_step,
+                 "first_step": counts.rows[0], "batch_size": batch_size}
+            )  # fmt: skip
+    return rows
 
 
 def run_bench(
-    devices=("cpu", "gpu"),
+    devices=None,
     batch_sizes=(32, 128, 512, 2048),
     samples: int = 60000,
     repeats: int = 3,
@@ -95,7 +174,12 @@ def run_bench(
     augment_cost: bool = True,
     log=print,
 ) -> dict:
-    """Time every available device on every batch size; see :func:`format_table`."""
+    """Time each device on every batch size; see :func:`format_table`.
+
+    ``devices`` names backends (``cpu``, ``gpu``, ``gpu:N``); a GPU named that cannot be
+    used raises :class:`~mlp_xp.errors.DeviceError`. By default: the CPU, and GPU 0 when
+    it passes the probe (otherwise the reason is recorded under ``unavailable``).
+    """
     if data:
         from ..data import load_digits, scale_images
 
@@ -118,11 +202,14 @@ def run_bench(
         "devices": [],
         "unavailable": {},
     }
-    for name in devices:
-        if name == "gpu" and not gpu_probe().ok:
-            probe = gpu_probe()
+    if devices is None:
+        devices = ["cpu"]
+        probe = gpu_probe(0)
+        if probe.ok:
+            devices.append("gpu")
+        else:
             out["unavailable"]["gpu"] = f"{probe.reason}; {probe.fix}"
-            continue
+    for name in devices:
         backend = get_backend(name)
         rate = matmul_rate(backend)
         out["devices"].append(
@@ -135,6 +222,7 @@ def run_bench(
             row = {
                 "backend": backend.name,
                 "device": backend.device,
+                "step": r["step"],
                 "batch_size": bs,
                 "epoch_seconds": r["epoch_seconds"],
                 "samples_per_second": len(y) / r["epoch_seconds"],
@@ -161,6 +249,9 @@ def run_bench(
                     "plain_epoch_seconds": base,
                 }
             )
+        counted = counted_steps(backend, X[:512], y[:512])
+        if counted is not None:
+            out.setdefault("counted", []).extend(dict(r, backend=backend.name) for r in counted)
     out["speedup"], out["crossover_batch_size"] = _speedups(out["results"])
     return out
 
@@ -209,6 +300,13 @@ def format_table(result: dict) -> str:
             f"affine augmentation on {a['backend']}, batch 128: "
             f"{a['epoch_seconds']:.3f} s/epoch ({extra:+.3f} s, "
             f"{100 * extra / a['plain_epoch_seconds']:+.0f}% over plain training)"
+        )
+    for c in result.get("counted", []):
+        n = c["per_step"]
+        lines.append(
+            f"counted per step on {c['backend']}, {c['step']} step, {c['recipe']}: "
+            f"{n['launches']} launches ({n['graph_launches']} graph), {n['syncs']} syncs, "
+            f"{n['h2d']} host-to-device copies"
         )
     for dev, reason in result["unavailable"].items():
         lines.append(f"{dev}: not available: {reason}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import available_backends, get_backend
+from ..backend import get_backend
 from ..checkpoint import load_model
 from ..data import (
     Normalization,
@@ -20,6 +20,7 @@ from ..data import (
     stratified_split,
     task_targets,
 )
+from ..devices import available_backends, parse_device
 from ..errors import ConfigError, DataError, NoDigitError
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train
@@ -33,13 +34,18 @@ def cmd_devices(args) -> int:
     rows = available_backends()
     best = get_backend("auto")
     if args.json:
-        emit_json({"devices": rows, "auto": best.name})
+        emit_json({"devices": rows, "auto": best.name, "auto_device": best.device})
         return 0
     for row in rows:
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
         label = row["device"] or row["kind"]
+        if row.get("name"):
+            label += (
+                f" {row['name']}, {row['memory_bytes'] / 2**30:.1f} GiB, "
+                f"compute capability {row['compute_capability']}"
+            )
         print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
-    print(f"--device auto uses: {best.name} ({best.kind})")
+    print(f"--device auto uses: {best.name} ({best.device})")
     return 0
 
 
@@ -260,10 +266,12 @@ def cmd_download(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import format_table, run_bench
 
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    for d in devices:
-        if d not in ("cpu", "gpu"):
-            raise ConfigError(f"unknown device {d!r} in --devices: use cpu and/or gpu")
+    devices = None
+    if args.devices is not None:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        for d in devices:
+            if parse_device(d).kind not in ("cpu", "gpu"):
+                raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
     log = log_stream(args)
     result = run_bench(
         devices,

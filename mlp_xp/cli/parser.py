@@ -14,6 +14,7 @@ from ..constraints import (
     ACTIVATIONS,
     AUGMENTATIONS,
     DTYPES,
+    GPU_STEPS,
     OPTIMIZERS,
     SCHEDULES,
     TASKS,
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_arg(q):
         q.add_argument(
-            "--device", default=None, help="auto (default; or $MLP_XP_DEVICE), cpu or gpu"
+            "--device",
+            default=None,
+            help="auto (default; or $MLP_XP_DEVICE), cpu, gpu (GPU 0) or gpu:N (cuda:N)",
         )
 
     q = sub.add_parser("devices", help="list the devices this machine can train on")
@@ -134,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checked(q, "--val-fraction", 0.2, "share of the data held out for validation (stratified)")
     checked(q, "--seed", d.seed)
+    checked(
+        q,
+        "--gpu-step",
+        d.gpu_step,
+        "on a GPU: auto (the fused, graph-captured step once it has checked itself "
+        "against the generic one on this device), generic, or fast (an error if it "
+        f"cannot be used); one of {', '.join(GPU_STEPS)}",
+    )
     q.add_argument("--dtype", default="float32", choices=DTYPES)
     q.add_argument(
         "--out",
@@ -163,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
 
     q = sub.add_parser("bench", help="time training on each device and batch size")
-    q.add_argument("--devices", default="cpu,gpu", help="comma list of cpu, gpu")
+    q.add_argument(
+        "--devices",
+        default=None,
+        help="comma list of cpu, gpu, gpu:N (default: cpu, and the GPU when there is a "
+        "usable one; a GPU named here that cannot be used is an error)",
+    )
     q.add_argument("--batch-sizes", type=_comma_list("batch_size"), default=[32, 128, 512, 2048])
     checked(q, "--samples", 60000, "synthetic MNIST-shaped samples per epoch (default 60000)")
     q.add_argument(

@@ -6,8 +6,9 @@ were typed (``args.given``), so only a flag that was given is judged -- a
 default never conflicts -- and a flag given with the checkpoint's own value
 changes nothing:
 
-- :data:`HONOURED`: where the run computes and how it reports (``--device``,
-  ``--quiet``, ``--json``) and where it writes (``--out``, ``--run-dir``). Left
+- :data:`HONOURED`: where and how the run computes and how it reports
+  (``--device``, ``--gpu-step``, ``--quiet``, ``--json``) and where it writes
+  (``--out``, ``--run-dir``). Left
   out, ``--out`` and ``--run-dir`` are the original run's (the checkpoint
   records them, relative to its own folder), not the current directory.
 - ``--epochs N``: more than the checkpoint's extends the run
@@ -34,7 +35,7 @@ from .console import data_source, resolve
 __all__ = ["HONOURED", "fixed_settings", "check_flags", "outputs_record", "outputs"]
 
 #: Flags a resumed run takes as given: where it computes, reports and writes.
-HONOURED = frozenset({"device", "quiet", "json", "out", "run_dir", "resume"})
+HONOURED = frozenset({"device", "gpu_step", "quiet", "json", "out", "run_dir", "resume"})
 
 _same: Callable[[Any], Any] = lambda value: value
 

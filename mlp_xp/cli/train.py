@@ -99,6 +99,7 @@ def cmd_train(args) -> int:
         resume_from = resolve(args.resume)
         checkpoint = load_checkpoint(resume_from, backend)
         model, config = checkpoint.model, checkpoint.config
+        config.gpu_step = args.gpu_step  # how this device steps, like --device: ours to choose
         data_info = model.meta.get("data")
         if not isinstance(data_info, dict):
             raise ModelFileError(
@@ -127,6 +128,7 @@ def cmd_train(args) -> int:
             augment=args.augment,
             dropout=args.dropout,
             patience=args.patience,
+            gpu_step=args.gpu_step,
         ).validate()
         model = MLP(
             784,
@@ -237,6 +239,7 @@ def cmd_train(args) -> int:
             {
                 "backend": backend.name,
                 "device": backend.device,
+                "gpu_step": trainer.runner.name if trainer.runner is not None else None,
                 "optimizer": optimizer,
                 "epochs": len(history.epoch),
                 "epoch_seconds": history.seconds,

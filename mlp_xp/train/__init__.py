@@ -6,7 +6,8 @@ and never the other way round.
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .loop import Callback, History, Trainer, fit
+from .history import Callback, History
+from .loop import Trainer, fit
 
 __all__ = [
     "TrainConfig",

@@ -9,11 +9,16 @@ per-image Python loop -- written against ``xp`` like the rest of the math:
              translation (+-2 px), bilinear
 ``elastic``  ``affine`` plus a smooth random displacement field (Simard et al.,
              2003): a coarse 4x4 grid of uniform noise spread over the image by
-             Gaussian-weighted interpolation (a fixed matrix per axis)
+             Gaussian-weighted interpolation
 
-The random parameters are drawn from the host generator the training loop
-passes in (small arrays: a few numbers per image), then moved to the device.
-The same seed draws the same distortions on every backend.
+Each kind is linear in a fixed set of per-image coefficients: the source
+coordinates of every output pixel are ``coefficients @ basis``, where the basis rows
+are the centred row and column grids, a row of ones and (for ``elastic``) the 16
+smooth fields of the coarse grid. So a batch's coordinates are one matrix product,
+and the coefficients (two rows of 3 or 19 numbers per image) are all the randomness
+there is: :meth:`Augmenter.draw` makes them on the host, a whole epoch at a time
+(see :mod:`mlp_xp.train.plan`), and the same seed gives the same distortions on
+every backend.
 """
 
 from __future__ import annotations
@@ -25,42 +30,71 @@ import numpy as np
 from ..constraints import validate
 from ..errors import ConfigError
 
-__all__ = ["make_augmenter", "Augmenter", "warp"]
+__all__ = [
+    "make_augmenter",
+    "Augmenter",
+    "warp",
+    "warp_constants",
+    "corner_and_fraction",
+]
 
 
-def warp(xp, images, src_rows, src_cols, height: int, width: int):
-    """Bilinear resampling: output pixel (n, r, c) reads input at (src_rows, src_cols).
+def warp(xp, images, coords, height: int, width: int, constants=None):
+    """Bilinear resampling: output pixel ``(n, p)`` reads input ``n`` at ``coords[n, :, p]``.
 
-    ``images`` is (N, H*W); ``src_rows``/``src_cols`` are (N, H, W) float
-    coordinates. The images get a one-pixel ring of background (0) and the
-    coordinates are limited to that ring, so a sample outside the image reads
-    0 and all four bilinear neighbours are valid indices (no masks, no syncs).
+    ``images`` is (N, H*W); ``coords`` is (N, 2, H*W), source rows then source
+    columns, in pixels. Each image gets a one-pixel ring of background (0) and the
+    coordinates are limited to that ring, so a sample outside the image reads 0 and
+    all four bilinear neighbours are valid indices (no masks, no syncs).
+    ``constants`` (from :func:`warp_constants`, kept by the caller) saves remaking the
+    padded batch and the index offsets at every call.
     """
     n = images.shape[0]
     hp, wp = height + 2, width + 2
-    img = xp.reshape(images, (n, height, width))
-    zc = xp.zeros((n, height, 1), dtype=images.dtype)
-    img = xp.concat([zc, img, zc], axis=2)
-    zr = xp.zeros((n, 1, wp), dtype=images.dtype)
-    flat = xp.reshape(xp.concat([zr, img, zr], axis=1), (n * hp * wp,))
-    # padded coordinates in [0, H + 1]; the top-left corner (r0, c0) stops one short
-    # of the far ring, so at the far edge the weight fr (fc) is 1 and reads the ring
-    r = xp.minimum(xp.maximum(src_rows, -1.0), float(height)) + 1.0
-    c = xp.minimum(xp.maximum(src_cols, -1.0), float(width)) + 1.0
-    r0 = xp.minimum(xp.floor(r), float(height))
-    c0 = xp.minimum(xp.floor(c), float(width))
-    fr, fc = r - r0, c - c0
-    base = xp.reshape(xp.arange(n, dtype=xp.int32) * (hp * wp), (n, 1, 1))
-    index = xp.reshape(base + xp.astype(r0, xp.int32) * wp + xp.astype(c0, xp.int32), (-1,))
+    if constants is None:
+        constants = warp_constants(xp, n, height, width, images.dtype, images.device)
+    padded, far, last, starts = constants
+    padded[:, 1 : height + 1, 1 : width + 1] = xp.reshape(images, (n, height, width))
+    corner, frac = corner_and_fraction(xp, coords, far, last)
+    ci = xp.astype(corner, xp.int64)
+    top_left = ci[:, 0, :] * wp + ci[:, 1, :] + starts  # flat indices into the padded batch
+    top_left = xp.reshape(top_left, (n * height * width,))
+    flat = xp.reshape(padded, (n * hp * wp,))
 
-    def at(offset):
-        return xp.reshape(xp.take(flat, index + offset, axis=0), r.shape)
+    def at(offset):  # the neighbour ``offset`` along the flat padded batch
+        index = top_left + offset if offset else top_left
+        return xp.reshape(xp.take(flat, index, axis=0), (n, height * width))
 
+    fr, fc = frac[:, 0, :], frac[:, 1, :]
     top = at(0)
     top = top + fc * (at(1) - top)
     bottom = at(wp)
     bottom = bottom + fc * (at(wp + 1) - bottom)
-    return xp.reshape(top + fr * (bottom - top), (n, height * width))
+    return top + fr * (bottom - top)
+
+
+def corner_and_fraction(xp, s, far, last):
+    """The top-left neighbour of source coordinates ``s`` and the distance from it.
+
+    ``s`` is limited to the ring, ``[-1, far]``; the corner stops at ``last`` (one short
+    of the far ring), so at the far edge the fraction is 1 and the ring (0) is read.
+    ``far``/``last`` may be numbers or arrays (one per axis).
+    """
+    s = xp.minimum(xp.maximum(s, -1.0), far)
+    corner = xp.minimum(xp.floor(s), last)
+    return corner, s - corner
+
+
+def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:
+    """What :func:`warp` reuses for a batch of ``n``: a zero padded batch (N, H+2, W+2),
+    the coordinate limits as (2, 1) columns, and (N, 1) flat offsets of each padded
+    image's first pixel inside the ring."""
+    hp, wp = height + 2, width + 2
+    padded = xp.zeros((n, hp, wp), dtype=dtype, device=device)
+    far = xp.asarray([[float(height)], [float(width)]], dtype=dtype, device=device)
+    last = xp.asarray([[height - 1.0], [width - 1.0]], dtype=dtype, device=device)
+    starts = (np.arange(n)[:, None] * (hp * wp) + wp + 1).astype(np.int64)
+    return padded, far, last, xp.asarray(starts, device=device)
 
 
 def _upsampler(size: int, knots: int) -> np.ndarray:
@@ -72,7 +106,7 @@ def _upsampler(size: int, knots: int) -> np.ndarray:
 
 
 class Augmenter:
-    """A batch transform ``augmenter(batch, rng, backend) -> batch`` on ``backend``'s device.
+    """A batch transform ``augmenter(batch, coefficients, backend) -> batch``.
 
     Parameters
     ----------
@@ -101,45 +135,64 @@ class Augmenter:
         )
         self.alpha = elastic_alpha
         self.knots = knots
-        self._const: dict = {}
+        self.n_coefficients = 3 + (knots * knots if kind == "elastic" else 0)
+        self._cache: dict = {}
 
-    def _constants(self, backend, dtype):
-        key = (backend, str(dtype))
-        if key not in self._const:
-            h, w = self.height, self.width
-            rows = np.arange(h, dtype=np.float64)[None, :, None] - (h - 1) / 2
-            cols = np.arange(w, dtype=np.float64)[None, None, :] - (w - 1) / 2
+    def basis(self) -> np.ndarray:
+        """(K, H*W) host basis: centred rows, centred columns, ones, then the smooth fields."""
+        h, w = self.height, self.width
+        rows = np.repeat(np.arange(h) - (h - 1) / 2, w)
+        cols = np.tile(np.arange(w) - (w - 1) / 2, h)
+        parts = [rows, cols, np.ones(h * w)]
+        if self.kind == "elastic":
             up_r, up_c = _upsampler(h, self.knots), _upsampler(w, self.knots)
-            self._const[key] = backend.put((rows, cols, up_r, up_c.T), dtype)
-        return self._const[key]
+            fields = np.einsum("ri,cj->ijrc", up_r, up_c).reshape(self.knots**2, h * w)
+            parts.extend(fields)
+        return np.stack(parts)
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Host parameters (n, 6): the 2x2 matrix row-major, then row and column shifts."""
+        """Host coefficients (n, 2, K): each image's source-row and source-column rows.
+
+        Row coordinate = ``m00 r + m01 c + (cy + shift_r)`` (+ ``alpha`` times the
+        smooth noise), column coordinate likewise, with (r, c) centred pixel indices.
+        """
+        cy, cx = (self.height - 1) / 2, (self.width - 1) / 2
         if self.kind == "shift":
             shifts = rng.integers(-int(self.max_shift), int(self.max_shift) + 1, (n, 2))
-            return np.concatenate([np.tile([1.0, 0.0, 0.0, 1.0], (n, 1)), shifts], axis=1)
-        theta = rng.uniform(-self.rotate, self.rotate, n)
-        s = rng.uniform(1 - self.scale, 1 + self.scale, n)
-        k = rng.uniform(-self.shear, self.shear, n)
-        cos, sin = np.cos(theta) / s, np.sin(theta) / s
-        # inverse map (output -> source): rotation then shear, divided by the zoom
-        m = np.stack([cos, -sin + k * cos, sin, cos + k * sin], axis=1)
-        shifts = rng.uniform(-self.max_shift, self.max_shift, (n, 2))
-        return np.concatenate([m, shifts], axis=1)
-
-    def __call__(self, batch, rng: np.random.Generator, backend):
-        xp, n, dtype = backend.xp, batch.shape[0], batch.dtype
-        rows, cols, up_r, up_c_t = self._constants(backend, dtype)
-        p = backend.put(self.draw(rng, n), dtype)
-        col = [xp.reshape(p[:, i], (n, 1, 1)) for i in range(6)]
-        cy, cx = (self.height - 1) / 2, (self.width - 1) / 2
-        src_r = col[0] * rows + col[1] * cols + (cy + col[4])
-        src_c = col[2] * rows + col[3] * cols + (cx + col[5])
+            m = np.tile([1.0, 0.0, 0.0, 1.0], (n, 1))
+        else:
+            theta = rng.uniform(-self.rotate, self.rotate, n)
+            s = rng.uniform(1 - self.scale, 1 + self.scale, n)
+            k = rng.uniform(-self.shear, self.shear, n)
+            cos, sin = np.cos(theta) / s, np.sin(theta) / s
+            # inverse map (output -> source): rotation then shear, divided by the zoom
+            m = np.stack([cos, -sin + k * cos, sin, cos + k * sin], axis=1)
+            shifts = rng.uniform(-self.max_shift, self.max_shift, (n, 2))
+        out = np.empty((n, 2, self.n_coefficients))
+        out[:, 0, :3] = np.stack([m[:, 0], m[:, 1], cy + shifts[:, 0]], axis=1)
+        out[:, 1, :3] = np.stack([m[:, 2], m[:, 3], cx + shifts[:, 1]], axis=1)
         if self.kind == "elastic":
-            noise = backend.put(rng.uniform(-1, 1, (2, n, self.knots, self.knots)), dtype)
-            src_r = src_r + self.alpha * (up_r @ noise[0, ...] @ up_c_t)
-            src_c = src_c + self.alpha * (up_r @ noise[1, ...] @ up_c_t)
-        return warp(xp, batch, src_r, src_c, self.height, self.width)
+            noise = rng.uniform(-1, 1, (n, 2, self.knots**2))
+            out[:, :, 3:] = self.alpha * noise
+        return out
+
+    def _constants(self, backend, dtype, n: int):
+        """The device basis and :func:`warp_constants` for a batch of ``n`` (made once)."""
+        key = (backend, str(dtype), n)
+        if key not in self._cache:
+            with backend.scope():
+                basis = backend.put(self.basis(), dtype)
+                consts = warp_constants(backend.xp, n, self.height, self.width, dtype, basis.device)
+            self._cache[key] = (basis, consts)
+        return self._cache[key]
+
+    def __call__(self, batch, coefficients, backend):
+        """Distort ``batch`` (N, H*W) by ``coefficients`` (N, 2, K) on ``backend``'s device."""
+        xp, n, dtype = backend.xp, batch.shape[0], batch.dtype
+        basis, consts = self._constants(backend, dtype, n)
+        k = self.n_coefficients
+        coords = xp.reshape(xp.reshape(coefficients, (2 * n, k)) @ basis, (n, 2, -1))
+        return warp(xp, batch, coords, self.height, self.width, consts)
 
 
 def make_augmenter(name: str, image_shape=(28, 28)) -> Augmenter | None:

@@ -21,6 +21,10 @@ class TrainConfig:
 
     ``momentum`` is ``None`` unless given: the optimizer's own default then
     applies (0 for ``sgd``, plain gradient descent; 0.9 for ``momentum``).
+    ``gpu_step`` says how a CuPy model takes its steps: ``auto`` (the fast step of
+    :mod:`mlp_xp.gpu` once it has checked itself against the generic one on this
+    device, else the generic step), ``generic``, or ``fast`` (an error if it cannot be
+    used or fails its check). It changes speed, not results beyond float rounding.
     :meth:`validate` checks every field against :mod:`mlp_xp.constraints`.
     """
 
@@ -35,6 +39,7 @@ class TrainConfig:
     augment: str = "affine"
     dropout: float = 0.0
     patience: int = 0  # early stopping: epochs without improvement (0 = off)
+    gpu_step: str = "auto"
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

@@ -1,14 +1,17 @@
 """The training loop: mini-batch gradient descent on an MLP.
 
 What it keeps to: the training set and its encoded targets move to the device
-once; each epoch's shuffle is drawn on the host and sent as one index array;
-nothing is copied back or synchronised inside a step -- the per-step losses stay
-on the device and become Python floats once, at the end of the epoch, where the
-divergence guard also looks at them.
+once; each epoch's plan (shuffle, augmentation coefficients, dropout key, learning
+rates: :mod:`mlp_xp.train.plan`) is made on the host and sent once; nothing is
+copied to the device, back or synchronised inside a step -- the per-step losses
+stay on the device and become Python floats once, at the end of the epoch, where
+the divergence guard also looks at them.
 
-Randomness is counter-based: epoch ``e`` shuffles with ``default_rng((seed, e))``
-and step ``s`` augments with ``default_rng((seed, e, s))``, so a run interrupted
-after any step resumes bit-for-bit on the same device.
+The step itself is an object (:mod:`mlp_xp.train.step`): the generic step on every
+backend, or on CuPy the fast step of :mod:`mlp_xp.gpu` once it has checked itself
+against the generic one (``config.gpu_step``). Randomness is keyed by ``(seed,
+epoch)`` and sample index, so a run interrupted after any step resumes bit-for-bit
+on the same device.
 
 The loop owns no signal handler. Ctrl-C raises :class:`KeyboardInterrupt` as
 usual, but only once the step in flight has finished, so the model, optimizer
@@ -24,72 +27,23 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..backend import array_kind
 from ..constraints import validate
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
 from ..optim import Optimizer, make_optimizer
 from .augment import make_augmenter
 from .config import TrainConfig
+from .history import Callback, History
+from .plan import EpochPlan, make_plan
 from .schedules import Plan
+from .step import GenericStep
 
 __all__ = ["Trainer", "History", "Callback", "fit"]
-
-
-@dataclass
-class History:
-    """Per-epoch records of a run, as host floats.
-
-    ``train_loss`` is the mean data loss over the epoch's samples (each step's
-    batch loss weighted by its batch size) plus the L2 penalty at the end of
-    the epoch. ``interrupted`` is True when the run was
-    stopped (:meth:`Trainer.request_stop`, or Ctrl-C) before its last epoch.
-    """
-
-    epoch: list = field(default_factory=list)
-    train_loss: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)  # classify / binary tasks
-    val_mse: list = field(default_factory=list)  # regress task
-    seconds: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    best_epoch: int = 0
-    stopped_early: bool = False
-    interrupted: bool = False
-
-    COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mse", "seconds", "lr")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> History:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-    def rows(self) -> list[dict]:
-        """One dict per epoch (for CSV logs); a column the task has not is ``None``."""
-        columns = {k: getattr(self, k) for k in self.COLUMNS}
-        return [
-            {k: (v[i] if i < len(v) else None) for k, v in columns.items()}
-            for i in range(len(self.epoch))
-        ]
-
-
-class Callback:
-    """Hooks the loop calls; the default does nothing. All arguments are host values."""
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int, n_steps: int) -> None:
-        """Before the first step of (1-based) ``epoch``, which has ``n_steps`` steps."""
-
-    def on_step(self, trainer: Trainer, step: int) -> None:
-        """After (1-based) ``step`` of the current epoch has been applied."""
-
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        """After an epoch, with its record (the keys of :attr:`History.COLUMNS`)."""
 
 
 class Trainer:
@@ -133,6 +87,11 @@ class Trainer:
         self.model = model
         self.backend = model.backend
         self.config = (config or TrainConfig()).validate()
+        if self.config.gpu_step == "fast" and self.backend.kind != "gpu":
+            raise ConfigError(
+                f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
+                "use gpu_step='auto' or 'generic'"
+            )
         self.X = self._to_device(X, model.dtype, "training inputs")
         y = self._to_device(y, None, "training labels")
         model.check_input(self.X)
@@ -176,6 +135,7 @@ class Trainer:
         self.best_params: dict | None = None
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
+        self.runner = None  # the step object, chosen at the first epoch (see _choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
 
@@ -183,6 +143,8 @@ class Trainer:
         """Move an array to the device once (in ``dtype``), checking it is numeric and finite."""
         xp = self.backend.xp
         if not self.backend.owns(a):
+            if array_kind(a) in ("cupy array", "array_api_strict array"):
+                self.backend.check(a, what)  # another device's array: a mismatch error
             a = np.asarray(a)
             if a.dtype.kind not in "biuf":
                 raise DataError(f"{what} must be numeric, got {a.dtype}")
@@ -190,9 +152,11 @@ class Trainer:
                 dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
             a = self.backend.put(a, dtype)
         elif dtype is not None and a.dtype != self.backend.dtype(dtype):
-            a = xp.astype(a, self.backend.dtype(dtype))  # e.g. float64 NumPy rows, float32 model
-        if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
-            raise DataError(f"{what} contain NaN or Inf")
+            with self.backend.scope():  # e.g. float64 rows on the device, a float32 model
+                a = xp.astype(a, self.backend.dtype(dtype))
+        with self.backend.scope():
+            if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
+                raise DataError(f"{what} contain NaN or Inf")
         return a
 
     # -- the loop --------------------------------------------------------------------
@@ -235,62 +199,66 @@ class Trainer:
             self.model.set_params(self.best_params)
         return self.history
 
+    def plan(self, epoch: int) -> EpochPlan:
+        """The plan of (0-based) ``epoch``: shuffle, augmentation, dropout key, rates."""
+        steps = self.steps_per_epoch
+        return make_plan(
+            self.config.seed,
+            epoch,
+            self.X.shape[0],
+            self.batch_size,
+            self.augmenter,
+            lambda s: self.base_lr * self.schedule(epoch * steps + s),
+        )
+
+    def _choose_step(self, plan: EpochPlan):
+        """The generic step, or on CuPy the fast step once it has checked itself."""
+        generic = GenericStep(
+            self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
+        )
+        if self.backend.kind != "gpu" or self.config.gpu_step == "generic":
+            return generic
+        from ..gpu import choose_step
+
+        return choose_step(self, generic, plan)
+
     def run_epoch(self) -> bool:
         """Train one epoch (or the rest of an interrupted one) and record it.
 
         Returns False when a stop was requested before the epoch finished.
         """
-        xp, model, cfg = self.backend.xp, self.model, self.config
-        e, first_step = self.epoch, self.step
-        n = self.X.shape[0]
-        idx = self.backend.put(np.random.default_rng((cfg.seed, e)).permutation(n), np.int64)
+        model, e = self.model, self.epoch
+        plan = self.plan(e)
+        if self.runner is None:
+            self.runner = self._choose_step(plan)
         snapshot = model.copy_params()
         for cb in self.callbacks:
             cb.on_epoch_start(self, e + 1, self.steps_per_epoch)
-        losses = []
+        self.runner.begin_epoch(plan, self.step)
         self.backend.synchronize()
         t0 = time.perf_counter()
         while self.step < self.steps_per_epoch:
             if self._stop.is_set():
                 return False
-            s = self.step
-            batch = idx[s * self.batch_size : min((s + 1) * self.batch_size, n)]
-            xb = xp.take(self.X, batch, axis=0)
-            masks = None
-            if self.augmenter is not None or cfg.dropout:
-                step_rng = np.random.default_rng((cfg.seed, e, s))
-                if self.augmenter is not None:
-                    xb = self.augmenter(xb, step_rng, self.backend)
-                if cfg.dropout:
-                    masks = model.dropout_masks(step_rng, xb.shape[0], cfg.dropout)
-            self.optimizer.lr = self.base_lr * self.schedule(e * self.steps_per_epoch + s)
-            E, grads = model.loss_and_grads(
-                xb, xp.take(self.T, batch, axis=0), masks, with_penalty=False
-            )
-            self.optimizer.update_params(grads)
-            losses.append(E)
-            self.last_loss = E
+            self.last_loss = self.runner(self.step)
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step(self, self.step)
         self.backend.synchronize()
         seconds = time.perf_counter() - t0
-        step_losses = self.backend.get(xp.stack(losses)).astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(step_losses))
-        if bad.size:
+        losses = self.runner.end_epoch()
+        if losses.bad_step is not None:
             model.set_params(snapshot)
             raise DivergenceError(
-                f"training diverged: the loss became {step_losses[bad[0]]} at epoch {e + 1}, "
-                f"step {bad[0] + 1}; the parameters from before that epoch were kept; "
+                f"training diverged: the loss became {losses.bad_value} at epoch {e + 1}, "
+                f"step {losses.bad_step + 1}; the parameters from before that epoch were kept; "
                 f"try a lower learning rate (now {self.base_lr:g})",
                 epoch=e + 1,
-                step=int(bad[0]) + 1,
+                step=losses.bad_step + 1,
             )
         penalty = float(model.penalty()) if model.l2 else 0.0
-        # a smaller last batch weighs what its samples weigh, not what a full batch does
-        ends = np.minimum(np.arange(first_step, self.steps_per_epoch + 1) * self.batch_size, n)
-        data_loss = float(np.average(step_losses, weights=np.diff(ends)))
-        self._record(e + 1, data_loss + penalty, seconds)
+        self.optimizer.lr = float(plan.lrs[-1])
+        self._record(e + 1, losses.mean + penalty, seconds)
         self.epoch += 1
         self.step = 0
         return True
@@ -381,12 +349,12 @@ class Trainer:
 
     # -- resumable state ---------------------------------------------------------------
     def state(self) -> dict:
-        """JSON-able loop state for a checkpoint (the host RNG is keyed by seed/epoch/step)."""
+        """JSON-able loop state for a checkpoint (the randomness is keyed by seed and epoch)."""
         return {
             "epoch": self.epoch,
             "step": self.step,
             "config": self.config.as_dict(),
-            "rng": {"kind": "numpy.default_rng", "key": [self.config.seed, self.epoch, self.step]},
+            "rng": {"kind": "epoch-plan", "key": [self.config.seed, self.epoch], "step": self.step},
             "history": self.history.as_dict(),
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "schedule_stretches": self.schedule.stretches,
@@ -432,7 +400,7 @@ def fit(
     **config
         Other :class:`TrainConfig` fields: ``epochs``, ``batch_size``, ``lr``,
         ``momentum``, ``seed``, ``schedule``, ``warmup_epochs``, ``augment``,
-        ``dropout``, ``patience``.
+        ``dropout``, ``patience``, ``gpu_step``.
 
     Raises
     ------

@@ -1,0 +1,104 @@
+"""The fast step proves itself on each device before it is used.
+
+It may never have run where it was written, so it is not trusted: before a new fast
+step trains, a few steps are taken three ways from the same state -- the generic step,
+the fast step kernel by kernel, and the fast step as a captured CUDA graph -- and the
+parameters, optimizer state and losses they reach are compared. A mismatch beyond float
+rounding, or any error on the way (a CUDA error, a kernel that does not compile), is the
+verdict "use the generic step", kept in :data:`VERDICTS` for the rest of the process so
+that configuration is not tried again on that device.
+"""
+
+from __future__ import annotations
+
+__all__ = ["compare_steps", "signature", "VERDICTS", "CHECK_STEPS"]
+
+#: Steps taken each way.
+CHECK_STEPS = 3
+#: Largest accepted difference, relative to the size of the generic step's update.
+TOLERANCE = {"float32": 2e-3, "float64": 1e-7}
+#: ``(device key, signature) -> ""`` (passed last time) or why the fast step is not used.
+VERDICTS: dict = {}
+
+
+def signature(trainer) -> tuple:
+    """What the fast step's kernels depend on: the network, optimizer and recipe."""
+    model, opt, cfg = trainer.model, trainer.optimizer, trainer.config
+    return (
+        tuple(model.layer_sizes),
+        tuple(model.activations),
+        model.dtype,
+        opt.name,
+        bool(getattr(opt, "momentum", 0.0)),
+        cfg.augment,
+        bool(cfg.dropout),
+        trainer.batch_size,
+    )
+
+
+def _state(trainer) -> list:
+    """Device copies of the parameters and the optimizer's state (one array each)."""
+    xp, opt = trainer.backend.xp, trainer.optimizer
+    buffers = [trainer.model.params.buffer] + [opt.state[s].buffer for s in opt.slots]
+    return [xp.asarray(b, copy=True) for b in buffers]
+
+
+def _restore(trainer, saved: list, t: int, lr: float) -> None:
+    opt = trainer.optimizer
+    buffers = [trainer.model.params.buffer] + [opt.state[s].buffer for s in opt.slots]
+    for live, copy in zip(buffers, saved, strict=True):
+        live[...] = copy
+    opt.t, opt.lr = t, lr
+
+
+def _difference(xp, got: list, want: list, before: list) -> float:
+    """The largest ``|got - want| / |want - before|`` over the arrays (norms)."""
+    worst = 0.0
+    for g, w, b in zip(got, want, before, strict=True):
+        step = float(xp.sqrt(xp.sum((w - b) * (w - b))))
+        miss = float(xp.sqrt(xp.sum((g - w) * (g - w))))
+        worst = max(worst, miss / max(step, 1e-30))
+    return worst
+
+
+def compare_steps(trainer, generic, fast, plan) -> str:
+    """Run both steps from the same state; ``""`` if they agree, else why not.
+
+    The trainer's model and optimizer are left as they were found. On success the fast
+    step keeps its captured graph.
+    """
+    xp, opt = trainer.backend.xp, trainer.optimizer
+    k = min(CHECK_STEPS, fast.full_steps)
+    first = min(trainer.step, fast.full_steps - k)
+    steps = range(first, first + k)
+    tolerance = TOLERANCE[trainer.model.dtype]
+    with trainer.backend.scope():
+        before, t, lr = _state(trainer), opt.t, opt.lr
+        try:
+            generic.begin_epoch(plan, first)
+            for s in steps:
+                generic(s)
+            want = _state(trainer)
+            want_loss = generic.end_epoch().mean
+            for how in ("kernel by kernel", "as a CUDA graph"):
+                _restore(trainer, before, t, lr)
+                if how == "as a CUDA graph":
+                    fast.capture()
+                fast.begin_epoch(plan, first)
+                for s in steps:
+                    fast(s)
+                got_loss = fast.end_epoch().mean
+                miss = _difference(xp, _state(trainer), want, before)
+                loss_miss = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
+                if not miss <= tolerance or not loss_miss <= tolerance:
+                    return (
+                        f"run {how} it did not match the generic step ({k} steps: parameters "
+                        f"off by {miss:.2g} of the update, loss by {loss_miss:.2g})"
+                    )
+        except Exception as exc:  # a CUDA error, a kernel that does not compile, ...
+            text = str(exc).strip().splitlines()
+            fast.graph = None
+            return f"it failed ({type(exc).__name__}: {text[0] if text else ''})"
+        finally:
+            _restore(trainer, before, t, lr)
+    return ""

@@ -1,0 +1,288 @@
+"""The fast training step on CuPy: fused kernels, persistent buffers, one CUDA graph.
+
+What makes it fast is what it leaves out. Every array a step touches is allocated once,
+when the step is built: the batch, the activations, the gradient (one flat buffer), the
+step's row of the epoch plan. The epoch plan -- every full step's sample indices and
+labels, learning rate (a device scalar) and augmentation coefficients, the dropout key,
+a step counter and the epoch's loss bookkeeping -- is one device buffer that one
+host-to-device copy fills at the start of each epoch; inside the step, a counter on the
+device picks the step's row. So a step needs nothing from the host, and the whole step
+(about 30 kernel launches, see :meth:`FastStep.body`) is captured once as a CUDA graph
+and replayed with one launch.
+
+The batch shape is fixed: the last, smaller batch of an epoch (if any) is run by the
+generic step, from the same plan. The step holds no math the generic step does not
+hold, except the fused softmax cross-entropy; :mod:`mlp_xp.gpu.check` compares the two
+on each device before the fast one is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..train.step import EpochLosses, summarize
+from .kernels import NO_STEP, Kernels
+
+__all__ = ["FastStep", "unsupported"]
+
+
+def unsupported(trainer) -> str:
+    """Why the fast step cannot run ``trainer``'s configuration ("" when it can)."""
+    from ..optim import SGD, Adam
+
+    model = trainer.model
+    if trainer.backend.name != "cupy":
+        return f"it needs CuPy, the model is on {trainer.backend}"
+    if any(h.is_maxout for h in model.hidden):
+        return "maxout layers have no fused kernels"
+    if model.task != "classify":
+        return f"task {model.task!r} has no fused loss (only 'classify')"
+    if type(trainer.optimizer) not in (SGD, Adam) or trainer.optimizer.params is not model.params:
+        return "the optimizer is not an SGD or Adam bound to model.params"
+    return ""
+
+
+class _PlanBuffer:
+    """Where each part of the epoch plan sits in one byte buffer (host and device alike)."""
+
+    def __init__(self, steps: int, batch: int, n_coefficients: int, dtype):
+        self.dtype = np.dtype(dtype)
+        self.row = 1 + 2 * batch * n_coefficients  # lr, then (batch, 2, K) coefficients
+        parts = [
+            ("ints", (steps, 2, batch), np.uint32),  # sample indices, labels
+            ("scalars", (3,), np.uint32),  # counter, dropout key, first bad step
+            ("floats", (steps, self.row), self.dtype),
+            ("book", (3,), self.dtype),  # epoch loss total, first bad loss, last loss
+        ]
+        self.parts, offset = {}, 0
+        for name, shape, kind in parts:
+            nbytes = int(np.prod(shape)) * np.dtype(kind).itemsize
+            self.parts[name] = (offset, shape, kind)
+            offset += -(-nbytes // 8) * 8  # keep every part 8-byte aligned
+        self.nbytes = offset
+
+    def views(self, raw) -> dict:
+        """The parts as typed views of ``raw`` (a uint8 buffer, host or device)."""
+        out = {}
+        for name, (offset, shape, kind) in self.parts.items():
+            size = int(np.prod(shape)) * np.dtype(kind).itemsize
+            part = raw[offset : offset + size].view(kind)
+            out[name] = part.reshape(shape)
+        return out
+
+
+class FastStep:
+    """The CuPy fast step (see the module docstring); the loop calls it like the generic one.
+
+    ``graph`` is None until :meth:`capture`; until then a call runs :meth:`body`
+    (kernel by kernel).
+    """
+
+    name = "fast"
+
+    def __init__(self, trainer, generic):
+        self.trainer, self.generic = trainer, generic
+        self.model, self.optimizer = trainer.model, trainer.optimizer
+        self.backend = trainer.backend
+        cp = self.cp = self.backend.cupy
+        self.batch = trainer.batch_size
+        self.dropout = bool(trainer.config.dropout)
+        self.n = trainer.X.shape[0]
+        self.full_steps = self.n // self.batch
+        aug = trainer.augmenter
+        self.k = Kernels(
+            cp,
+            self.model,
+            self.optimizer,
+            trainer.config.dropout,
+            None if aug is None else (aug.height, aug.width),
+        )
+        self.graph = None
+        with self.backend.scope():
+            self._allocate(trainer)
+
+    # -- buffers ------------------------------------------------------------------------
+    def _allocate(self, trainer) -> None:
+        cp, model, B = self.cp, self.model, self.batch
+        dtype = cp.dtype(model.dtype)
+        aug = trainer.augmenter
+        K = aug.n_coefficients if aug is not None else 0
+        self.layout = _PlanBuffer(self.full_steps, B, K, dtype)
+        self.plan_device = cp.zeros(self.layout.nbytes, dtype=cp.uint8)
+        self.plan_host = np.zeros(self.layout.nbytes, dtype=np.uint8)
+        parts = self.layout.views(self.plan_device)
+        self.ints, self.floats, scalars, book = (
+            parts["ints"],
+            parts["floats"],
+            parts["scalars"],
+            parts["book"],
+        )
+        self.counter, self.key, self.bad = scalars[0], scalars[1], scalars[2]
+        self.total, self.bad_value, self.loss = book[0], book[1], book[2]
+        self.irow = cp.empty((2, B), dtype=cp.uint32)
+        self.frow = cp.empty((self.layout.row,), dtype=dtype)
+        self.samples = self.irow[0]
+        self.samples_col = self.irow[0].reshape(B, 1)
+        self.labels_col = self.irow[1].reshape(B, 1)
+        self.lr = self.frow[0]
+        X = trainer.X
+        self.x = cp.empty((B, model.n_inputs), dtype=dtype)
+        if aug is not None:
+            h, w = aug.height, aug.width
+            padded = cp.zeros((self.n, h + 2, w + 2), dtype=dtype)
+            padded[:, 1 : h + 1, 1 : w + 1] = X.reshape(self.n, h, w)
+            self.source = padded.reshape(-1)
+            self.basis = self.backend.put(aug.basis(), dtype)
+            self.coefficients = self.frow[1:].reshape(2 * B, K)
+            self.coords = cp.empty((B, 2, h * w), dtype=dtype)
+            wp = w + 2  # top-left, top-right, bottom-left, bottom-right past the ring
+            corners = np.array([wp + 1, wp + 2, 2 * wp + 1, 2 * wp + 2], dtype=np.int32)
+            self.offsets = self.backend.put(corners.reshape(1, 4, 1))
+            self.index = cp.empty((B, 4, h * w), dtype=cp.int32)
+            self.neighbours = cp.empty((B, 4, h * w), dtype=dtype)
+        else:
+            self.source = X
+        sizes = model.layer_sizes
+        self.a = [cp.empty((B, u), dtype=dtype) for u in sizes[1:-1]]
+        self.h = [cp.empty((B, u), dtype=dtype) for u in sizes[1:-1]]
+        self.dh = [cp.empty((B, u), dtype=dtype) for u in sizes[1:-1]]
+        start, self.units = 0, []
+        for u in sizes[1:-1]:
+            self.units.append(self.backend.put(np.arange(start, start + u, dtype=np.uint32)[None]))
+            start += u
+        n_out = sizes[-1]
+        self.z = cp.empty((B, n_out), dtype=dtype)
+        self.zmax = cp.empty((B, 1), dtype=dtype)
+        self.p = cp.empty((B, n_out), dtype=dtype)
+        self.s = cp.empty((B, 1), dtype=dtype)
+        self.delta = cp.empty((B, n_out), dtype=dtype)
+        self.contrib = cp.empty((B, n_out), dtype=dtype)
+        self.classes = self.backend.put(np.arange(n_out, dtype=np.uint32)[None])
+        params = model.params
+        self.grads = params.layout.views(cp, cp.zeros_like(params.buffer))
+        l2 = np.zeros(params.layout.size, dtype=dtype)
+        l2[: params.layout.n_weights] = model.l2
+        self.l2 = self.backend.put(l2)
+        self.slots = [self.optimizer.state[s].buffer for s in self.optimizer.slots]
+        self.labels = self.backend.get(cp.argmax(trainer.T, axis=1)).astype(np.uint32)
+
+    # -- the step -----------------------------------------------------------------------
+    def body(self) -> None:
+        """One step, kernel by kernel, on the persistent buffers (what the graph holds)."""
+        cp, k, model, B = self.cp, self.k, self.model, self.batch
+        cp.take(self.ints, self.counter, axis=0, out=self.irow)
+        cp.take(self.floats, self.counter, axis=0, out=self.frow)
+        if self.trainer.augmenter is not None:
+            cp.matmul(self.coefficients, self.basis, out=self.coords.reshape(2 * B, -1))
+            rows, cols = self.coords[:, 0:1, :], self.coords[:, 1:2, :]
+            k.warp_index(rows, cols, self.samples.reshape(B, 1, 1), self.offsets, self.index)
+            cp.take(self.source, self.index, out=self.neighbours)
+            v = self.neighbours
+            k.warp_blend(
+                v[:, 0], v[:, 1], v[:, 2], v[:, 3], self.coords[:, 0], self.coords[:, 1], self.x
+            )
+        else:
+            cp.take(self.source, self.samples, axis=0, out=self.x)
+        params, grads = model.params, self.grads
+
+        def mask(i):  # what the kernels of hidden layer i need to make its dropout mask
+            return (self.samples_col, self.units[i], self.key) if self.dropout else ()
+
+        inputs = [self.x, *self.h]
+        for i, kernel in enumerate(k.forward):
+            cp.matmul(inputs[i], params[f"W{i + 1}"], out=self.a[i])
+            kernel(self.a[i], params[f"b{i + 1}"], self.h[i], *mask(i))
+        top = len(k.forward) + 1
+        cp.matmul(inputs[-1], params[f"W{top}"], out=self.z)
+        k.add_bias(self.z, params[f"b{top}"])
+        cp.max(self.z, axis=1, keepdims=True, out=self.zmax)
+        k.exp_shifted(self.z, self.zmax, self.p)
+        cp.sum(self.p, axis=1, keepdims=True, out=self.s)
+        k.softmax_xent(
+            self.p,
+            self.s,
+            self.z,
+            self.zmax,
+            self.labels_col,
+            self.classes,
+            1.0 / B,
+            self.delta,
+            self.contrib,
+        )
+        cp.sum(self.contrib, out=self.loss)
+        k.bookkeeping(self.loss, self.counter, self.total, self.bad, self.bad_value)
+        delta = self.delta
+        for i in range(top, 0, -1):
+            if i < top:
+                k.backward[i - 1](self.a[i - 1], delta, *mask(i - 1))
+            cp.matmul(inputs[i - 1].T, delta, out=grads[f"W{i}"])
+            cp.sum(delta, axis=0, out=grads[f"b{i}"])
+            if i > 1:
+                cp.matmul(delta, params[f"W{i}"].T, out=self.dh[i - 2])
+                delta = self.dh[i - 2]
+        k.update(params.buffer, grads.buffer, self.l2, self.lr, *self.slots)
+
+    def capture(self) -> None:
+        """Capture :meth:`body` as a CUDA graph (recorded, not run) for one-launch steps."""
+        stream = self.cp.cuda.Stream(non_blocking=True)
+        with self.backend.scope(), stream:
+            stream.begin_capture()
+            try:
+                self.body()
+            finally:
+                graph = stream.end_capture()
+        self.graph = graph
+
+    # -- what the loop calls ------------------------------------------------------------
+    def begin_epoch(self, plan, start: int = 0) -> None:
+        """Fill the plan buffer for ``plan`` from step ``start`` on: one copy to the device."""
+        B, full = self.batch, self.full_steps
+        host = self.layout.views(self.plan_host)
+        order = plan.order[: full * B].reshape(full, B)
+        host["ints"][:, 0, :] = order
+        host["ints"][:, 1, :] = self.labels[order]
+        host["scalars"][:] = (min(start, full), plan.dropout_key, NO_STEP)
+        t0 = self.optimizer.t
+        lrs = [
+            self.optimizer.step_size(t0 + s - start + 1, float(plan.lrs[s])) if s >= start else 0
+            for s in range(full)
+        ]
+        host["floats"][:, 0] = lrs
+        if plan.coefficients is not None:
+            host["floats"][:, 1:] = plan.coefficients[: full * B].reshape(full, -1)
+        host["book"][:] = 0.0
+        with self.backend.scope():
+            self.plan_device.set(self.plan_host)
+        self.start, self.plan = start, plan
+        if plan.steps > full:  # the last, smaller batch goes to the generic step
+            self.generic.begin_epoch(plan, start)
+
+    def __call__(self, s: int):
+        if s >= self.full_steps:
+            return self.generic(s)
+        with self.backend.scope():
+            if self.graph is not None:
+                self.graph.launch()
+            else:
+                self.body()
+        self.optimizer.t += 1
+        self.optimizer.lr = float(self.plan.lrs[s])
+        return self.loss
+
+    def end_epoch(self) -> EpochLosses:
+        """The epoch's losses: the fast steps' bookkeeping and any generic last step."""
+        parts = self.layout.views(self.plan_device)
+        book, scalars = self.backend.get((parts["book"], parts["scalars"]))
+        ran, bad = int(scalars[0]) - min(self.start, self.full_steps), int(scalars[2])
+        if bad != NO_STEP:
+            return EpochLosses(float("nan"), 0, bad, float(book[1]))
+        # the fast steps' batches are all full: each loss weighs batch_size samples
+        count = ran * self.plan.batch_size
+        total = float(book[0]) * self.plan.batch_size
+        if self.plan.steps > self.full_steps and self.generic.losses:
+            rest = summarize(self.backend, self.generic.losses, self.plan)
+            if rest.bad_step is not None:
+                return rest
+            total += rest.mean * rest.samples
+            count += rest.samples
+        return EpochLosses(total / max(count, 1), count)

@@ -1,0 +1,147 @@
+"""The fast step's fused kernels: Python functions that ``cupy.fuse`` compiles.
+
+Each kernel is a function of arrays written with operators and elementwise functions of
+the module it is given (``cp``), so the same body runs under CuPy's fusion (one compiled
+kernel) and under any NumPy-backed module (the tests' CuPy double runs it there). The
+bodies hold as little math of their own as they can: the activations and their
+derivatives come from :mod:`mlp_xp.functional`, the dropout mask from its counter-based
+hash, the update from the optimizer's own in-place rule, the bilinear corner from
+:mod:`mlp_xp.train.augment`. What is new here -- the softmax cross-entropy delta in
+fused form -- is checked against the generic step, in the tests and, on each device, at
+run time (:mod:`mlp_xp.gpu.check`).
+
+Kernels write their results into arrays they are given (``out[...] = ...`` or in-place
+operators), never into new ones, so a step allocates nothing and can be captured as a
+CUDA graph.
+"""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..train.augment import corner_and_fraction
+
+__all__ = ["Kernels"]
+
+
+class Kernels:
+    """The fused kernels of one network, optimizer and recipe (constants baked in).
+
+    Parameters
+    ----------
+    cp : module
+        ``cupy`` (or a module that imitates it).
+    model, optimizer
+        The network (dense layers, softmax output) and its bound optimizer.
+    dropout : float
+        The hidden layers' dropout rate (0 = off).
+    image_shape : (H, W) or None
+        For the augmentation kernels.
+    """
+
+    def __init__(self, cp, model, optimizer, dropout: float = 0.0, image_shape=None):
+        self.cp = cp
+        fuse = cp.fuse
+        total = sum(h.units for h in model.hidden)
+
+        scale = 1.0 / (1.0 - dropout) if dropout else 1.0
+
+        def dropped(x, samples, units, key):
+            """Inverted dropout of ``x`` (CuPy's fusion has no ``astype`` function: a select)."""
+            keep = F.dropout_keep(F.unit_counters(samples, units, total), key, dropout)
+            return cp.where(keep, x * scale, 0.0)
+
+        def forward_kernel(act):
+            if dropout:
+
+                def hidden(a, b, h, samples, units, key):
+                    z = a + b
+                    a[...] = z
+                    h[...] = dropped(act.fn(cp, z), samples, units, key)
+
+            else:
+
+                def hidden(a, b, h):
+                    z = a + b
+                    a[...] = z
+                    h[...] = act.fn(cp, z)
+
+            return fuse(kernel_name=f"mlp_xp_{act.name}_forward")(hidden)
+
+        def backward_kernel(act):
+            if dropout:
+
+                def hidden(a, dh, samples, units, key):
+                    dout = dropped(dh, samples, units, key)
+                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dout)
+
+            else:
+
+                def hidden(a, dh):
+                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dh)
+
+            return fuse(kernel_name=f"mlp_xp_{act.name}_backward")(hidden)
+
+        acts = [F.activation(name) for name in model.activations]
+        self.forward = [forward_kernel(act) for act in acts]
+        self.backward = [backward_kernel(act) for act in acts]
+
+        @fuse(kernel_name="mlp_xp_add_bias")
+        def add_bias(z, b):
+            z += b
+
+        @fuse(kernel_name="mlp_xp_exp_shifted")
+        def exp_shifted(z, zmax, p):
+            p[...] = cp.exp(z - zmax)
+
+        @fuse(kernel_name="mlp_xp_softmax_xent")
+        def softmax_xent(p, s, z, zmax, labels, classes, inv_n, delta, contrib):
+            """delta = (softmax - t) / N and each row's -ln y_label / N (one-hot t)."""
+            hit = labels == classes
+            delta[...] = (p / s - cp.where(hit, 1.0, 0.0)) * inv_n
+            contrib[...] = cp.where(hit, cp.log(s) - (z - zmax), 0.0) * inv_n
+
+        @fuse(kernel_name="mlp_xp_bookkeeping")
+        def bookkeeping(loss, counter, total, bad, bad_value):
+            """Add the step's loss to the epoch's; note the first non-finite one; count."""
+            first = (bad == NO_STEP) & ~cp.isfinite(loss)
+            bad[...] = cp.where(first, counter, bad)
+            bad_value[...] = cp.where(first, loss, bad_value)
+            total += loss
+            counter += 1
+
+        @fuse(kernel_name=f"mlp_xp_{optimizer.name}_update")
+        def update(p, g, l2, lr, *slots):
+            optimizer.rule(p, g + l2 * p, *slots, lr=lr)
+
+        self.add_bias, self.exp_shifted = add_bias, exp_shifted
+        self.softmax_xent, self.bookkeeping, self.update = softmax_xent, bookkeeping, update
+        if image_shape is not None:
+            self._augmentation(fuse, *image_shape)
+
+    def _augmentation(self, fuse, height: int, width: int) -> None:
+        cp = self.cp
+        hp, wp = height + 2, width + 2
+
+        @fuse(kernel_name="mlp_xp_warp_index")
+        def warp_index(rows, cols, samples, offsets, index):
+            """Flat indices of the 2x2 neighbours in the padded training set."""
+            r0, _ = corner_and_fraction(cp, rows, float(height), height - 1.0)
+            c0, _ = corner_and_fraction(cp, cols, float(width), width - 1.0)
+            index[...] = (
+                samples * (hp * wp) + r0.astype(cp.int32) * wp + c0.astype(cp.int32) + offsets
+            )
+
+        @fuse(kernel_name="mlp_xp_warp_blend")
+        def warp_blend(v0, v1, v2, v3, rows, cols, out):
+            """Bilinear blend of the four neighbours, as :func:`~mlp_xp.train.augment.warp`."""
+            _, fr = corner_and_fraction(cp, rows, float(height), height - 1.0)
+            _, fc = corner_and_fraction(cp, cols, float(width), width - 1.0)
+            top = v0 + fc * (v1 - v0)
+            bottom = v2 + fc * (v3 - v2)
+            out[...] = top + fr * (bottom - top)
+
+        self.warp_index, self.warp_blend = warp_index, warp_blend
+
+
+#: ``bad`` holds this until a non-finite loss is seen (a uint32 that is no step).
+NO_STEP = 0xFFFFFFFF

@@ -1,0 +1,126 @@
+"""One training step, written once in ``xp``: gather, augment, forward, backward, update.
+
+:class:`GenericStep` runs on every backend. A step is an object with three calls, so
+the loop does not care how it is done (the CuPy fast step of :mod:`mlp_xp.gpu` has the
+same three):
+
+``begin_epoch(plan, start)``  take an :class:`~mlp_xp.train.plan.EpochPlan` (one copy of
+                              its arrays to the device) before step ``start``
+``step(s)``                   run step ``s``; returns its loss, a device scalar
+``end_epoch()``               :class:`EpochLosses` of the steps run (one copy back)
+
+Its parts compose: :meth:`GenericStep.batch` makes a batch's inputs, targets and
+dropout masks; ``grad_hooks`` are called with the flat gradient before the update
+(an allreduce across processes goes there); the optimizer applies the update.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["GenericStep", "EpochLosses"]
+
+
+class EpochLosses(NamedTuple):
+    """An epoch's losses as host numbers: their mean and the first non-finite one.
+
+    ``mean`` is over the samples the steps saw: each step's (batch-mean) loss
+    weighs what its batch holds, so a smaller last batch counts for less.
+    """
+
+    mean: float
+    samples: int = 0  # how many samples the steps saw
+    bad_step: int | None = None  # 0-based step of the first NaN/Inf loss
+    bad_value: float = 0.0
+
+
+class GenericStep:
+    """Mini-batch gradient descent on any backend (see the module docstring).
+
+    Parameters
+    ----------
+    model, optimizer
+        The network and an optimizer bound to ``model.params``.
+    X, T : device arrays
+        All training inputs (N, n_inputs) and encoded targets (N, n_outputs).
+    augmenter : Augmenter or None
+    dropout : float
+        Inverted-dropout rate of the hidden layers (0 = off).
+    """
+
+    name = "generic"
+
+    def __init__(self, model, optimizer, X, T, augmenter=None, dropout: float = 0.0):
+        self.model, self.optimizer = model, optimizer
+        self.backend = model.backend
+        self.X, self.T = X, T
+        self.augmenter, self.dropout = augmenter, dropout
+        self.grad_hooks: list = []
+        self.plan = None
+        self._inputs: dict = {}  # batch size -> the buffer the batch is gathered into
+        with self.backend.scope():  # the step's gradient buffer, reused at every step
+            params = model.params
+            self.grads = params.layout.views(model.xp, model.xp.zeros_like(params.buffer))
+
+    def begin_epoch(self, plan, start: int = 0) -> None:
+        self.plan = plan
+        self.order = self.backend.put(plan.order, np.int64)
+        self.coefficients = None
+        if self.augmenter is not None:
+            self.coefficients = self.backend.put(plan.coefficients, self.model.dtype)
+        self.losses: list = []
+
+    def batch(self, s: int):
+        """Step ``s``'s inputs (augmented), targets and dropout masks, on the device."""
+        xp, rows = self.backend.xp, self.plan.rows(s)
+        samples = self.order[rows]
+        xb = self._gather(samples)
+        if self.augmenter is not None:
+            xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend)
+        masks = None
+        if self.dropout:
+            masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
+        return xb, xp.take(self.T, samples, axis=0), masks
+
+    def _gather(self, samples):
+        """The batch's inputs; where ``take`` has ``out=``, into a buffer reused every step
+        (on the CPU a new array of this size each step costs page faults, not copying)."""
+        xp, X = self.backend.xp, self.X
+        if not self.backend.writes_out:
+            return xp.take(X, samples, axis=0)
+        n = samples.shape[0]
+        if n not in self._inputs:
+            self._inputs[n] = xp.empty((n, X.shape[1]), dtype=X.dtype, device=X.device)
+        return xp.take(X, samples, axis=0, out=self._inputs[n])
+
+    def __call__(self, s: int):
+        with self.backend.scope():
+            xb, tb, masks = self.batch(s)
+            loss, grads = self.model.loss_and_grads(
+                xb, tb, masks, with_penalty=False, out=self.grads
+            )
+            for hook in self.grad_hooks:
+                hook(grads)
+            self.optimizer.lr = float(self.plan.lrs[s])
+            self.optimizer.update_params(grads)
+        self.losses.append((s, loss))
+        return loss
+
+    def end_epoch(self) -> EpochLosses:
+        return summarize(self.backend, self.losses, self.plan)
+
+
+def summarize(backend, losses: list, plan) -> EpochLosses:
+    """:class:`EpochLosses` of ``(step, device loss)`` pairs, with one copy to the host."""
+    if not losses:
+        return EpochLosses(float("nan"))
+    steps = [s for s, _ in losses]
+    with backend.scope():
+        values = backend.get(backend.xp.stack([v for _, v in losses])).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        return EpochLosses(float("nan"), 0, steps[bad[0]], float(values[bad[0]]))
+    sizes = np.array([plan.rows(s).stop - plan.rows(s).start for s in steps])
+    return EpochLosses(float(np.average(values, weights=sizes)), int(sizes.sum()))

@@ -1,0 +1,166 @@
+"""What the double counts and the device state it imitates (current device, streams, capture)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counts:
+    """What a real GPU would have been asked to do.
+
+    ``launches``: kernel launches (elementwise, reductions, cuBLAS calls, memsets, device
+    copies; a fused kernel is one; a graph launch is one). ``syncs``: blocking
+    device-to-host waits (``float``/``int``/``bool``/``item``/``get``/``asnumpy``, boolean
+    masks, ``synchronize``). ``h2d``: host-to-device copies. ``graph_launches``: CUDA graph
+    replays. ``allocations``: new device arrays per device id. ``capture_allocations``:
+    arrays allocated while a stream was capturing.
+    """
+
+    launches: int = 0
+    syncs: int = 0
+    h2d: int = 0
+    d2h: int = 0
+    graph_launches: int = 0
+    allocations: dict = field(default_factory=dict)
+    capture_allocations: int = 0
+
+    def copy(self) -> Counts:
+        return Counts(
+            self.launches,
+            self.syncs,
+            self.h2d,
+            self.d2h,
+            self.graph_launches,
+            dict(self.allocations),
+            self.capture_allocations,
+        )
+
+    def __sub__(self, other: Counts) -> Counts:
+        devices = set(self.allocations) | set(other.allocations)
+        return Counts(
+            self.launches - other.launches,
+            self.syncs - other.syncs,
+            self.h2d - other.h2d,
+            self.d2h - other.d2h,
+            self.graph_launches - other.graph_launches,
+            {d: self.allocations.get(d, 0) - other.allocations.get(d, 0) for d in devices},
+            self.capture_allocations - other.capture_allocations,
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "launches": self.launches,
+            "syncs": self.syncs,
+            "h2d": self.h2d,
+            "d2h": self.d2h,
+            "graph_launches": self.graph_launches,
+        }
+
+
+class State(threading.local):
+    """One per thread, like CUDA's current device and stream."""
+
+    def __init__(self):
+        self.counts = Counts()
+        self.n_devices = 2
+        self.memory = 16 << 30  # bytes per simulated device
+        self.device_stack: list[int] = []
+        self.stream_stack: list = []
+        self.fusing = 0  # inside a fused kernel: nothing is counted, few ops are allowed
+        self.fused_reductions = 0
+        self.replaying = 0  # a graph is being replayed: its thunks are not counted
+        self.faults: set[str] = set()
+        self.pool_used = 0  # bytes held by live device arrays
+        self.pool_total = 0  # the most ever held (the pool keeps what it grew to)
+
+    @property
+    def device(self) -> int:
+        return self.device_stack[-1] if self.device_stack else 0
+
+    @property
+    def capturing(self):
+        """The stream capturing work launched now, or None."""
+        stream = self.stream_stack[-1] if self.stream_stack else None
+        return stream if stream is not None and stream._capture is not None else None
+
+    def reset(self, n_devices: int = 2) -> None:
+        self.__init__()
+        self.n_devices = n_devices
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Run double internals (fused bodies, graph replays) without counting them."""
+        self.replaying += 1
+        try:
+            yield
+        finally:
+            self.replaying -= 1
+
+    @property
+    def counting(self) -> bool:
+        return not (self.fusing or self.replaying)
+
+
+STATE = State()
+
+
+class CaptureError(RuntimeError):
+    """What CUDA answers to a synchronous operation on a capturing stream."""
+
+
+def launched(n: int = 1) -> None:
+    if STATE.counting:
+        STATE.counts.launches += n
+
+
+def synced(what: str) -> None:
+    if STATE.fusing:
+        raise TypeError(f"{what} is not allowed inside a fused kernel")
+    if STATE.capturing is not None and not STATE.replaying:
+        raise CaptureError(
+            f"cudaErrorStreamCaptureUnsupported: {what} is not permitted when stream is capturing"
+        )
+    if STATE.counting:
+        STATE.counts.syncs += 1
+
+
+def copied_to_device() -> None:
+    if STATE.capturing is not None and not STATE.replaying:
+        raise CaptureError(
+            "cudaErrorStreamCaptureUnsupported: a synchronous host-to-device copy is not "
+            "permitted when stream is capturing"
+        )
+    if STATE.counting:
+        STATE.counts.h2d += 1
+
+
+def copied_to_host() -> None:
+    synced("a device-to-host copy")
+    if STATE.counting:
+        STATE.counts.d2h += 1
+
+
+def check_memory(nbytes: int) -> None:
+    if nbytes > STATE.memory - STATE.pool_used:
+        from .cuda import OutOfMemoryError
+
+        raise OutOfMemoryError(nbytes, STATE.memory)
+
+
+def allocated(device: int, nbytes: int) -> None:
+    check_memory(nbytes)
+    STATE.pool_used += nbytes
+    STATE.pool_total = max(STATE.pool_total, STATE.pool_used)
+    if STATE.fusing or STATE.replaying:
+        return
+    counts = STATE.counts
+    counts.allocations[device] = counts.allocations.get(device, 0) + 1
+    if STATE.capturing is not None:
+        counts.capture_allocations += 1
+
+
+def fault(name: str) -> bool:
+    return name in STATE.faults

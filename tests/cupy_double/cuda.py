@@ -1,0 +1,209 @@
+"""``cupy.cuda`` of the double: devices, the runtime, streams, events, CUDA graphs, memory."""
+
+from __future__ import annotations
+
+import types
+
+from ._state import STATE, fault, launched, synced
+
+
+class CUDARuntimeError(RuntimeError):
+    """CuPy's runtime error (``cupy_backends.cuda.api.runtime.CUDARuntimeError``)."""
+
+
+CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
+
+
+class OutOfMemoryError(MemoryError):
+    def __init__(self, size, total):
+        super().__init__(
+            f"Out of memory allocating {size:,} bytes (allocated so far: 0 bytes, limit set "
+            f"to: {total:,} bytes)."
+        )
+
+
+OutOfMemoryError.__module__ = "cupy.cuda.memory"
+
+
+def _driver_check():
+    if fault("driver"):
+        raise CUDARuntimeError(
+            "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA "
+            "runtime version"
+        )
+
+
+def _count() -> int:
+    _driver_check()
+    return 0 if fault("no-device") else STATE.n_devices
+
+
+class Device:
+    """A simulated CUDA device; ``with Device(1):`` makes it current."""
+
+    def __init__(self, device=None):
+        if isinstance(device, Device):
+            device = device.id
+        self.id = STATE.device if device is None else int(device)
+        if not 0 <= self.id < _count():
+            raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+
+    def __enter__(self):
+        STATE.device_stack.append(self.id)
+        return self
+
+    def __exit__(self, *exc):
+        STATE.device_stack.pop()
+
+    def use(self):
+        if STATE.device_stack:
+            STATE.device_stack[-1] = self.id
+        else:
+            STATE.device_stack.append(self.id)
+
+    @property
+    def compute_capability(self) -> str:
+        return "90"
+
+    @property
+    def mem_info(self):
+        return (STATE.memory // 2, STATE.memory)
+
+    def synchronize(self):
+        synced("Device.synchronize()")
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+def _properties(i: int) -> dict:
+    if not 0 <= i < _count():
+        raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+    return {
+        "name": f"Simulated GPU {i}".encode(),
+        "totalGlobalMem": STATE.memory,
+        "major": 9,
+        "minor": 0,
+        "multiProcessorCount": 132,
+    }
+
+
+def _module(name: str, **attrs) -> types.ModuleType:
+    module = types.ModuleType(f"cupy.cuda.{name}")
+    module.__dict__.update(attrs)
+    return module
+
+
+runtime = _module(
+    "runtime",
+    CUDARuntimeError=CUDARuntimeError,
+    getDeviceCount=_count,
+    getDeviceProperties=_properties,
+    getDevice=lambda: STATE.device,
+    runtimeGetVersion=lambda: 12080,
+    driverGetVersion=lambda: (_driver_check(), 12080)[1],
+    memGetInfo=lambda: (STATE.memory // 2, STATE.memory),
+    streamCaptureModeRelaxed=2,
+)
+
+
+class Graph:
+    """A captured sequence of work; ``launch()`` replays it as one launch."""
+
+    def __init__(self, work: list):
+        self._work = work
+
+    def launch(self, stream=None):
+        launched(1)
+        if STATE.counting:
+            STATE.counts.graph_launches += 1
+        with STATE.quiet():
+            for step in self._work:
+                step()
+
+    def upload(self, stream=None):
+        pass
+
+
+graph = _module("graph", Graph=Graph)
+
+
+class Event:
+    def record(self, stream=None):
+        return self
+
+    def synchronize(self):
+        synced("Event.synchronize()")
+
+
+class Stream:
+    """A stream; work is launched on the innermost ``with stream:``."""
+
+    null: Stream
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int | None = None):
+        self.ptr = 0 if null else id(self)
+        self._capture = None
+
+    def __enter__(self):
+        STATE.stream_stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        STATE.stream_stack.pop()
+
+    def use(self):
+        STATE.stream_stack.append(self)
+        return self
+
+    def synchronize(self):
+        synced("Stream.synchronize()")
+
+    def begin_capture(self, mode=None):
+        if self.ptr in (0, 1):
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        self._capture = []
+
+    def is_capturing(self) -> bool:
+        return self._capture is not None
+
+    def end_capture(self) -> Graph:
+        work, self._capture = self._capture, None
+        return Graph(work)
+
+    def record(self, event=None):
+        return event or Event()
+
+    def wait_event(self, event):
+        pass
+
+
+Stream.null = Stream(null=True)
+
+
+def get_current_stream():
+    return STATE.stream_stack[-1] if STATE.stream_stack else Stream.null
+
+
+class MemoryPool:
+    def used_bytes(self) -> int:
+        return STATE.pool_used
+
+    def total_bytes(self) -> int:
+        return STATE.pool_total
+
+    def free_all_blocks(self) -> None:
+        pass
+
+
+memory = _module("memory", OutOfMemoryError=OutOfMemoryError, MemoryPool=MemoryPool)
+device = _module("device", Device=Device)
+stream = _module("stream", Stream=Stream, Event=Event, get_current_stream=get_current_stream)
+SUBMODULES = {"runtime": runtime, "graph": graph, "memory": memory, "device": device,
+              "stream": stream}  # fmt: skip

@@ -1,0 +1,171 @@
+"""The counting CuPy double imitates the CuPy 14 behaviour the package relies on."""
+
+import numpy as np
+import pytest
+
+from .conftest import simulated_gpu
+from .cupy_double import counting
+
+
+@pytest.fixture
+def cp(request):
+    return simulated_gpu(request)
+
+
+@pytest.fixture
+def xp(cp):
+    import array_api_compat.cupy as xp
+
+    return xp
+
+
+def test_device_arrays_refuse_implicit_conversion(cp):
+    a = cp.arange(6, dtype=cp.float32).reshape(2, 3)
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="2-d device array"):
+        float(a)
+    with counting() as c:
+        assert float(cp.sum(a)) == 15.0 and int(a[1, 2]) == 5 and bool(a[0, 1])
+    assert c.counts.syncs == 3
+
+
+def test_host_arrays_mixed_into_device_operations_raise(cp):
+    a = cp.zeros(3, dtype=cp.float32)
+    for bad in (lambda: a + np.ones(3), lambda: np.ones(3) * a, lambda: cp.maximum(a, np.ones(3))):
+        with pytest.raises(TypeError, match="Unsupported type"):
+            bad()
+    with pytest.raises(TypeError, match="Unsupported type"):
+        a[...] = np.ones(3)
+    assert float(cp.sum(a + np.float32(2))) == 6.0  # NumPy scalars are fine, as in CuPy
+
+
+def test_reductions_give_0d_device_arrays_and_views_are_free(cp):
+    a = cp.ones((4, 5), dtype=cp.float32)
+    with counting() as c:
+        total, rows = cp.sum(a), a.max(axis=1)
+        b = a[1:3].reshape(-1)
+    assert isinstance(total, cp.ndarray) and total.ndim == 0 and rows.shape == (4,)
+    assert c.counts.launches == 2 and c.counts.syncs == 0  # the view and the reshape are free
+    assert b.shape == (10,)
+
+
+def test_boolean_masks_synchronise(cp):
+    a = cp.arange(6, dtype=cp.float32)
+    with counting() as c:
+        a[a > 2]
+    assert c.counts.syncs == 1
+    with counting() as c:
+        a[a > 2] = 0.0
+    assert c.counts.syncs == 1
+
+
+def test_the_compat_clip_trap_is_visible(xp):
+    """array-api-compat's clip for CuPy masks (syncs) and copies its bounds to the device."""
+    a = xp.reshape(xp.arange(6, dtype=xp.float32), (2, 3))
+    with counting() as c:
+        xp.clip(a, 0.0, 1.0)
+    assert c.counts.syncs >= 2 and c.counts.h2d >= 2
+    with counting() as c:
+        xp.minimum(xp.maximum(a, 0.0), 1.0)
+    assert c.counts.as_dict() == {
+        "launches": 2,
+        "syncs": 0,
+        "h2d": 0,
+        "d2h": 0,
+        "graph_launches": 0,
+    }
+
+
+def test_transfers_are_counted(cp):
+    with counting() as c:
+        a = cp.asarray(np.arange(3.0))
+        a.get()
+        cp.asnumpy(a)
+        a.set(np.zeros(3))
+        cp.cuda.get_current_stream().synchronize()
+    assert (c.counts.h2d, c.counts.d2h, c.counts.syncs) == (2, 2, 3)
+
+
+def test_concatenate_costs_what_cupy_does(cp):
+    parts = [cp.ones(4, dtype=cp.float32) for _ in range(9)]
+    with counting() as c:
+        cp.concatenate(parts[:6])
+    assert (c.counts.launches, c.counts.h2d) == (6, 0)  # one copy kernel per array
+    with counting() as c:
+        cp.concatenate(parts)
+    assert (c.counts.launches, c.counts.h2d) == (1, 1)  # the pointers go to the device first
+
+
+def test_arrays_live_on_the_device_current_when_made(cp):
+    with cp.cuda.Device(1):
+        b = cp.zeros(3, dtype=cp.float32)
+        assert b.device.id == 1
+        b + 1.0
+    with pytest.raises(ValueError, match="resides \\(1\\).*current device \\(0\\)"):
+        b + 1.0
+    assert cp.cuda.runtime.getDeviceCount() == 2
+    with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="invalid device"):
+        cp.cuda.Device(2)
+
+
+def test_fuse_is_one_launch_and_refuses_what_cupy_fuse_cannot_do(cp):
+    @cp.fuse()
+    def axpy(y, x, a):
+        y += a * cp.exp(x)
+
+    x, y = cp.zeros(4, dtype=cp.float32), cp.ones(4, dtype=cp.float32)
+    with counting() as c:
+        axpy(y, x, 2.0)
+    assert c.counts.launches == 1 and float(y.sum()) == 12.0
+    for body in (lambda v: v[1:], lambda v: cp.matmul(v, v), lambda v: float(v)):
+        with pytest.raises((TypeError, NotImplementedError)):
+            cp.fuse(body)(x)
+    with pytest.raises(NotImplementedError, match="Multiple reduction"):
+        cp.fuse(lambda v: cp.sum(cp.sum(v, axis=0)))(cp.ones((2, 2)))
+    with pytest.raises(TypeError, match="Unsupported type"):
+        axpy(y, np.zeros(4, np.float32), 2.0)
+
+
+def test_a_captured_graph_records_work_and_replays_it_as_one_launch(cp):
+    x = cp.ones(3, dtype=cp.float32)
+    out = cp.zeros(3, dtype=cp.float32)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        cp.multiply(x, 2.0, out)
+        x += out
+        graph = stream.end_capture()
+    assert float(x.sum()) == 3.0 and float(out.sum()) == 0.0  # recorded, not run
+    with counting() as c:
+        graph.launch()
+        graph.launch()
+    assert (c.counts.launches, c.counts.graph_launches) == (2, 2)
+    np.testing.assert_array_equal(x.get(), 9.0)  # 1 -> 3 -> 9
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(RuntimeError, match="capturing"):
+            float(x.sum())
+        stream.end_capture()
+    with pytest.raises(RuntimeError, match="legacy"):
+        cp.cuda.Stream.null.begin_capture()
+
+
+@pytest.mark.parametrize(
+    "fault, trigger, match",
+    [
+        ("driver", lambda cp: cp.cuda.runtime.getDeviceCount(), "InsufficientDriver"),
+        ("cublas", lambda cp: cp.zeros((2, 2)) @ cp.zeros((2, 2)), "libcublas"),
+        ("nvrtc", lambda cp: cp.zeros(2) + 1.0, "libnvrtc"),  # kernels compile on first use
+    ],
+)
+def test_a_broken_workstation_fails_the_way_the_real_stack_does(request, fault, trigger, match):
+    cp = simulated_gpu(request, faults=[fault])
+    with pytest.raises(Exception, match=match):
+        trigger(cp)
+
+
+def test_out_of_device_memory(cp):
+    with pytest.raises(MemoryError, match="Out of memory") as info:
+        cp.empty(1 << 50, dtype=cp.uint8)
+    assert type(info.value).__module__ == "cupy.cuda.memory"

@@ -1,0 +1,131 @@
+"""What a training step asks of a GPU, counted on the CuPy double: the per-step budget.
+
+A step of this small network takes microseconds of arithmetic on a GPU, so launches and
+syncs are its whole cost. Budgets: no blocking sync and at most one host-to-device copy
+per step for every recipe; the generic step of the default recipe at most 80 operations;
+the fast step at most 30 launches kernel by kernel, and one graph launch captured.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlp_xp import MLP, Callback, TrainConfig, Trainer
+from mlp_xp.backend import get_backend
+from mlp_xp.cli import main
+from mlp_xp.gpu.fast import FastStep
+from mlp_xp.train.step import GenericStep
+
+from .conftest import simulated_gpu
+from .cupy_double import STATE, counting
+
+RECIPES = {
+    "default": {},
+    "elastic": {"augment": "elastic"},
+    "dropout": {"dropout": 0.2},
+    "adam": {"optimizer": "adam", "lr": 1e-3},
+}
+
+
+@pytest.fixture
+def gpu(request):
+    simulated_gpu(request)
+    return get_backend("gpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    r = np.random.default_rng(0)
+    return r.random((1000, 784), dtype=np.float32), r.integers(0, 10, 1000)
+
+
+class PerStep(Callback):
+    """The double's counts between consecutive steps (the first also holds the epoch start)."""
+
+    def on_epoch_start(self, trainer, epoch, n_steps):
+        self.rows, self.last = [], STATE.counts.copy()
+
+    def on_step(self, trainer, step):
+        now = STATE.counts.copy()
+        self.rows.append(now - self.last)
+        self.last = now
+
+
+def run_counted(backend, data, gpu_step, **recipe):
+    X, y = data
+    model = MLP(backend=backend, l2=1e-4, seed=0)
+    counts = PerStep()
+    cfg = TrainConfig(epochs=2, batch_size=128, gpu_step=gpu_step, **recipe)
+    trainer = Trainer(model, X, y, config=cfg, callbacks=[counts])
+    trainer.run()
+    return trainer, counts.rows  # the second epoch's steps: 7 full ones, then 104 samples
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_generic_step_never_waits_for_the_gpu_and_copies_nothing_per_step(gpu, data, recipe):
+    trainer, rows = run_counted(gpu, data, "generic", **RECIPES[recipe])
+    assert trainer.runner.name == "generic"
+    for step in rows[1:]:
+        assert step.syncs == 0 and step.h2d == 0, step
+    assert rows[0].syncs <= 1 and rows[0].h2d <= 2  # the epoch's plan: order, coefficients
+    if recipe == "default":
+        assert max(step.launches for step in rows) <= 80  # 68 today (119 before)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_fast_step_is_one_graph_launch_per_step(gpu, data, recipe):
+    trainer, rows = run_counted(gpu, data, "fast", **RECIPES[recipe])
+    assert trainer.runner.name == "fast" and trainer.runner.graph is not None
+    for step in rows[1:7]:  # the full batches: one replay each
+        assert (step.launches, step.graph_launches, step.syncs, step.h2d) == (1, 1, 0, 0), step
+    assert rows[7].syncs == 0 and rows[7].h2d == 0  # the smaller last batch: the generic step
+    assert rows[0].graph_launches == 1 and rows[0].syncs <= 1 and rows[0].h2d <= 3
+
+
+@pytest.mark.parametrize("recipe", [*RECIPES, "none"])
+def test_the_fast_step_kernel_by_kernel_is_at_most_30_launches_and_allocates_nothing(
+    gpu, data, recipe
+):
+    X, y = (a[:896] for a in data)  # 7 full batches
+    model = MLP(backend=gpu, l2=1e-4, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=128, **RECIPES.get(recipe, {"augment": "none"}))
+    trainer = Trainer(model, X, y, config=cfg)
+    generic = GenericStep(model, trainer.optimizer, trainer.X, trainer.T, trainer.augmenter)
+    fast = FastStep(trainer, generic)
+    with counting() as epoch:
+        fast.begin_epoch(trainer.plan(0), 0)
+    assert epoch.counts.h2d == 1  # the whole epoch plan in one copy
+    fast.body()
+    with counting() as step:
+        fast.body()
+    assert step.counts.launches <= 30 and step.counts.syncs == 0 and step.counts.h2d == 0
+    assert sum(step.counts.allocations.values()) == 0  # every buffer was made in advance
+    with counting() as capture:
+        fast.capture()
+    assert capture.counts.launches == 0 and capture.counts.capture_allocations == 0
+
+
+def test_bench_json_reports_the_counted_figures(request, capsys):
+    simulated_gpu(request)
+    argv = "bench --devices gpu --samples 1024 --batch-sizes 128 --repeats 1 --json"
+    assert main([*argv.split(), "--no-augment-cost"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    counted = {(r["step"], r["recipe"]): r["per_step"] for r in result["counted"]}
+    assert set(counted) == {
+        (step, recipe)
+        for step in ("generic", "fast")
+        for recipe in ("affine", "elastic", "dropout", "adam", "none")
+    }
+    assert counted["generic", "affine"]["launches"] <= 80
+    for (step, _), figures in counted.items():
+        assert figures["syncs"] == 0 and figures["h2d"] == 0
+        if step == "fast":
+            assert figures["launches"] == figures["graph_launches"] == 1
+    assert [r["step"] for r in result["results"]] == ["fast"]
+
+
+def test_bench_on_a_backend_that_cannot_count_reports_no_figures(capsys):
+    argv = "bench --devices cpu --samples 256 --batch-sizes 128 --repeats 1 --json"
+    assert main([*argv.split(), "--no-augment-cost"]) == 0
+    assert "counted" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
