@@ -72,12 +72,12 @@ class Kernels:
 
                 def hidden(a, dh, samples, units, key):
                     dout = dropped(dh, samples, units, key)
-                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dout)
+                    dh[...] = act.backprop_fused(cp, a, act.fn(cp, a), dout)
 
             else:
 
                 def hidden(a, dh):
-                    dh[...] = act.backprop(cp, a, act.fn(cp, a), dh)
+                    dh[...] = act.backprop_fused(cp, a, act.fn(cp, a), dh)
 
             return fuse(kernel_name=f"mlp_xp_{act.name}_backward")(hidden)
 
