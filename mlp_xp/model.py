@@ -360,7 +360,7 @@ class MLP:
         Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``.
         """
         X = self.check_input(X)
-        labels = self.backend.check(labels, "labels")
+        labels = self._on_device(labels, "labels")
         xp, n = self.xp, X.shape[0]
         data_loss, hits = 0.0, 0.0
         for start in range(0, n, batch_size):
@@ -383,19 +383,39 @@ class MLP:
             out["accuracy"] = float(hits) / n
         return out
 
+    def _on_device(self, x, what: str):
+        """``x`` on the model's device: in place when it is there already, else moved once."""
+        x = self.backend.accept(x, what)
+        return x if self.backend.owns(x) else self.backend.put(x)
+
     def check_input(self, X):
-        """Raise a clear error if X is on another backend or has the wrong width."""
-        self.backend.check(X, "input")
+        """X on the model's device, in floating point, with ``n_inputs`` columns.
+
+        An array already on the model's device (including a CUDA PyTorch or JAX array
+        given to a GPU model, through DLPack) is used in place; host data (NumPy,
+        pandas, PyTorch CPU tensors, ...) is moved once; an array on another device
+        is a :class:`~mlp_xp.errors.BackendMismatchError` naming both. Integer pixels
+        are converted to the model's dtype.
+        """
+        X = self._on_device(X, "input")
         if len(X.shape) != 2 or X.shape[1] != self.n_inputs:
             raise DataError(
                 f"input has shape {tuple(X.shape)} but the model expects "
                 f"(N, {self.n_inputs}) features"
             )
+        xp = self.xp
+        if X.dtype not in (xp.float32, xp.float64):
+            X = xp.astype(X, self.backend.dtype(self.dtype))
         return X
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live, as :meth:`to` and ``backend=`` take it (``"gpu:1"``)."""
+        return self.backend.spec
 
     def __repr__(self) -> str:
         sizes = "-".join(str(h) for h in [self.n_inputs, *self.hidden, self.n_outputs])
         return (
             f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
-            f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})"
+            f"l2={self.l2}, dtype={self.dtype}, device={self.device!r})"
         )

@@ -52,6 +52,11 @@ class Optimizer:
         self.lr = validate("lr", lr)
         self.t = 0  # steps taken
 
+    def __repr__(self) -> str:
+        settings = {"lr": self.lr, **self.hyperparameters(), "device": self.backend.spec}
+        shown = ", ".join(f"{k}={v!r}" for k, v in settings.items() if k != "name")
+        return f"{type(self).__name__}({shown})"
+
     def _allocate(self) -> None:
         """Zero state, shaped, typed and placed like the parameters (flat when they are)."""
         if not self.params:

@@ -25,6 +25,7 @@ from ..errors import ConfigError, DataError
 from ..model import MLP
 from ..optim import SGD, Adam
 from ..train import Callback, TrainConfig, Trainer
+from ._inputs import backend_for
 from ._params import checked_settings, image_shape
 
 __all__ = ["BaseMLP", "PREDICT_CHUNK"]
@@ -43,6 +44,14 @@ def _optimizer(model: MLP, scalars: dict):
     return SGD(model.params, model.backend, scalars["lr"], scalars["momentum"])
 
 
+def _rows(X, index: np.ndarray, backend):
+    """Rows ``index`` of host or device rows ``X`` (a gather where ``X`` lives)."""
+    if not backend.owns(X) or backend.name == "numpy":
+        return X[index]
+    with backend.scope():
+        return backend.xp.take(X, backend.put(index), axis=0)
+
+
 class BaseMLP(BaseEstimator):
     """The estimator machinery shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
@@ -50,8 +59,11 @@ class BaseMLP(BaseEstimator):
         """``(task, n_outputs)`` of the network for the targets seen at the first fit."""
         raise NotImplementedError
 
-    def _validate_training(self, X, y, *, reset: bool, incremental: bool, classes=None):
-        """``(X, targets)``: validated inputs and the encoded targets the network learns."""
+    def _validate_training(
+        self, X, y, backend, *, reset: bool, incremental: bool, classes=None
+    ) -> tuple:
+        """``(X, targets)``: validated inputs (host rows, or rows on ``backend``'s device)
+        and the encoded host targets the network learns."""
         raise NotImplementedError
 
     def _validation_score(self, model: MLP, X, y) -> float:
@@ -115,8 +127,10 @@ class BaseMLP(BaseEstimator):
         if incremental and s["early_stopping"]:
             raise ConfigError("partial_fit does not support early_stopping=True")
         fresh = not hasattr(self, "t_") or not (incremental or s["warm_start"])
-        X, T = self._validate_training(X, y, reset=fresh, incremental=incremental, classes=classes)
-        backend = get_backend(self.device)
+        backend = backend_for(self.device, X) if fresh else self._live()[0].backend
+        X, T = self._validate_training(
+            X, y, backend, reset=fresh, incremental=incremental, classes=classes
+        )
         if fresh:
             self._initialize(s, X.shape[1], backend)
         model, optimizer = self._live()
@@ -125,10 +139,12 @@ class BaseMLP(BaseEstimator):
             optimizer = self._optimizer = _optimizer(model, self._solver_settings(s))
         X_train, T_train, val = X, T, None
         if s["early_stopping"]:
-            X_train, X_val, T_train, T_val = train_test_split(
-                X, T, test_size=s["validation_fraction"], random_state=self._seed,
-                stratify=T if is_classifier(self) else None,
+            train, held_out = train_test_split(
+                np.arange(T.shape[0]), test_size=s["validation_fraction"],
+                random_state=self._seed, stratify=T if is_classifier(self) else None,
             )  # fmt: skip
+            X_train, X_val = _rows(X, train, backend), _rows(X, held_out, backend)
+            T_train, T_val = T[train], T[held_out]
             if X_val.shape[0] < 2:
                 raise DataError(
                     "the validation set is too small: increase validation_fraction "

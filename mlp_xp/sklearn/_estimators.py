@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..errors import DataError
 from ..model import MLP
 from ._base import BaseMLP
+from ._inputs import device_rows, host_targets, on_a_device
 from ._params import ATTRIBUTES_DOC, PARAMETERS_DOC
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -21,7 +22,20 @@ _FLOATS = (np.float64, np.float32)
 class _Predicting(BaseMLP):
     def _validated(self, X):
         check_is_fitted(self)
+        if on_a_device(X):  # checked and used where it is: no host round trip
+            return device_rows(self, X, self._live()[0].backend, reset=False, dtype=self.dtype)
         return validate_data(self, X, reset=False, dtype=_FLOATS)
+
+    def _validated_pair(self, X, y, backend, *, reset: bool, regress: bool):
+        """``(X, y)`` checked: host rows by scikit-learn, device rows on their device."""
+        if not on_a_device(X):
+            if regress:
+                return validate_data(
+                    self, X, y, reset=reset, dtype=_FLOATS, multi_output=True, y_numeric=True
+                )
+            return validate_data(self, X, y, reset=reset, dtype=_FLOATS)
+        X = device_rows(self, X, backend, reset=reset, dtype=self.dtype)
+        return X, host_targets(y, backend, X.shape[0], numeric=regress, multi=regress)
 
 
 class MLPClassifier(ClassifierMixin, _Predicting):
@@ -71,8 +85,8 @@ class MLPClassifier(ClassifierMixin, _Predicting):
         """The logarithm of :meth:`predict_proba`."""
         return np.log(self.predict_proba(X))
 
-    def _validate_training(self, X, y, *, reset, incremental, classes=None):
-        X, y = validate_data(self, X, y, reset=reset, dtype=_FLOATS)
+    def _validate_training(self, X, y, backend, *, reset, incremental, classes=None):
+        X, y = self._validated_pair(X, y, backend, reset=reset, regress=False)
         check_classification_targets(y)
         if reset:
             if incremental and classes is None:
@@ -140,10 +154,8 @@ class MLPRegressor(RegressorMixin, _Predicting):
         out = self._outputs(self._validated(X), "predict")
         return out.ravel() if out.shape[1] == 1 else out
 
-    def _validate_training(self, X, y, *, reset, incremental, classes=None):
-        X, y = validate_data(
-            self, X, y, reset=reset, dtype=_FLOATS, multi_output=True, y_numeric=True
-        )
+    def _validate_training(self, X, y, backend, *, reset, incremental, classes=None):
+        X, y = self._validated_pair(X, y, backend, reset=reset, regress=True)
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         if reset:
             self._n_targets = y.shape[1]

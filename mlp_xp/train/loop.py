@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_kind
 from ..constraints import validate
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
@@ -140,12 +139,14 @@ class Trainer:
         self._ctrl_c = False
 
     def _to_device(self, a, dtype, what):
-        """Move an array to the device once (in ``dtype``), checking it is numeric and finite."""
+        """Move an array to the device once (in ``dtype``), checking it is numeric and finite.
+
+        An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in
+        place when its dtype is ``dtype``; host data is copied once.
+        """
         xp = self.backend.xp
+        a = self.backend.accept(a, what)  # in place on its device, host data, or a mismatch
         if not self.backend.owns(a):
-            if array_kind(a) in ("cupy array", "array_api_strict array"):
-                self.backend.check(a, what)  # another device's array: a mismatch error
-            a = np.asarray(a)
             if a.dtype.kind not in "biuf":
                 raise DataError(f"{what} must be numeric, got {a.dtype}")
             if dtype is None:
@@ -389,7 +390,8 @@ def fit(
     ----------
     model : MLP
     X : array, shape (N, n_inputs)
-        Training inputs (NumPy, or already on the model's backend).
+        Training inputs: NumPy, pandas, or any DLPack array (PyTorch, JAX, CuPy). An
+        array already on the model's device is used in place; host data is moved once.
     y : array, shape (N,) or (N, n_outputs)
         Class labels (classify), 0/1 (binary) or targets (regress).
     X_val, y_val : arrays, optional
