@@ -13,13 +13,27 @@ devices, when it is on another device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Location", "locate", "describe", "host_array", "DLPACK_CPU", "DLPACK_CUDA"]
+__all__ = [
+    "Array",
+    "ArrayLike",
+    "Location",
+    "locate",
+    "describe",
+    "host_array",
+    "DLPACK_CPU",
+    "DLPACK_CUDA",
+]
+
+#: An array of a backend's namespace (NumPy, CuPy or array-api-strict) on its device.
+Array: TypeAlias = Any
+#: Data as users hold it: NumPy, pandas, lists, CuPy, or any array that speaks DLPack.
+ArrayLike: TypeAlias = Any
 
 #: DLPack device types (``DLDeviceType``) this package knows by name.
 DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, DLPACK_CUDA_MANAGED = 1, 2, 3, 13

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -171,7 +172,7 @@ class Backend:
     def _get(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
-    def scope(self):
+    def scope(self) -> contextlib.AbstractContextManager:
         """A context in which new arrays land on this backend's device (CuPy's current device)."""
         return _NO_SCOPE
 
@@ -216,7 +217,7 @@ class Backend:
         return {"backend": self.name, "kind": self.kind, "device": self.device}
 
 
-def _tree_map(tree: Any, fn) -> Any:
+def _tree_map(tree: Any, fn: Callable[[Any], Any]) -> Any:
     """Apply ``fn`` to every leaf of nested dicts, lists and tuples (``None`` stays)."""
     if isinstance(tree, dict):
         return {k: _tree_map(v, fn) for k, v in tree.items()}
@@ -322,7 +323,7 @@ class CupyBackend(Backend):
     def __str__(self) -> str:
         return f"cupy (gpu:{self.index})"
 
-    def scope(self):
+    def scope(self) -> contextlib.AbstractContextManager:
         return self._device
 
     def _put(self, a: Any, dtype: Any) -> Any:

@@ -11,6 +11,7 @@ reaches into the loop: the estimator is a client of the public API.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
@@ -194,19 +195,19 @@ class BaseMLP(BaseEstimator):
         self._optimizer = _optimizer(self._model, self._solver_settings(s))
         self._placed_on = self.device
         self._snapshot = None
-        self._twins = {}
-        self._epochs_done = 0
+        self._twins: dict[str, MLP] = {}
+        self._epochs_done: int = 0
         self._no_improvement_count = 0
         self.t_ = 0
         self.n_iter_ = 0
-        self.loss_curve_ = []
+        self.loss_curve_: list[float] = []
         self.n_layers_ = len(s["hidden"]) + 2
         self.n_outputs_ = n_outputs
         self.out_activation_ = {"classify": "softmax", "binary": "logistic"}.get(task, "identity")
         early = s["early_stopping"]
-        self.best_loss_ = None if early else np.inf
-        self.validation_scores_ = [] if early else None
-        self.best_validation_score_ = -np.inf if early else None
+        self.best_loss_: Any = None if early else np.inf  # None or a float, as scikit-learn's
+        self.validation_scores_: Any = [] if early else None
+        self.best_validation_score_: Any = -np.inf if early else None
 
     @staticmethod
     def _solver_settings(s: dict) -> dict:
@@ -336,7 +337,7 @@ class _Monitor(Callback):
         self.est, self.s, self.val = est, s, val
         self.incremental, self.n_train = incremental, n_train
         self.stopped = False
-        self.best_params = None
+        self.best_params: Any = None  # a device snapshot of the best parameters
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         est, s = self.est, self.s

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import Array, ArrayLike
 from ..constraints import validate
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
@@ -73,10 +74,10 @@ class Trainer:
     def __init__(
         self,
         model: MLP,
-        X,
-        y,
-        X_val=None,
-        y_val=None,
+        X: ArrayLike,
+        y: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         config: TrainConfig | None = None,
         *,
         optimizer: Optimizer | None = None,
@@ -134,11 +135,11 @@ class Trainer:
         self.best_params: dict | None = None
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
-        self.runner = None  # the step object, chosen at the first epoch (see _choose_step)
+        self.runner: Any = None  # the step object, chosen at the first epoch (see _choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
 
-    def _to_device(self, a, dtype, what):
+    def _to_device(self, a: ArrayLike, dtype: Any, what: str) -> Array:
         """Move an array to the device once (in ``dtype``), checking it is numeric and finite.
 
         An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in
@@ -375,13 +376,13 @@ class Trainer:
 
 def fit(
     model: MLP,
-    X,
-    y,
-    X_val=None,
-    y_val=None,
+    X: ArrayLike,
+    y: ArrayLike,
+    X_val: ArrayLike | None = None,
+    y_val: ArrayLike | None = None,
     *,
     callbacks: list[Callback] | None = None,
-    optimizer: str | Optimizer = "momentum",
+    optimizer: str | Optimizer | None = "momentum",
     **config: Any,
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
