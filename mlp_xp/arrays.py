@@ -13,11 +13,14 @@ devices, when it is on another device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 __all__ = [
     "Array",
@@ -118,3 +121,34 @@ def host_array(x: Any, what: str = "input") -> np.ndarray:
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{what} ({describe(x)}) cannot be read as an array: {reason}") from exc
+
+
+def device_array(backend: Backend, x: ArrayLike, what: str = "input") -> Array:
+    """``x`` on ``backend``'s device: in place when it is there already, else moved once.
+
+    An array on another device is a :class:`~mlp_xp.errors.BackendMismatchError`
+    naming both (:meth:`~mlp_xp.backend.Backend.accept`).
+    """
+    x = backend.accept(x, what)
+    return x if backend.owns(x) else backend.put(x)
+
+
+def as_rows(backend: Backend, X: ArrayLike, n_features: int, dtype: str) -> Array:
+    """Input rows on ``backend``'s device, in floating point, ``n_features`` wide.
+
+    An array already on the device (including a CUDA PyTorch or JAX array given to a
+    GPU model, through DLPack) is used in place; host data (NumPy, pandas, PyTorch CPU
+    tensors, ...) is moved once; an array on another device is a
+    :class:`~mlp_xp.errors.BackendMismatchError` naming both. Integer rows (pixels)
+    become ``dtype``; floating rows keep their precision.
+    """
+    X = device_array(backend, X, "input")
+    if len(X.shape) != 2 or X.shape[1] != n_features:
+        raise DataError(
+            f"input has shape {tuple(X.shape)} but the model expects (N, {n_features}) features"
+        )
+    xp = backend.xp
+    if X.dtype not in (xp.float32, xp.float64):
+        with backend.scope():
+            X = xp.astype(X, backend.dtype(dtype))
+    return X

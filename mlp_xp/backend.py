@@ -244,58 +244,6 @@ class NumpyBackend(Backend):
         return isinstance(x, (np.ndarray, np.generic))
 
 
-class StrictBackend(Backend):
-    """The Array API reference implementation; proves the math is portable.
-
-    ``device`` names one of its simulated devices (``"device1"``, ``"device2"``); arrays
-    of different devices refuse to meet, so the math must pass ``device=`` wherever it
-    creates an array.
-    """
-
-    name = "array_api_strict"
-    kind = "cpu"
-
-    def __init__(self, device: str = ""):
-        xp = importlib.import_module("array_api_strict")
-        info = xp.__array_namespace_info__()
-        devices = {str(d).split("'")[1]: d for d in info.devices()} if device else {}
-        if device and device not in devices:
-            raise DeviceError(
-                f"array-api-strict has no device {device!r}: choose from {', '.join(devices)}"
-            )
-        self.array_device = devices[device] if device else info.default_device()
-        label = f", {device}" if device else ""
-        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict{label}")
-
-    @property
-    def key(self) -> tuple:
-        return (self.name, str(self.array_device))
-
-    @property
-    def spec(self) -> str:
-        name = str(self.array_device).split("'")[1] if "'" in str(self.array_device) else ""
-        default = self.array_device == self.xp.__array_namespace_info__().default_device()
-        return "array-api-strict" if default else f"array-api-strict:{name}"
-
-    def _put(self, a: Any, dtype: Any) -> Any:
-        if self.owns(a):
-            return a if dtype is None or a.dtype == dtype else self.xp.astype(a, dtype)
-        a = self.accept(a, "data")  # refuses another library's or device's array
-        if isinstance(a, np.ndarray) and a.dtype.kind in "biuf":
-            a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
-        return self.xp.asarray(a, dtype=dtype, device=self.array_device)
-
-    def _get(self, a: Any) -> np.ndarray:
-        if not self.owns(a):
-            return np.asarray(a)
-        return np.from_dlpack(
-            self.xp.asarray(a, device=self.xp.__array_namespace_info__().default_device())
-        )
-
-    def owns(self, x: Any) -> bool:
-        return type(x).__module__.startswith("array_api_strict") and x.device == self.array_device
-
-
 class CupyBackend(Backend):
     """One CUDA GPU (``index``) through CuPy; its work runs with that GPU current."""
 
@@ -392,6 +340,8 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
         return NumpyBackend()
     if device.kind == "strict":
         try:
+            from .strict import StrictBackend  # the reference namespace, imported on demand
+
             return StrictBackend(device.name)
         except ImportError as exc:
             raise DeviceError(

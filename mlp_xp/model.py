@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import functional as F
-from .arrays import Array, ArrayLike
+from .arrays import Array, ArrayLike, as_rows, device_array
 from .backend import Backend, get_backend
 from .constraints import validate
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .flat import FlatParams, Layout
 from .init import xavier_uniform
 from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
@@ -314,14 +314,9 @@ class MLP:
 
     @on_device
     def loss_and_grads(
-        self,
-        X: Array,
-        T: Array,
-        masks: list | None = None,
-        *,
-        with_penalty: bool = True,
+        self, X: Array, T: Array, masks: list | None = None, *, with_penalty: bool = True,
         out: FlatParams | None = None,
-    ) -> tuple[Array, FlatParams]:
+    ) -> tuple[Array, FlatParams]:  # fmt: skip
         """Loss E (a device scalar) and dE/dparam for batch X, targets T.
 
         The gradients are views of one new flat buffer (``grads.buffer``, laid out like
@@ -373,7 +368,7 @@ class MLP:
         Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``.
         """
         X = self.check_input(X)
-        labels = self._on_device(labels, "labels")
+        labels = device_array(self.backend, labels, "labels")
         xp, n = self.xp, X.shape[0]
         data_loss, hits = 0.0, 0.0
         for start in range(0, n, batch_size):
@@ -396,30 +391,10 @@ class MLP:
             out["accuracy"] = float(hits) / n
         return out
 
-    def _on_device(self, x: ArrayLike, what: str) -> Array:
-        """``x`` on the model's device: in place when it is there already, else moved once."""
-        x = self.backend.accept(x, what)
-        return x if self.backend.owns(x) else self.backend.put(x)
-
     def check_input(self, X: ArrayLike) -> Array:
-        """X on the model's device, in floating point, with ``n_inputs`` columns.
-
-        An array already on the model's device (including a CUDA PyTorch or JAX array
-        given to a GPU model, through DLPack) is used in place; host data (NumPy,
-        pandas, PyTorch CPU tensors, ...) is moved once; an array on another device
-        is a :class:`~mlp_xp.errors.BackendMismatchError` naming both. Integer pixels
-        are converted to the model's dtype.
-        """
-        X = self._on_device(X, "input")
-        if len(X.shape) != 2 or X.shape[1] != self.n_inputs:
-            raise DataError(
-                f"input has shape {tuple(X.shape)} but the model expects "
-                f"(N, {self.n_inputs}) features"
-            )
-        xp = self.xp
-        if X.dtype not in (xp.float32, xp.float64):
-            X = xp.astype(X, self.backend.dtype(self.dtype))
-        return X
+        """X on the model's device (in place, or moved once), floating, ``n_inputs`` wide
+        (:func:`mlp_xp.arrays.as_rows`)."""
+        return as_rows(self.backend, X, self.n_inputs, self.dtype)
 
     @property
     def device(self) -> str:
