@@ -94,15 +94,9 @@ class MLPClassifier(ClassifierMixin, _Predicting):
         return np.log(self.predict_proba(X))
 
     def _validate_training(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        backend: Backend,
-        *,
-        reset: bool,
-        incremental: bool,
-        classes: ArrayLike | None = None,
-    ) -> tuple:
+        self, X: ArrayLike, y: ArrayLike, backend: Backend, *, reset: bool,
+        incremental: bool, classes: ArrayLike | None = None,
+    ) -> tuple:  # fmt: skip
         X, y = self._validated_pair(X, y, backend, reset=reset, regress=False)
         check_classification_targets(y)
         if reset:
@@ -172,15 +166,9 @@ class MLPRegressor(RegressorMixin, _Predicting):
         return out.ravel() if out.shape[1] == 1 else out
 
     def _validate_training(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        backend: Backend,
-        *,
-        reset: bool,
-        incremental: bool,
-        classes: ArrayLike | None = None,
-    ) -> tuple:
+        self, X: ArrayLike, y: ArrayLike, backend: Backend, *, reset: bool,
+        incremental: bool, classes: ArrayLike | None = None,
+    ) -> tuple:  # fmt: skip
         X, y = self._validated_pair(X, y, backend, reset=reset, regress=True)
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         if reset:
