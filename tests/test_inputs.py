@@ -180,3 +180,12 @@ def test_torch_tensors_are_read_in_place_on_the_host(data):
     np.testing.assert_array_equal(clf.predict(tensor), clf.predict(X))
     with pytest.raises(DataError, match="torch.Tensor.* cannot be read as an array"):
         model.forward(tensor.clone().requires_grad_(True))
+
+
+def test_jax_arrays_are_read_on_the_host(data):
+    jnp = pytest.importorskip("jax.numpy", reason="JAX is not installed")
+    X, y = data
+    model = MLP(12, (8,), 3, backend="cpu", seed=0)
+    np.testing.assert_array_equal(model.forward(jnp.asarray(X)), model.forward(X))
+    fit(model, jnp.asarray(X), jnp.asarray(y), epochs=1, batch_size=32, augment="none")
+    assert model.evaluate(jnp.asarray(X), jnp.asarray(y)) == model.evaluate(X, y)
