@@ -4,7 +4,7 @@ Inside the block, everything that is not told where to go lands on that device: 
 :class:`~mlp_xp.MLP` made without ``backend=``, :func:`~mlp_xp.load_model` without
 ``backend=``, the estimators with ``device="auto"``, and :func:`~mlp_xp.get_backend`
 given ``None`` or ``"auto"``. A device named explicitly still wins. Blocks nest (the
-innermost applies) and are private to their thread and ``asyncio`` task (a
+innermost applies) and are private to their thread and ``asyncio`` context (a
 :class:`contextvars.ContextVar`); outside any block the default is the
 ``MLP_XP_DEVICE`` environment variable, else the GPU when one is usable, else the CPU.
 """
