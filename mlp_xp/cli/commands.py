@@ -192,6 +192,20 @@ def cmd_perceptron(args) -> int:
 # --------------------------------------------------------------------------
 
 
+def _read_history(path: Path) -> tuple[dict, dict]:
+    """A run's ``history.json`` and its ``history``: per-epoch lists of one length."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        history = info["history"]
+        columns = [history[name] for name in ("epoch", "train_loss")]
+        columns += [v for k, v in history.items() if k.startswith("val_") and v]
+        if not all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns):
+            raise ValueError("columns of different lengths")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataError(f"{path}: not a history file written by mlp-xp") from None
+    return info, history
+
+
 def cmd_plot(args) -> int:
     from . import plots
 
@@ -199,11 +213,7 @@ def cmd_plot(args) -> int:
     hist_path = run_dir / "history.json"
     if not hist_path.is_file():
         raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
-    try:
-        info = json.loads(hist_path.read_text(encoding="utf-8"))
-        history = info["history"]
-    except (ValueError, KeyError, TypeError):
-        raise DataError(f"{hist_path}: not a history file written by mlp-xp") from None
+    info, history = _read_history(hist_path)
     written = [
         plots.learning_curves(
             history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
