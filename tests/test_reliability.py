@@ -23,7 +23,7 @@ from mlp_xp import (
 )
 from mlp_xp.backend import device_error_for
 from mlp_xp.cli import main
-from mlp_xp.data import parse_idx, scale_images, stratified_split
+from mlp_xp.data import parse_idx, scale_images, stratified_split, write_idx
 from mlp_xp.errors import DataError, DeviceError, ModelFileError
 
 from .helpers import StopAt
@@ -331,11 +331,23 @@ def test_cupy_out_of_memory_becomes_a_clear_device_error():
     assert device_error_for(ValueError("x")) is None
 
 
-def test_predict_with_the_wrong_feature_count_is_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("shape", [(2, 100), (10, 10), (3, 10, 10), (2, 28, 27)])
+def test_predict_with_the_wrong_image_size_names_the_file_exit_2(tmp_path, capsys, shape):
     save_model(tmp_path / "m.npz", MLP(784, (4,), 10, backend="cpu"))
-    np.save(tmp_path / "x.npy", np.zeros((2, 100), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros(shape, np.float32))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
-    assert "expects (N, 784)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"x.npy: expected images of shape (N, 28, 28) or (N, 784), got {shape}" in err
+
+
+def test_training_on_images_of_another_size_names_the_folder_exit_2(tmp_path, capsys):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((40, 10, 10), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(40, dtype=np.uint8) % 10)
+    out = tmp_path / "m.npz"
+    assert main(["train", "--data", str(tmp_path), "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "images are 10x10 pixels; the network takes 28x28" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_predict_with_object_npy_is_refused(tmp_path, capsys):

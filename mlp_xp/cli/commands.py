@@ -60,10 +60,10 @@ def cmd_evaluate(args) -> int:
     info = model.meta.get("data") or {}
     source = args.data or info.get("source", "mnist-5k")
     if args.split == "test":
-        digits = load_digits(source, "test")
+        digits = load_digits(source, "test", image_shape=(28, 28))
         idx = np.arange(len(digits))
     else:
-        digits = load_digits(source, "train")
+        digits = load_digits(source, "train", image_shape=(28, 28))
         train_idx, val_idx = stratified_split(
             digits.labels, info.get("val_fraction", 0.2), info.get("split_seed", 0)
         )
@@ -165,7 +165,7 @@ def cmd_perceptron(args) -> int:
             raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
         if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
             raise ConfigError(f"--digits needs two different digits 0-9, got {args.digits!r}")
-        digits = load_digits(args.data, "train")
+        digits = load_digits(args.data, "train", image_shape=(28, 28))
         keep = (digits.labels == a) | (digits.labels == b)
         X = scale_images(digits.images[keep], "float64")
         y = (digits.labels[keep] == b).astype(np.int64)
@@ -225,7 +225,7 @@ def cmd_plot(args) -> int:
         model = load_model(model_path, backend)
         data = info.get("data") or {}
         if model.task == "classify":
-            digits = load_digits(data.get("source", "mnist-5k"), "train")
+            digits = load_digits(data.get("source", "mnist-5k"), "train", image_shape=(28, 28))
             _, val_idx = stratified_split(
                 digits.labels, data.get("val_fraction", 0.2), data.get("split_seed", 0)
             )

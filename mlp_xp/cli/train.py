@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
     for path in (out, ckpt_path):  # a run's result must have somewhere to go before it starts
         check_writable(path)
-    digits = load_digits(data_info["source"], "train")
+    digits = load_digits(data_info["source"], "train", image_shape=(28, 28))
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
         digits.labels, data_info["val_fraction"], data_info["split_seed"]
