@@ -279,6 +279,10 @@ def cmd_bench(args) -> int:
     devices = None
     if args.devices is not None:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not devices:
+            raise ConfigError(
+                f"--devices must be a comma list of cpu, gpu or gpu:N, got {args.devices!r}"
+            )
         for d in devices:
             if parse_device(d).kind not in ("cpu", "gpu"):
                 raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..backend import get_backend
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
-from ..errors import DivergenceError, ModelFileError
+from ..errors import ConfigError, DivergenceError, ModelFileError
 from ..fileio import check_writable
 from ..model import MLP
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
@@ -141,6 +141,8 @@ def cmd_train(args) -> int:
             dtype=args.dtype,
             seed=args.seed,
         )
+        if args.positive is not None and args.task != "binary":
+            raise ConfigError(f"--positive applies to --task binary only, got --task {args.task}")
         data_info = {
             "source": data_source(args.data),
             "val_fraction": args.val_fraction,
