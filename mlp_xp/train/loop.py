@@ -164,6 +164,14 @@ class Trainer:
         """Ask the loop to stop after the current step; :meth:`run` then returns."""
         self._stop.set()
 
+    def should_stop(self) -> bool:
+        """Whether to stop before the next step (asked once per step; a stop request)."""
+        return self._stop.is_set()
+
+    def evaluate_held_out(self) -> dict:
+        """The model's metrics on the held-out split (:meth:`~mlp_xp.model.MLP.evaluate`)."""
+        return self.model.evaluate(self.X_val, self.y_val)
+
     def run(self) -> History:
         """Train until ``config.epochs`` are done, early stopping, or a stop request.
 
@@ -238,7 +246,7 @@ class Trainer:
         self.backend.synchronize()
         t0 = time.perf_counter()
         while self.step < self.steps_per_epoch:
-            if self._stop.is_set():
+            if self.should_stop():
                 return False
             self.last_loss = self.runner(self.step)
             self.step += 1
@@ -271,7 +279,7 @@ class Trainer:
             "lr": self.optimizer.lr,
         }
         if self.has_val:
-            metrics = self.model.evaluate(self.X_val, self.y_val)
+            metrics = self.evaluate_held_out()
             record["val_loss"] = metrics["loss"]
             record["val_mse" if "mse" in metrics else "val_accuracy"] = metrics.get(
                 "mse", metrics.get("accuracy")
