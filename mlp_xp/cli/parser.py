@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one rank of a data-parallel run: mpiexec -n N mlp-xp train --distributed "
         "(--batch-size is the global batch)",
     )
+    q.add_argument(
+        "--stream",
+        action="store_true",
+        help="keep the training images in their (memory-mapped) files and send one batch "
+        "at a time to the device, for sets larger than device memory or RAM",
+    )
     checked(
         q,
         "--watchdog",

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from ..backend import get_backend
 from ..checkpoint import save_model
-from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
+from ..data import DIGITS, Normalization, stratified_split, task_targets
 from ..errors import DivergenceError, ModelFileError
 from ..fileio import check_writable
 from ..model import MLP
+from ..parallel.stream import Subset, open_digits, report_and_check
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from . import resume
 from .console import EXIT_INTERRUPTED, data_source, emit_json, log_stream, resolve
@@ -71,11 +72,13 @@ def stop_on_signals(trainer: Trainer):
 
 def _make_trainer(world, args, *arguments, **options) -> Trainer:
     """A :class:`Trainer`, or with ``--distributed`` this rank's data-parallel one."""
-    if world is None:
+    if world is None and not args.stream:
         return Trainer(*arguments, **options)
-    from ..parallel import DistributedTrainer
+    from ..parallel import DistributedTrainer, LocalWorld
 
-    return DistributedTrainer(world, *arguments, watchdog=args.watchdog, **options)
+    watchdog = args.watchdog if world is not None else None
+    world = world or LocalWorld()
+    return DistributedTrainer(world, *arguments, watchdog=watchdog, stream=args.stream, **options)
 
 
 def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
@@ -179,23 +182,28 @@ def _train(args, world) -> int:
     ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
     for path in (out, ckpt_path) if root else ():  # somewhere to go before it starts
         check_writable(path)
-    digits = load_digits(data_info["source"], "train")
+    digits = open_digits(data_info["source"])  # uncompressed IDX files memory-mapped
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
         digits.labels, data_info["val_fraction"], data_info["split_seed"]
     )
     callbacks = _progress_callbacks(args, log) if root else []
-    # normalize each split on its own: one float copy of the pixels in memory, not two
+    # the training images go to the device as uint8 pixels, scaled per batch (or, with
+    # --stream, stay in their memory maps); the held-out split is normalized here
+    stream = args.stream
+    report_and_check(log, len(train_idx), model.n_outputs, config.batch_size, backend, stream)
+    images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
     trainer = _make_trainer(
         world,
         args,
         model,
-        normalization.apply(digits.images[train_idx], model.dtype),
+        images,
         targets[train_idx],
         normalization.apply(digits.images[val_idx], model.dtype),
         targets[val_idx],
         config,
         callbacks=callbacks,
+        pixels=normalization,
     )
     source = digits.source
     del digits

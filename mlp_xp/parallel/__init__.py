@@ -9,6 +9,14 @@ and its collectives, :mod:`mlp_xp.parallel.nccl` the GPU ranks' NCCL allreduce, 
 """
 
 from .trainer import DistributedTrainer, ShardPlan, share
-from .world import DistributedError, World, start_world
+from .world import DistributedError, LocalWorld, World, start_world
 
-__all__ = ["DistributedTrainer", "DistributedError", "ShardPlan", "World", "share", "start_world"]
+__all__ = [
+    "DistributedTrainer",
+    "DistributedError",
+    "LocalWorld",
+    "ShardPlan",
+    "World",
+    "share",
+    "start_world",
+]

@@ -122,8 +122,10 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, world: World, model, X, y, X_val=None, y_val=None, config=None,
-                 *, watchdog: float | None = None, **kwargs):  # fmt: skip
-        self.world = world
+                 *, watchdog: float | None = None, stream: bool = False, **kwargs):  # fmt: skip
+        self.world, self.stream = world, stream
+        if stream and kwargs.get("pixels") is None:
+            raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
         if X_val is not None:
             rows = share(0, len(y_val), world.rank, world.size)
             X_val, y_val = X_val[rows], y_val[rows]
@@ -157,8 +159,15 @@ class DistributedTrainer(Trainer):
         fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(EpochPlan)}
         return ShardPlan(**fields, rank=self.world.rank, ranks=self.world.size)
 
+    def _inputs(self, X):
+        if self.stream:  # host memory maps, read a batch at a time (mlp_xp.parallel.stream)
+            return X
+        return super()._inputs(X)
+
     def _choose_step(self, plan):
-        return ShardedStep(
+        from .stream import StreamedStep
+
+        return (StreamedStep if self.stream else ShardedStep)(
             self.world,
             self.model,
             self.optimizer,
@@ -166,6 +175,7 @@ class DistributedTrainer(Trainer):
             self.T,
             self.augmenter,
             self.config.dropout,
+            pixels=self.pixels,
         )
 
     def should_stop(self) -> bool:

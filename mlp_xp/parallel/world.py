@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import MlpXpError
 
-__all__ = ["World", "DistributedError", "start_world", "launched_size"]
+__all__ = ["World", "LocalWorld", "DistributedError", "start_world", "launched_size"]
 
 #: Environment variables launchers set on every process they start.
 LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS", "MPI_LOCALNRANKS")
@@ -190,3 +190,34 @@ class Watchdog:
                     f"{idle:.0f} s (a rank died or hangs); ending the job",
                     code=2,
                 )
+
+
+class LocalWorld(World):
+    """A world of one process, without MPI (``--stream`` on its own): collectives do nothing."""
+
+    def __init__(self):
+        self.rank, self.size, self.local_rank, self.local_size = 0, 1, 0, 1
+        self.collectives = 0
+        self._stop = False
+
+    def allreduce(self, buffer, backend) -> None:
+        self.collectives += 1
+
+    def broadcast(self, buffer, backend) -> None:
+        pass
+
+    def gather(self, value) -> list:
+        return [value]
+
+    def vote(self, stop: bool) -> bool:
+        return stop
+
+    def finish_vote(self) -> bool:
+        return False
+
+    def barrier(self) -> None:
+        pass
+
+    def abort(self, message: str, code: int = 2) -> None:
+        print(message, file=sys.stderr, flush=True)
+        os._exit(code)
