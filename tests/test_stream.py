@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from mlp_xp.cli import main
 from mlp_xp.data import write_idx
 from mlp_xp.parallel.stream import Shards, open_digits
 
-from .mpi_helpers import assert_same_model
+from .mpi_helpers import assert_same_model, env
 
 
 def _shards(folder, sizes, seed=0):
@@ -56,7 +55,9 @@ from mlp_xp.cli import main
 import mlp_xp.cli.train
 {limit}
 code = main(sys.argv[1:])
-print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent (pytest)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print("PEAK", int(hwm.split()[1]) * 1024)
 sys.exit(code)
 """
 
@@ -64,7 +65,11 @@ sys.exit(code)
 def _capped(args, limit=""):
     code = CAPPED.format(limit=limit)
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(),  # one BLAS thread, as the suite's other settings may not be
     )
 
 
@@ -79,18 +84,20 @@ def big(tmp_path_factory):
 CAP = 250_000_000  # bytes of peak resident memory allowed to the streamed run
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_a_set_larger_than_the_memory_cap_trains_streamed_with_bounded_memory(big, tmp_path):
     assert CAP < 100_000 * 784 * 4
     args = ["train", "--data", str(big), "--stream", "--hidden", "16", "--epochs", "1"]
-    args += ["--batch-size", "500", "--val-fraction", "0.01", "--json"]
+    args += ["--batch-size", "500", "--val-fraction", "0.01", "--quiet"]
     job = _capped([*args, "--out", str(tmp_path / "m.npz")])
     assert job.returncode == 0, job.stderr
-    assert "data on the device:" in job.stderr and "streamed" in job.stderr
+    assert "data on the device:" in job.stdout and "streamed" in job.stdout
     peak = int(job.stdout.split("PEAK")[-1])
     assert peak < CAP, f"peak resident memory {peak / 1e6:.0f} MB"
-    assert json.loads(job.stdout.splitlines()[-2])["epochs"] == 1
+    assert (tmp_path / "m.npz").is_file()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_a_set_that_cannot_fit_is_refused_in_one_line_naming_its_size_and_stream(big, tmp_path):
     # an address-space limit 150 MB above what the process maps once imported: with the
     # 78 MB of files mapped, the 78 MB of uint8 images cannot also be copied to the device

@@ -70,6 +70,12 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+def _fast_step_possible(args, backend, world) -> bool:
+    return (
+        backend.kind == "gpu" and args.gpu_step != "generic" and world is None and not args.stream
+    )
+
+
 def _make_trainer(world, args, *arguments, **options) -> Trainer:
     """A :class:`Trainer`, or with ``--distributed`` this rank's data-parallel one."""
     if world is None and not args.stream:
@@ -193,6 +199,8 @@ def _train(args, world) -> int:
     stream = args.stream
     report_and_check(log, len(train_idx), model.n_outputs, config.batch_size, backend, stream)
     images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
+    if _fast_step_possible(args, backend, world):
+        images = normalization.apply(images, model.dtype)
     trainer = _make_trainer(
         world,
         args,
@@ -203,7 +211,8 @@ def _train(args, world) -> int:
         targets[val_idx],
         config,
         callbacks=callbacks,
-        pixels=normalization,
+        # uint8 pixels on the device, except for the GPU fast step (it gathers float inputs)
+        pixels=None if _fast_step_possible(args, backend, world) else normalization,
     )
     source = digits.source
     del digits
