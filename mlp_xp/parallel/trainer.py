@@ -167,16 +167,8 @@ class DistributedTrainer(Trainer):
     def _choose_step(self, plan):
         from .stream import StreamedStep
 
-        return (StreamedStep if self.stream else ShardedStep)(
-            self.world,
-            self.model,
-            self.optimizer,
-            self.X,
-            self.T,
-            self.augmenter,
-            self.config.dropout,
-            pixels=self.pixels,
-        )
+        step = StreamedStep if self.stream else ShardedStep
+        return step(self.world, *self.step_arguments(), pixels=self.pixels)
 
     def should_stop(self) -> bool:
         if self.watchdog is not None:

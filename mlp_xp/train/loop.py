@@ -233,17 +233,13 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
+    def step_arguments(self) -> tuple:
+        """What a step object is made of: model, optimizer, X, T, augmenter, dropout."""
+        return self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
+
     def _choose_step(self, plan: EpochPlan):
         """The generic step, or on CuPy the fast step once it has checked itself."""
-        generic = GenericStep(
-            self.model,
-            self.optimizer,
-            self.X,
-            self.T,
-            self.augmenter,
-            self.config.dropout,
-            pixels=self.pixels,
-        )
+        generic = GenericStep(*self.step_arguments(), pixels=self.pixels)
         if self.backend.kind != "gpu" or self.config.gpu_step == "generic":
             return generic
         from ..gpu import choose_step
