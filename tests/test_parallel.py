@@ -122,7 +122,8 @@ def test_a_killed_rank_ends_the_job_within_a_minute(tmp_path):
         "if MPI.COMM_WORLD.rank == 1: threading.Timer(3, os.kill, "
         "(os.getpid(), signal.SIGKILL)).start()"
     )
-    job = mpi.start(2, ["train", "--distributed", "--epochs", "50", "--quiet"], kill_rank_1)
+    args = ["train", "--distributed", "--epochs", "50", "--quiet", "--out", str(tmp_path / "m.npz")]
+    job = mpi.start(2, args, kill_rank_1)
     rc, _, _, seconds = mpi.finish(job, limit=60)
     assert rc != 0
     assert seconds < 60
@@ -135,6 +136,7 @@ def test_a_rank_that_hangs_is_ended_by_the_watchdog(tmp_path):
         "(os.getpid(), signal.SIGSTOP)).start()"
     )
     args = ["train", "--distributed", "--epochs", "50", "--watchdog", "5", "--quiet"]
+    args += ["--out", str(tmp_path / "m.npz")]
     job = mpi.start(2, args, stop_rank_1)
     rc, _, err, seconds = mpi.finish(job, limit=60)
     assert rc != 0 and seconds < 60
@@ -143,14 +145,15 @@ def test_a_rank_that_hangs_is_ended_by_the_watchdog(tmp_path):
 
 def test_a_rank_that_fails_ends_every_rank_with_its_one_line(tmp_path):
     # rank 1 is given data that does not exist; rank 0 waits for it in a collective
-    missing = tmp_path / "nowhere"
+    missing, out = tmp_path / "nowhere", str(tmp_path / "m.npz")
     prelude = (
         "from mpi4py import MPI\n"
         f"data = 'mnist-5k' if MPI.COMM_WORLD.rank == 0 else {str(missing)!r}\n"
     )
     code = mpi.command(2, [], prelude)
     code[-1] = code[-1].replace(
-        "main([])", "main(['train', '--distributed', '--data', data, '--quiet'])"
+        "main([])",
+        f"main(['train', '--distributed', '--data', data, '--quiet', '--out', {out!r}])",
     )
     job = __import__("subprocess").run(
         code, capture_output=True, text=True, timeout=mpi.JOB_LIMIT, env=mpi.env()
@@ -164,6 +167,7 @@ def test_a_rank_that_fails_ends_every_rank_with_its_one_line(tmp_path):
 def test_ranks_started_with_different_configurations_are_refused_naming_the_field(tmp_path):
     launcher = mpi.mpiexec()
     base = [sys.executable, "-m", "mlp_xp", "train", "--distributed", "--quiet", "--epochs", "1"]
+    base += ["--out", str(tmp_path / "m.npz")]
     code = [launcher, "-n", "1", *base, "--lr", "0.1", ":", "-n", "1", *base, "--lr", "0.2"]
     job = __import__("subprocess").run(
         code, capture_output=True, text=True, timeout=mpi.JOB_LIMIT, env=mpi.env()
