@@ -69,6 +69,9 @@ class Trainer:
     image_shape : (H, W) or None
         The shape of one input image, for augmentation; ``None`` for inputs
         that are not images (then ``config.augment`` must be ``"none"``).
+    pixels : Normalization, optional
+        Keep ``X`` (uint8 pixels) on the device as it is and scale each batch with this
+        rule as it is gathered, instead of holding float inputs.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class Trainer:
         optimizer: Optimizer | None = None,
         callbacks: list[Callback] | None = None,
         image_shape: tuple[int, int] | None = (28, 28),
+        pixels=None,
     ):
         self.model = model
+        self.pixels = pixels
         self.backend = model.backend
         self.config = (config or TrainConfig()).validate()
         if self.config.gpu_step == "fast" and self.backend.kind != "gpu":
@@ -92,9 +97,8 @@ class Trainer:
                 f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
                 "use gpu_step='auto' or 'generic'"
             )
-        self.X = self._to_device(X, model.dtype, "training inputs")
+        self.X = self._inputs(X)
         y = self._to_device(y, None, "training labels")
-        model.check_input(self.X)
         if self.X.shape[0] != y.shape[0]:
             raise DataError(f"{self.X.shape[0]} training inputs but {y.shape[0]} labels")
         if self.X.shape[0] == 0:
@@ -139,6 +143,16 @@ class Trainer:
         self._stop = threading.Event()
         self._ctrl_c = False
 
+    def _inputs(self, X):
+        """The training inputs on the device: in the model's dtype, or with ``pixels`` (a
+        :class:`~mlp_xp.data.Normalization`) as the 0-255 pixels themselves, in uint8 (4x
+        less device memory than float32), each batch scaled as it is gathered."""
+        if self.pixels is None:
+            return self.model.check_input(self._to_device(X, self.model.dtype, "training inputs"))
+        if np.asarray(X[:1]).dtype != np.uint8:
+            raise DataError(f"pixels= needs uint8 training images, got {np.asarray(X[:1]).dtype}")
+        return self.model.check_input(self._to_device(X, np.uint8, "training images"))
+
     def _to_device(self, a, dtype, what):
         """Move an array to the device once (in ``dtype``), checking it is numeric and finite."""
         xp = self.backend.xp
@@ -163,6 +177,14 @@ class Trainer:
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step; :meth:`run` then returns."""
         self._stop.set()
+
+    def should_stop(self) -> bool:
+        """Whether to stop before the next step (asked once per step; a stop request)."""
+        return self._stop.is_set()
+
+    def evaluate_held_out(self) -> dict:
+        """The model's metrics on the held-out split (:meth:`~mlp_xp.model.MLP.evaluate`)."""
+        return self.model.evaluate(self.X_val, self.y_val)
 
     def run(self) -> History:
         """Train until ``config.epochs`` are done, early stopping, or a stop request.
@@ -211,11 +233,13 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
+    def step_arguments(self) -> tuple:
+        """What a step object is made of: model, optimizer, X, T, augmenter, dropout."""
+        return self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
+
     def _choose_step(self, plan: EpochPlan):
         """The generic step, or on CuPy the fast step once it has checked itself."""
-        generic = GenericStep(
-            self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
-        )
+        generic = GenericStep(*self.step_arguments(), pixels=self.pixels)
         if self.backend.kind != "gpu" or self.config.gpu_step == "generic":
             return generic
         from ..gpu import choose_step
@@ -238,7 +262,7 @@ class Trainer:
         self.backend.synchronize()
         t0 = time.perf_counter()
         while self.step < self.steps_per_epoch:
-            if self._stop.is_set():
+            if self.should_stop():
                 return False
             self.last_loss = self.runner(self.step)
             self.step += 1
@@ -271,7 +295,7 @@ class Trainer:
             "lr": self.optimizer.lr,
         }
         if self.has_val:
-            metrics = self.model.evaluate(self.X_val, self.y_val)
+            metrics = self.evaluate_held_out()
             record["val_loss"] = metrics["loss"]
             record["val_mse" if "mse" in metrics else "val_accuracy"] = metrics.get(
                 "mse", metrics.get("accuracy")
