@@ -230,7 +230,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
     args = (X[train][:1000], digits.labels[train][:1000], X[val][:200], digits.labels[val][:200])
 
     full = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
-    Trainer(full, *args, config=cfg).run()
+    expected = Trainer(full, *args, config=cfg).run().as_dict()
 
     part = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
     trainer = Trainer(part, *args, config=cfg, callbacks=[StopAt(2, 5)])
@@ -245,6 +245,37 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
     assert history.epoch == [1, 2, 3] and not history.interrupted
     for k, v in full.params_numpy().items():
         np.testing.assert_allclose(ckpt.model.params_numpy()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+    got = history.as_dict()  # the interrupted epoch's loss is over all its steps, both parts
+    for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, err_msg=key)
+    assert got["seconds"][1] >= 0.9 * ckpt.state["partial_epoch"]["seconds"]  # both parts timed
+
+
+def test_a_resumed_run_with_early_stopping_keeps_the_best_epoch_seen_before_the_interrupt(
+    tmp_path, digits
+):
+    train, val = stratified_split(digits.labels, 0.2, seed=0)
+    X = scale_images(digits.images)
+    # a rate so high that the held-out accuracy jumps about: its best is epoch 3 of 7
+    cfg = TrainConfig(epochs=12, batch_size=64, lr=0.5, seed=1, patience=4, schedule="constant")
+    train, val = train[::6], val[::5]  # every class
+    args = (X[train], digits.labels[train], X[val], digits.labels[val])
+
+    full = MLP(784, (32,), 10, backend="cpu", seed=3, l2=1e-4)
+    history = Trainer(full, *args, config=cfg).run()
+    best, stop = history.best_epoch, 4  # interrupted in epoch 5, after the best
+    assert best <= stop and max(history.val_accuracy[stop:]) < history.val_accuracy[best - 1]
+
+    part = MLP(784, (32,), 10, backend="cpu", seed=3, l2=1e-4)
+    trainer = Trainer(part, *args, config=cfg, callbacks=[StopAt(stop + 1, 2)])
+    assert trainer.run().interrupted
+    save_checkpoint(tmp_path / "c.npz", trainer)
+    ckpt = load_checkpoint(tmp_path / "c.npz", "cpu")
+    resumed = Trainer(ckpt.model, *args, config=ckpt.config)
+    resumed.restore(ckpt.optimizer, ckpt.state)
+    assert resumed.run().best_epoch == best
+    for k, v in full.params_numpy().items():  # the best epoch's weights, not the last one's
+        np.testing.assert_array_equal(ckpt.model.params_numpy()[k], v, err_msg=k)
 
 
 @POSIX_SIGNALS

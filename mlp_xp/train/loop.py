@@ -137,6 +137,7 @@ class Trainer:
         self.step = 0  # steps completed inside the current epoch
         self.best_score = -math.inf
         self.best_params: dict | None = None
+        self.carried: dict | None = None  # an interrupted epoch's summed loss, samples, seconds
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
         self.runner = None  # the step object, chosen at the first epoch (see _choose_step)
@@ -263,29 +264,45 @@ class Trainer:
         t0 = time.perf_counter()
         while self.step < self.steps_per_epoch:
             if self.should_stop():
+                self.carried = self._so_far(t0, snapshot)  # what a resumed run adds to
                 return False
             self.last_loss = self.runner(self.step)
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step(self, self.step)
+        so_far, self.carried = self._so_far(t0, snapshot), None
+        samples = so_far["samples"]
+        penalty = float(model.penalty()) if model.l2 else 0.0
+        self.optimizer.lr = float(plan.lrs[-1])
+        mean = so_far["loss_sum"] / samples if samples else math.nan
+        self._record(e + 1, mean + penalty, so_far["seconds"])
+        self.epoch += 1
+        self.step = 0
+        return True
+
+    def _so_far(self, t0: float, snapshot) -> dict:
+        """The current epoch's summed loss, samples and seconds, with any part of it an
+        interrupted run did before (:attr:`carried`); a non-finite loss raises
+        :class:`DivergenceError` with ``snapshot``, the parameters the steps began from, back.
+        """
         self.backend.synchronize()
         seconds = time.perf_counter() - t0
         losses = self.runner.end_epoch()
         if losses.bad_step is not None:
-            model.set_params(snapshot)
+            self.model.set_params(snapshot)
             raise DivergenceError(
-                f"training diverged: the loss became {losses.bad_value} at epoch {e + 1}, "
-                f"step {losses.bad_step + 1}; the parameters from before that epoch were kept; "
-                f"try a lower learning rate (now {self.base_lr:g})",
-                epoch=e + 1,
+                f"training diverged: the loss became {losses.bad_value} at epoch "
+                f"{self.epoch + 1}, step {losses.bad_step + 1}; the parameters from before that "
+                f"epoch were kept; try a lower learning rate (now {self.base_lr:g})",
+                epoch=self.epoch + 1,
                 step=losses.bad_step + 1,
             )
-        penalty = float(model.penalty()) if model.l2 else 0.0
-        self.optimizer.lr = float(plan.lrs[-1])
-        self._record(e + 1, losses.mean + penalty, seconds)
-        self.epoch += 1
-        self.step = 0
-        return True
+        so_far = dict(self.carried or {"loss_sum": 0.0, "samples": 0, "seconds": 0.0})
+        if losses.samples:
+            so_far["loss_sum"] += losses.mean * losses.samples
+            so_far["samples"] += losses.samples
+        so_far["seconds"] += seconds
+        return so_far
 
     def _record(self, epoch: int, train_loss: float, seconds: float) -> None:
         record = {
@@ -382,6 +399,7 @@ class Trainer:
             "history": self.history.as_dict(),
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "schedule_stretches": self.schedule.stretches,
+            "partial_epoch": self.carried,
         }
 
     def restore(self, optimizer_state: tuple[dict, dict], state: dict) -> None:
@@ -394,6 +412,13 @@ class Trainer:
         best = state.get("best_score")
         self.best_score = -math.inf if best is None else float(best)
         self.schedule = self._plan(state.get("schedule_stretches") or ())
+        self.carried = state.get("partial_epoch")
+        best = state.get("best_params")  # host arrays (load_checkpoint reads them)
+        self.best_params = None
+        if best is not None:
+            host = self.model.layout.pack_host(best, self.model.dtype)
+            with self.backend.scope():
+                self.best_params = self.model.layout.views(self.backend.xp, self.backend.put(host))
 
 
 def fit(
