@@ -133,22 +133,18 @@ def device_array(backend: Backend, x: ArrayLike, what: str = "input") -> Array:
     return x if backend.owns(x) else backend.put(x)
 
 
-def as_rows(backend: Backend, X: ArrayLike, n_features: int, dtype: str) -> Array:
-    """Input rows on ``backend``'s device, in floating point, ``n_features`` wide.
+def as_rows(backend: Backend, X: ArrayLike, n_features: int) -> Array:
+    """Input rows on ``backend``'s device, ``n_features`` wide, in their own dtype.
 
     An array already on the device (including a CUDA PyTorch or JAX array given to a
     GPU model, through DLPack) is used in place; host data (NumPy, pandas, PyTorch CPU
     tensors, ...) is moved once; an array on another device is a
-    :class:`~mlp_xp.errors.BackendMismatchError` naming both. Integer rows (pixels)
-    become ``dtype``; floating rows keep their precision.
+    :class:`~mlp_xp.errors.BackendMismatchError` naming both. The dtype is kept (uint8
+    pixels stay uint8 on the device, for a trainer that scales them per batch).
     """
     X = device_array(backend, X, "input")
     if len(X.shape) != 2 or X.shape[1] != n_features:
         raise DataError(
             f"input has shape {tuple(X.shape)} but the model expects (N, {n_features}) features"
         )
-    xp = backend.xp
-    if X.dtype not in (xp.float32, xp.float64):
-        with backend.scope():
-            X = xp.astype(X, backend.dtype(dtype))
     return X

@@ -6,6 +6,7 @@ A file is a NumPy ``.npz`` holding only plain numeric arrays:
                    normalization, training config, array list, SHA-256 checksum)
 ``param/W1`` ...   the network's weights and biases
 ``optim/...``      optimizer state (resumable checkpoints only: :mod:`mlp_xp.train.checkpoint`)
+``best/W1`` ...    early stopping's best parameters so far (checkpoints of runs with patience)
 
 It is read by :class:`~mlp_xp.npyfile.NpzReader`, which checks each array's
 declared dtype and shape against the archive and the metadata before reading

@@ -234,6 +234,8 @@ PARAMETERS: dict[str, Param] = {
     "warm_start": Param("warm_start", Boolean()),
     "verbose": Param("verbose", AnyOf((Boolean(), Interval(int, 0)))),
     "gpu_step": Param("gpu step", Options(GPU_STEPS)),
+    # data parallelism (mlp_xp.parallel)
+    "watchdog": Param("watchdog", Interval(float, 0.0, closed="neither")),
     # the command line
     "positive": Param("the positive digit", Interval(int, 0, 9), none_ok=True),
     "max_epochs": Param("max epochs", _POSITIVE_INT),

@@ -392,9 +392,9 @@ class MLP:
         return out
 
     def check_input(self, X: ArrayLike) -> Array:
-        """X on the model's device (in place, or moved once), floating, ``n_inputs`` wide
+        """X on the model's device (in place, or moved once), ``n_inputs`` wide
         (:func:`mlp_xp.arrays.as_rows`)."""
-        return as_rows(self.backend, X, self.n_inputs, self.dtype)
+        return as_rows(self.backend, X, self.n_inputs)
 
     @property
     def device(self) -> str:

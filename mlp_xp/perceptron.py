@@ -89,18 +89,27 @@ def perceptron(
     lr, max_epochs = validate("lr", lr), validate("max_epochs", max_epochs)
     y = np.where(y > 0, 1.0, -1.0)
     be = get_backend(backend)
-    xp = be.xp
-    Xd, yd = be.put((X, y), dtype)
-    w = xp.zeros((X.shape[1],), dtype=be.dtype(dtype))
-    b = xp.zeros((), dtype=be.dtype(dtype))
+    with be.scope():  # every array on the device asked for, not the current one
+        Xd, yd = be.put((X, y), dtype)
+        w, b, mistakes = _run(be, Xd, yd, lr, max_epochs, seed)
+    return PerceptronResult(
+        be.get(w).astype(np.float64), float(b), len(mistakes), mistakes[-1] == 0, mistakes
+    )
+
+
+def _run(be, Xd, yd, lr, max_epochs, seed):
+    """The perceptron's epochs on device arrays: ``(w, b, mistakes per epoch)``."""
+    xp, n_samples = be.xp, Xd.shape[0]
+    w = xp.zeros((Xd.shape[1],), dtype=Xd.dtype, device=Xd.device)
+    b = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
     mistakes = []
     for epoch in range(max_epochs):
         order = (
-            range(X.shape[0])
+            range(n_samples)
             if seed is None
-            else np.random.default_rng((seed, epoch)).permutation(X.shape[0]).tolist()
+            else np.random.default_rng((seed, epoch)).permutation(n_samples).tolist()
         )
-        wrong = xp.zeros((), dtype=be.dtype(dtype))
+        wrong = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
         for n in order:
             x_n, y_n = Xd[n, :], yd[n]
             miss = xp.astype(y_n * (xp.sum(w * x_n) + b) <= 0, w.dtype)
@@ -111,6 +120,4 @@ def perceptron(
         mistakes.append(int(float(wrong)))
         if mistakes[-1] == 0:
             break
-    return PerceptronResult(
-        be.get(w).astype(np.float64), float(b), len(mistakes), mistakes[-1] == 0, mistakes
-    )
+    return w, b, mistakes

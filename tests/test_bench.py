@@ -82,6 +82,12 @@ def test_bench_rejects_unknown_devices(capsys):
     assert "unknown device 'tpu'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("devices", [",", "", " , "])
+def test_bench_rejects_an_empty_device_list(capsys, devices):
+    assert main(["bench", "--devices", devices]) == 2
+    assert "--devices must be a comma list of cpu, gpu or gpu:N" in capsys.readouterr().err
+
+
 def test_compare_peers_runs_mlp_xp_beside_its_matmul_floor(capsys):
     result = load("compare_peers").main("--samples 512 --repeats 1 --peers none".split())
     rows = {r["framework"]: r for r in result["rows"]}

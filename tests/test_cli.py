@@ -118,6 +118,15 @@ def test_train_device_gpu_without_gpu_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize("task", ["classify", "regress"])
+def test_positive_without_the_binary_task_is_refused(tmp_path, capsys, task):
+    out = tmp_path / "m.npz"
+    assert main(["train", "--task", task, "--positive", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--positive applies to --task binary only, got --task {task}" in err
+    assert not out.exists()
+
+
 def test_python_dash_m_and_a_folder_of_idx_files(tmp_path):
     folder = idx_folder(tmp_path / "d", n=50)
     out = cli(

@@ -38,6 +38,14 @@ def test_gpu_1_keeps_everything_on_gpu_1(request, data, tmp_path, gpu_step):
     assert cp.cuda.runtime.getDevice() == 0  # the caller's current device is left alone
 
 
+def test_the_perceptron_on_gpu_1_stays_on_gpu_1(request, capsys):
+    simulated_gpu(request)
+    with counting() as c:
+        assert main("perceptron --toy and --device gpu:1".split()) == 0
+    assert c.counts.allocations.get(0, 0) == 0 and c.counts.allocations[1] > 0
+    assert "converged" in capsys.readouterr().out
+
+
 def test_the_environment_variable_names_a_gpu(request, monkeypatch):
     simulated_gpu(request)
     monkeypatch.setenv("MLP_XP_DEVICE", "gpu:1")

@@ -23,7 +23,7 @@ from mlp_xp import (
 )
 from mlp_xp.backend import device_error_for
 from mlp_xp.cli import main
-from mlp_xp.data import parse_idx, scale_images, stratified_split
+from mlp_xp.data import parse_idx, scale_images, stratified_split, write_idx
 from mlp_xp.errors import DataError, DeviceError, ModelFileError
 
 from .helpers import StopAt
@@ -230,7 +230,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
     args = (X[train][:1000], digits.labels[train][:1000], X[val][:200], digits.labels[val][:200])
 
     full = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
-    Trainer(full, *args, config=cfg).run()
+    expected = Trainer(full, *args, config=cfg).run().as_dict()
 
     part = MLP(784, (64, 32), 10, backend="cpu", seed=3, l2=1e-4)
     trainer = Trainer(part, *args, config=cfg, callbacks=[StopAt(2, 5)])
@@ -245,6 +245,37 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, dig
     assert history.epoch == [1, 2, 3] and not history.interrupted
     for k, v in full.params_numpy().items():
         np.testing.assert_allclose(ckpt.model.params_numpy()[k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+    got = history.as_dict()  # the interrupted epoch's loss is over all its steps, both parts
+    for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, err_msg=key)
+    assert got["seconds"][1] >= 0.9 * ckpt.state["partial_epoch"]["seconds"]  # both parts timed
+
+
+def test_a_resumed_run_with_early_stopping_keeps_the_best_epoch_seen_before_the_interrupt(
+    tmp_path, digits
+):
+    train, val = stratified_split(digits.labels, 0.2, seed=0)
+    X = scale_images(digits.images)
+    # a rate so high that the held-out accuracy jumps about: its best is epoch 3 of 7
+    cfg = TrainConfig(epochs=12, batch_size=64, lr=0.5, seed=1, patience=4, schedule="constant")
+    train, val = train[::6], val[::5]  # every class
+    args = (X[train], digits.labels[train], X[val], digits.labels[val])
+
+    full = MLP(784, (32,), 10, backend="cpu", seed=3, l2=1e-4)
+    history = Trainer(full, *args, config=cfg).run()
+    best, stop = history.best_epoch, 4  # interrupted in epoch 5, after the best
+    assert best <= stop and max(history.val_accuracy[stop:]) < history.val_accuracy[best - 1]
+
+    part = MLP(784, (32,), 10, backend="cpu", seed=3, l2=1e-4)
+    trainer = Trainer(part, *args, config=cfg, callbacks=[StopAt(stop + 1, 2)])
+    assert trainer.run().interrupted
+    save_checkpoint(tmp_path / "c.npz", trainer)
+    ckpt = load_checkpoint(tmp_path / "c.npz", "cpu")
+    resumed = Trainer(ckpt.model, *args, config=ckpt.config)
+    resumed.restore(ckpt.optimizer, ckpt.state)
+    assert resumed.run().best_epoch == best
+    for k, v in full.params_numpy().items():  # the best epoch's weights, not the last one's
+        np.testing.assert_array_equal(ckpt.model.params_numpy()[k], v, err_msg=k)
 
 
 @POSIX_SIGNALS
@@ -331,11 +362,23 @@ def test_cupy_out_of_memory_becomes_a_clear_device_error():
     assert device_error_for(ValueError("x")) is None
 
 
-def test_predict_with_the_wrong_feature_count_is_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("shape", [(2, 100), (10, 10), (3, 10, 10), (2, 28, 27)])
+def test_predict_with_the_wrong_image_size_names_the_file_exit_2(tmp_path, capsys, shape):
     save_model(tmp_path / "m.npz", MLP(784, (4,), 10, backend="cpu"))
-    np.save(tmp_path / "x.npy", np.zeros((2, 100), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros(shape, np.float32))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
-    assert "expects (N, 784)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"x.npy: expected images of shape (N, 28, 28) or (N, 784), got {shape}" in err
+
+
+def test_training_on_images_of_another_size_names_the_folder_exit_2(tmp_path, capsys):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((40, 10, 10), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(40, dtype=np.uint8) % 10)
+    out = tmp_path / "m.npz"
+    assert main(["train", "--data", str(tmp_path), "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "images are 10x10 pixels; the network takes 28x28" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_predict_with_object_npy_is_refused(tmp_path, capsys):

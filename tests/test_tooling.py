@@ -88,6 +88,24 @@ def test_plot_without_a_run_is_exit_2(tmp_path, capsys):
     assert "no history.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"history": 5}',
+        '{"history": {"epoch": []}}',
+        '{"history": {"epoch": [1, 2], "train_loss": [0.5]}}',
+        '{"history": {"epoch": [1], "train_loss": [0.5], "val_accuracy": [0.9, 0.8]}}',
+    ],
+)
+def test_plot_of_a_history_file_of_the_wrong_shape_is_exit_2(tmp_path, capsys, text):
+    (tmp_path / "history.json").write_text(text)
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a history file written by mlp-xp" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "learning_curves.png").exists()
+
+
 def _canvas(size=(180, 220), bg=255):
     return Image.new("L", size, bg)
 

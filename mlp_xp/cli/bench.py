@@ -184,7 +184,7 @@ def run_bench(
     if data:
         from ..data import load_digits, scale_images
 
-        digits = load_digits(data)
+        digits = load_digits(data, image_shape=(28, 28))
         X, y = scale_images(digits.images), digits.labels
         source = f"{data} ({len(y)} digits)"
     else:

@@ -61,10 +61,10 @@ def cmd_evaluate(args) -> int:
     info = model.meta.get("data") or {}
     source = args.data or info.get("source", "mnist-5k")
     if args.split == "test":
-        digits = load_digits(source, "test")
+        digits = load_digits(source, "test", image_shape=(28, 28))
         idx = np.arange(len(digits))
     else:
-        digits = load_digits(source, "train")
+        digits = load_digits(source, "train", image_shape=(28, 28))
         train_idx, val_idx = stratified_split(
             digits.labels, info.get("val_fraction", 0.2), info.get("split_seed", 0)
         )
@@ -166,7 +166,7 @@ def cmd_perceptron(args) -> int:
             raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
         if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
             raise ConfigError(f"--digits needs two different digits 0-9, got {args.digits!r}")
-        digits = load_digits(args.data, "train")
+        digits = load_digits(args.data, "train", image_shape=(28, 28))
         keep = (digits.labels == a) | (digits.labels == b)
         X = scale_images(digits.images[keep], "float64")
         y = (digits.labels[keep] == b).astype(np.int64)
@@ -193,6 +193,20 @@ def cmd_perceptron(args) -> int:
 # --------------------------------------------------------------------------
 
 
+def _read_history(path: Path) -> tuple[dict, dict]:
+    """A run's ``history.json`` and its ``history``: per-epoch lists of one length."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        history = info["history"]
+        columns = [history[name] for name in ("epoch", "train_loss")]
+        columns += [v for k, v in history.items() if k.startswith("val_") and v]
+        if not all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns):
+            raise ValueError("columns of different lengths")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataError(f"{path}: not a history file written by mlp-xp") from None
+    return info, history
+
+
 def cmd_plot(args) -> int:
     from . import plots
 
@@ -200,11 +214,7 @@ def cmd_plot(args) -> int:
     hist_path = run_dir / "history.json"
     if not hist_path.is_file():
         raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
-    try:
-        info = json.loads(hist_path.read_text(encoding="utf-8"))
-        history = info["history"]
-    except (ValueError, KeyError, TypeError):
-        raise DataError(f"{hist_path}: not a history file written by mlp-xp") from None
+    info, history = _read_history(hist_path)
     written = [
         plots.learning_curves(
             history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
@@ -216,7 +226,7 @@ def cmd_plot(args) -> int:
         model = load_model(model_path, backend)
         data = info.get("data") or {}
         if model.task == "classify":
-            digits = load_digits(data.get("source", "mnist-5k"), "train")
+            digits = load_digits(data.get("source", "mnist-5k"), "train", image_shape=(28, 28))
             _, val_idx = stratified_split(
                 digits.labels, data.get("val_fraction", 0.2), data.get("split_seed", 0)
             )
@@ -270,6 +280,10 @@ def cmd_bench(args) -> int:
     devices = None
     if args.devices is not None:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not devices:
+            raise ConfigError(
+                f"--devices must be a comma list of cpu, gpu or gpu:N, got {args.devices!r}"
+            )
         for d in devices:
             if parse_device(d).kind not in ("cpu", "gpu"):
                 raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")

@@ -157,6 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for history.csv/json, the checkpoint and (by default) the model",
     )
     q.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
+    q.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one rank of a data-parallel run: mpiexec -n N mlp-xp train --distributed "
+        "(--batch-size is the global batch)",
+    )
+    q.add_argument(
+        "--stream",
+        action="store_true",
+        help="keep the training images in their (memory-mapped) files and send one batch "
+        "at a time to the device, for sets larger than device memory or RAM",
+    )
+    checked(
+        q,
+        "--watchdog",
+        120.0,
+        "with --distributed: end the job when no step finishes for this many seconds",
+        metavar="SECONDS",
+    )
     q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     q.add_argument("--json", action="store_true")
 

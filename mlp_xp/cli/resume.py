@@ -35,7 +35,10 @@ from .console import data_source, resolve
 __all__ = ["HONOURED", "fixed_settings", "check_flags", "outputs_record", "outputs"]
 
 #: Flags a resumed run takes as given: where it computes, reports and writes.
-HONOURED = frozenset({"device", "gpu_step", "quiet", "json", "out", "run_dir", "resume"})
+HONOURED = frozenset(
+    {"device", "gpu_step", "quiet", "json", "out", "run_dir", "resume", "distributed", "stream"}
+    | {"watchdog"}
+)
 
 _same: Callable[[Any], Any] = lambda value: value
 

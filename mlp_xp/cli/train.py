@@ -7,13 +7,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ..backend import get_backend
 from ..checkpoint import save_model
-from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
-from ..errors import DivergenceError, ModelFileError
+from ..data import DIGITS, Normalization, stratified_split, task_targets
+from ..errors import ConfigError, DivergenceError, ModelFileError
 from ..fileio import check_writable
 from ..model import MLP
+from ..parallel.stream import Subset, open_digits, report_and_check
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from . import resume
 from .console import EXIT_INTERRUPTED, data_source, emit_json, log_stream, resolve
@@ -69,6 +71,23 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+def _fast_step_possible(args, backend, world) -> bool:
+    return (
+        backend.kind == "gpu" and args.gpu_step != "generic" and world is None and not args.stream
+    )
+
+
+def _make_trainer(world, args, *arguments, **options) -> Trainer:
+    """A :class:`Trainer`, or with ``--distributed`` this rank's data-parallel one."""
+    if world is None and not args.stream:
+        return Trainer(*arguments, **options)
+    from ..parallel import DistributedTrainer, LocalWorld
+
+    watchdog = args.watchdog if world is not None else None
+    world = world or LocalWorld()
+    return DistributedTrainer(world, *arguments, watchdog=watchdog, stream=args.stream, **options)
+
+
 def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
     """Say where the resumed run goes on, how it was extended, and where it writes."""
     print(f"resumed from {source} at epoch {trainer.epoch + 1}, step {trainer.step}", file=log)
@@ -86,8 +105,27 @@ def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) ->
 
 
 def cmd_train(args) -> int:
-    log = log_stream(args)
-    backend = get_backend(args.device)
+    world = None
+    if getattr(args, "distributed", False):
+        from ..parallel import launch
+
+        world = launch.start(args)
+        with launch.abort_on_error(world, "train"):
+            return _train(args, world)
+    return _train(args, None)
+
+
+def _train(args, world) -> int:
+    """The command, as one process or as one rank of ``world`` (only rank 0 writes)."""
+    root = world is None or world.is_root
+    log: Any = log_stream(args)  # a text stream, or Silent on ranks that do not print
+    device = args.device
+    if world is not None:
+        from ..parallel.launch import Silent, device_for
+
+        log = log if root else Silent()
+        device = device_for(device, world)
+    backend = get_backend(device)
     print(
         f"device: {backend.name} on {backend.device}"
         + (f" ({backend.note})" if backend.note else ""),
@@ -141,6 +179,8 @@ def cmd_train(args) -> int:
             dtype=args.dtype,
             seed=args.seed,
         )
+        if args.positive is not None and args.task != "binary":
+            raise ConfigError(f"--positive applies to --task binary only, got --task {args.task}")
         data_info = {
             "source": data_source(args.data),
             "val_fraction": args.val_fraction,
@@ -150,23 +190,34 @@ def cmd_train(args) -> int:
         }
         normalization = DIGITS
     ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
-    for path in (out, ckpt_path):  # a run's result must have somewhere to go before it starts
+    for path in (out, ckpt_path) if root else ():  # somewhere to go before it starts
         check_writable(path)
-    digits = load_digits(data_info["source"], "train")
+    # uncompressed IDX files memory-mapped
+    digits = open_digits(data_info["source"], image_shape=(28, 28))
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
         digits.labels, data_info["val_fraction"], data_info["split_seed"]
     )
-    callbacks = _progress_callbacks(args, log)
-    # normalize each split on its own: one float copy of the pixels in memory, not two
-    trainer = Trainer(
+    callbacks = _progress_callbacks(args, log) if root else []
+    # the training images go to the device as uint8 pixels, scaled per batch (or, with
+    # --stream, stay in their memory maps); the held-out split is normalized here
+    stream = args.stream
+    report_and_check(log, len(train_idx), model.n_outputs, config.batch_size, backend, stream)
+    images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
+    if _fast_step_possible(args, backend, world):
+        images = normalization.apply(images, model.dtype)
+    trainer = _make_trainer(
+        world,
+        args,
         model,
-        normalization.apply(digits.images[train_idx], model.dtype),
+        images,
         targets[train_idx],
         normalization.apply(digits.images[val_idx], model.dtype),
         targets[val_idx],
         config,
         callbacks=callbacks,
+        # uint8 pixels on the device, except for the GPU fast step (it gathers float inputs)
+        pixels=None if _fast_step_possible(args, backend, world) else normalization,
     )
     source = digits.source
     del digits
@@ -187,7 +238,7 @@ def cmd_train(args) -> int:
             "device": backend.device,
         },
     }
-    if run_dir is not None:
+    if run_dir is not None and root:
         trainer.callbacks.append(
             RunLog(
                 run_dir,
@@ -210,9 +261,12 @@ def cmd_train(args) -> int:
         with stop_on_signals(trainer):
             history = trainer.run()
     except DivergenceError:
-        save_model(out, model, **meta)
+        if root:
+            save_model(out, model, **meta)
         print(f"saved the last good parameters to {out}", file=log)
         raise
+    if trainer.interrupted and not root:
+        return EXIT_INTERRUPTED
     if trainer.interrupted:
         save_checkpoint(
             ckpt_path, trainer, **meta, outputs=resume.outputs_record(ckpt_path, out, run_dir)
@@ -224,8 +278,10 @@ def cmd_train(args) -> int:
         )
         return EXIT_INTERRUPTED
     meta["training"]["history"] = history.as_dict()
+    final = trainer.evaluate_held_out()
+    if not root:
+        return 0
     save_model(out, model, **meta)
-    final = model.evaluate(trainer.X_val, trainer.y_val)
     if model.task == "regress":
         print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
     else:

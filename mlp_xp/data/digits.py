@@ -46,7 +46,10 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def load_digits(
-    source: str | os.PathLike = EMBEDDED, split: str = "train", n_classes: int = N_CLASSES
+    source: str | os.PathLike = EMBEDDED,
+    split: str = "train",
+    n_classes: int = N_CLASSES,
+    image_shape: tuple[int, int] | None = None,
 ) -> Digits:
     """Load images and labels from the embedded subset or a folder of IDX files.
 
@@ -58,6 +61,8 @@ def load_digits(
     split : {"train", "test"}
         Which files; the held-out validation split is cut from ``train`` by
         :func:`stratified_split`.
+    image_shape : (rows, cols), optional
+        Refuse images of any other size (the command line's networks take 28x28).
     """
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}: choose train or test")
@@ -80,6 +85,12 @@ def load_digits(
     images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
     validate_digits(images, labels, n_classes, str(folder))
+    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        rows, cols = image_shape
+        raise DataError(
+            f"{folder}: images are {images.shape[1]}x{images.shape[2]} pixels; "
+            f"the network takes {rows}x{cols}"
+        )
     return Digits(images, labels.astype(np.int64), str(source))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import DataError
 from ..fileio import atomic_write
 
-__all__ = ["read_idx", "write_idx", "parse_idx"]
+__all__ = ["read_idx", "map_idx", "write_idx", "parse_idx"]
 
 _IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -176,6 +176,35 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: permission denied") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+
+
+def map_idx(path: str | os.PathLike) -> np.ndarray:
+    """An uncompressed IDX file as a read-only memory map (gzip'd files: :func:`read_idx`).
+
+    Nothing but the header is read here; the rows a caller indexes are paged in from
+    the file as they are touched, so a file larger than memory can be used a batch at a
+    time. The header is validated against the file's length, as :func:`read_idx` does.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if head[:2] == _GZIP_MAGIC:
+                return read_idx(path)
+            dtype, _, length = _header(head, str(path))
+            head += fh.read(length - 4)
+            dtype, dims, length = _header(head, str(path))
+            size = os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not dims:
+        raise DataError(f"{path}: truncated IDX header")
+    _check_length(str(path), dims, _declared_bytes(dtype, dims), size - length)
+    if 0 in dims:
+        return np.zeros(dims, dtype=dtype.newbyteorder("="))
+    return np.memmap(path, dtype=dtype, mode="r", offset=length, shape=tuple(dims))
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:

@@ -177,7 +177,7 @@ def load_array_file(path: str | os.PathLike) -> np.ndarray:
         arr = read_idx(path)
     if arr.ndim == 2 and arr.shape == (28, 28):
         arr = arr[None]
-    if arr.ndim not in (2, 3) or arr.shape[0] == 0:
+    if arr.shape[1:] not in ((28, 28), (784,)) or arr.shape[0] == 0:
         raise DataError(
             f"{path}: expected images of shape (N, 28, 28) or (N, 784), got {arr.shape}"
         )

@@ -2,9 +2,10 @@
 
 A checkpoint is a model file (:mod:`mlp_xp.checkpoint`: pickle-free, checksummed,
 atomic) of kind ``checkpoint`` that also holds the optimizer's state arrays
-(``optim/...``) and, in its metadata, the optimizer's settings and the loop's
-state: epoch, step, the training config, the history so far and the key of the
-host random generator. Resuming::
+(``optim/...``), early stopping's best parameters so far (``best/...``) and, in
+its metadata, the optimizer's settings and the loop's state: epoch, step, the
+training config, the history so far, the key of the host random generator and
+the loss and time of an interrupted epoch's first part. Resuming::
 
     ckpt = load_checkpoint("run/checkpoint.npz", backend="cpu")
     trainer = Trainer(ckpt.model, X, y, X_val, y_val, ckpt.config)
@@ -52,6 +53,10 @@ def save_checkpoint(path: str | os.PathLike, trainer: Trainer, **meta: Any) -> P
     scalars, opt_arrays = trainer.optimizer.state_dict()
     arrays = param_arrays(model)
     arrays.update({f"optim/{k}": v for k, v in model.backend.get(opt_arrays).items()})
+    if trainer.best_params is not None:  # early stopping's best epoch so far
+        arrays.update(
+            {f"best/{k}": v for k, v in model.backend.get(dict(trainer.best_params)).items()}
+        )
     merged = {
         **model.meta,
         **meta,
@@ -76,4 +81,11 @@ def load_checkpoint(path: str | os.PathLike, backend: str | Backend | None = Non
         ) from None
     model = build_model(path, meta, arrays, backend)
     opt_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
+    best = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("best/")}
+    if best:
+        if set(best) != set(model.params):
+            raise ModelFileError(
+                f"{path}: the checkpoint's best parameters do not match its network"
+            )
+        state = {**state, "best_params": best}
     return Checkpoint(model, config, (meta.get("optimizer") or {}, opt_arrays), state)

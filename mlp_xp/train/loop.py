@@ -69,6 +69,9 @@ class Trainer:
     image_shape : (H, W) or None
         The shape of one input image, for augmentation; ``None`` for inputs
         that are not images (then ``config.augment`` must be ``"none"``).
+    pixels : Normalization, optional
+        Keep ``X`` (uint8 pixels) on the device as it is and scale each batch with this
+        rule as it is gathered, instead of holding float inputs.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class Trainer:
         optimizer: Optimizer | None = None,
         callbacks: list[Callback] | None = None,
         image_shape: tuple[int, int] | None = (28, 28),
+        pixels=None,
     ):
         self.model = model
+        self.pixels = pixels
         self.backend = model.backend
         self.config = (config or TrainConfig()).validate()
         if self.config.gpu_step == "fast" and self.backend.kind != "gpu":
@@ -92,9 +97,8 @@ class Trainer:
                 f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
                 "use gpu_step='auto' or 'generic'"
             )
-        self.X = self._to_device(X, model.dtype, "training inputs")
+        self.X = self._inputs(X)
         y = self._to_device(y, None, "training labels")
-        model.check_input(self.X)
         if self.X.shape[0] != y.shape[0]:
             raise DataError(f"{self.X.shape[0]} training inputs but {y.shape[0]} labels")
         if self.X.shape[0] == 0:
@@ -133,11 +137,22 @@ class Trainer:
         self.step = 0  # steps completed inside the current epoch
         self.best_score = -math.inf
         self.best_params: dict | None = None
+        self.carried: dict | None = None  # an interrupted epoch's summed loss, samples, seconds
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
         self.runner: Any = None  # the step object, chosen at the first epoch (see _choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
+
+    def _inputs(self, X):
+        """The training inputs on the device: in the model's dtype, or with ``pixels`` (a
+        :class:`~mlp_xp.data.Normalization`) as the 0-255 pixels themselves, in uint8 (4x
+        less device memory than float32), each batch scaled as it is gathered."""
+        if self.pixels is None:
+            return self.model.check_input(self._to_device(X, self.model.dtype, "training inputs"))
+        if np.asarray(X[:1]).dtype != np.uint8:
+            raise DataError(f"pixels= needs uint8 training images, got {np.asarray(X[:1]).dtype}")
+        return self.model.check_input(self._to_device(X, np.uint8, "training images"))
 
     def _to_device(self, a: ArrayLike, dtype: Any, what: str) -> Array:
         """Move an array to the device once (in ``dtype``), checking it is numeric and finite.
@@ -165,6 +180,14 @@ class Trainer:
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step; :meth:`run` then returns."""
         self._stop.set()
+
+    def should_stop(self) -> bool:
+        """Whether to stop before the next step (asked once per step; a stop request)."""
+        return self._stop.is_set()
+
+    def evaluate_held_out(self) -> dict:
+        """The model's metrics on the held-out split (:meth:`~mlp_xp.model.MLP.evaluate`)."""
+        return self.model.evaluate(self.X_val, self.y_val)
 
     def run(self) -> History:
         """Train until ``config.epochs`` are done, early stopping, or a stop request.
@@ -213,11 +236,13 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
+    def step_arguments(self) -> tuple[MLP, Optimizer, Array, Array, Any, float]:
+        """What a step object is made of: model, optimizer, X, T, augmenter, dropout."""
+        return self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
+
     def _choose_step(self, plan: EpochPlan):
         """The generic step, or on CuPy the fast step once it has checked itself."""
-        generic = GenericStep(
-            self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
-        )
+        generic = GenericStep(*self.step_arguments(), pixels=self.pixels)
         if self.backend.kind != "gpu" or self.config.gpu_step == "generic":
             return generic
         from ..gpu import choose_step
@@ -240,30 +265,46 @@ class Trainer:
         self.backend.synchronize()
         t0 = time.perf_counter()
         while self.step < self.steps_per_epoch:
-            if self._stop.is_set():
+            if self.should_stop():
+                self.carried = self._so_far(t0, snapshot)  # what a resumed run adds to
                 return False
             self.last_loss = self.runner(self.step)
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step(self, self.step)
+        so_far, self.carried = self._so_far(t0, snapshot), None
+        samples = so_far["samples"]
+        penalty = float(model.penalty()) if model.l2 else 0.0
+        self.optimizer.lr = float(plan.lrs[-1])
+        mean = so_far["loss_sum"] / samples if samples else math.nan
+        self._record(e + 1, mean + penalty, so_far["seconds"])
+        self.epoch += 1
+        self.step = 0
+        return True
+
+    def _so_far(self, t0: float, snapshot) -> dict:
+        """The current epoch's summed loss, samples and seconds, with any part of it an
+        interrupted run did before (:attr:`carried`); a non-finite loss raises
+        :class:`DivergenceError` with ``snapshot``, the parameters the steps began from, back.
+        """
         self.backend.synchronize()
         seconds = time.perf_counter() - t0
         losses = self.runner.end_epoch()
         if losses.bad_step is not None:
-            model.set_params(snapshot)
+            self.model.set_params(snapshot)
             raise DivergenceError(
-                f"training diverged: the loss became {losses.bad_value} at epoch {e + 1}, "
-                f"step {losses.bad_step + 1}; the parameters from before that epoch were kept; "
-                f"try a lower learning rate (now {self.base_lr:g})",
-                epoch=e + 1,
+                f"training diverged: the loss became {losses.bad_value} at epoch "
+                f"{self.epoch + 1}, step {losses.bad_step + 1}; the parameters from before that "
+                f"epoch were kept; try a lower learning rate (now {self.base_lr:g})",
+                epoch=self.epoch + 1,
                 step=losses.bad_step + 1,
             )
-        penalty = float(model.penalty()) if model.l2 else 0.0
-        self.optimizer.lr = float(plan.lrs[-1])
-        self._record(e + 1, losses.mean + penalty, seconds)
-        self.epoch += 1
-        self.step = 0
-        return True
+        so_far = dict(self.carried or {"loss_sum": 0.0, "samples": 0, "seconds": 0.0})
+        if losses.samples:
+            so_far["loss_sum"] += losses.mean * losses.samples
+            so_far["samples"] += losses.samples
+        so_far["seconds"] += seconds
+        return so_far
 
     def _record(self, epoch: int, train_loss: float, seconds: float) -> None:
         record = {
@@ -273,7 +314,7 @@ class Trainer:
             "lr": self.optimizer.lr,
         }
         if self.has_val:
-            metrics = self.model.evaluate(self.X_val, self.y_val)
+            metrics = self.evaluate_held_out()
             record["val_loss"] = metrics["loss"]
             record["val_mse" if "mse" in metrics else "val_accuracy"] = metrics.get(
                 "mse", metrics.get("accuracy")
@@ -360,6 +401,7 @@ class Trainer:
             "history": self.history.as_dict(),
             "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "schedule_stretches": self.schedule.stretches,
+            "partial_epoch": self.carried,
         }
 
     def restore(self, optimizer_state: tuple[dict, dict], state: dict) -> None:
@@ -372,6 +414,13 @@ class Trainer:
         best = state.get("best_score")
         self.best_score = -math.inf if best is None else float(best)
         self.schedule = self._plan(state.get("schedule_stretches") or ())
+        self.carried = state.get("partial_epoch")
+        best = state.get("best_params")  # host arrays (load_checkpoint reads them)
+        self.best_params = None
+        if best is not None:
+            host = self.model.layout.pack_host(best, self.model.dtype)
+            with self.backend.scope():
+                self.best_params = self.model.layout.views(self.backend.xp, self.backend.put(host))
 
 
 def fit(

@@ -52,8 +52,9 @@ class GenericStep:
 
     name = "generic"
 
-    def __init__(self, model, optimizer, X, T, augmenter=None, dropout: float = 0.0):
+    def __init__(self, model, optimizer, X, T, augmenter=None, dropout: float = 0.0, pixels=None):
         self.model, self.optimizer = model, optimizer
+        self.pixels = pixels  # uint8 X: x = pixel * scale + offset, per batch
         self.backend = model.backend
         self.X, self.T = X, T
         self.augmenter, self.dropout = augmenter, dropout
@@ -77,12 +78,23 @@ class GenericStep:
         xp, rows = self.backend.xp, self.plan.rows(s)
         samples = self.order[rows]
         xb = self._gather(samples)
+        if self.pixels is not None:
+            xb = self.scale(xb)
         if self.augmenter is not None:
             xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend)
         masks = None
         if self.dropout:
             masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
         return xb, xp.take(self.T, samples, axis=0), masks
+
+    def scale(self, pixels):
+        """A batch of uint8 pixels as the model's inputs (``pixel * scale + offset``)."""
+        xp = self.backend.xp
+        x = xp.astype(pixels, self.grads.buffer.dtype)
+        x *= self.pixels.scale
+        if self.pixels.offset:
+            x += self.pixels.offset
+        return x
 
     def _gather(self, samples):
         """The batch's inputs; where ``take`` has ``out=``, into a buffer reused every step

@@ -1,0 +1,81 @@
+"""``mlp-xp train --distributed``: what the command does differently as one rank of many.
+
+- the device: ``--device gpu`` (or ``auto`` with a GPU) becomes ``gpu:<local rank>``,
+  one GPU per process of a machine; ``--device gpu:N`` is taken as given;
+- one voice, one writer: only rank 0 prints progress and writes the model, the run log
+  and checkpoints; the other ranks are silent unless something goes wrong;
+- faults: an error on any rank prints its one line and ends every rank
+  (``MPI_Abort``), so no rank waits forever in a collective; a watchdog does the same
+  when no step finishes for ``--watchdog`` seconds.
+
+Outside a launcher, or without mpi4py, ``--distributed`` is one line and exit 2: a run
+that silently trained on one process where many were meant would waste a cluster slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from ..errors import MlpXpError
+from .world import World, start_world
+
+__all__ = ["start", "device_for", "abort_on_error", "Silent", "THREAD_VARS"]
+
+#: The BLAS/OpenMP thread counts a rank sets to one (``bench --ranks``), before NumPy loads.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def start(args) -> World | None:
+    """The world of a ``--distributed`` run (None for an ordinary one)."""
+    if not getattr(args, "distributed", False):
+        return None
+    return start_world()
+
+
+def device_for(device: str, world: World | None) -> str:
+    """The device a rank uses: its local GPU for ``gpu``/``auto`` with GPUs, else ``device``."""
+    if world is None or device not in ("gpu", "auto"):
+        return device
+    if device == "auto":
+        from ..backend import gpu_probe
+
+        if not gpu_probe().ok:
+            return "cpu"
+    return f"gpu:{world.local_rank}"
+
+
+@contextlib.contextmanager
+def abort_on_error(world: World | None, command: str):
+    """On any rank, an error ends the whole job with its one line (not a hang)."""
+    if world is None or world.size == 1:
+        yield
+        return
+    try:
+        yield
+    except MlpXpError as exc:
+        world.abort(f"mlp-xp {command}: error: rank {world.rank}: {exc}", code=2)
+    except Exception as exc:  # a bug or a device fault: still end every rank
+        from ..backend import device_error_for
+
+        error = device_error_for(exc) or f"{type(exc).__name__}: {exc}"
+        world.abort(f"mlp-xp {command}: error: rank {world.rank}: {error}", code=1)
+
+
+class Silent:
+    """A text stream that drops what is written (the log of ranks other than 0)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def say(world: World | None, message: str) -> None:
+    """A line on stderr, from rank 0 only."""
+    if world is None or world.is_root:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,192 @@
+"""Synchronous data parallelism: N processes on shares of each global batch equal one process.
+
+The contract is PyTorch DDP's and Horovod's: ``config.batch_size`` is the *global* batch.
+Every rank makes the same epoch plan from the seed (the global shuffle, the augmentation
+coefficients and the dropout key, all keyed by sample, :mod:`mlp_xp.train.plan`), and
+rank ``r`` of ``N`` takes the contiguous stretch ``[r b / N, (r + 1) b / N)`` of every
+global batch of ``b`` rows (:class:`ShardPlan`). A step:
+
+1. computes the local mean gradient over the rank's ``n_r`` samples into the step's flat
+   gradient buffer (parameters and gradients are views of one buffer each:
+   :mod:`mlp_xp.flat`);
+2. scales it by ``n_r / b`` -- so the sum over ranks is the mean over the global batch,
+   the L2 term ``lambda W`` included once;
+3. sums it over the ranks in **one** allreduce of the flat buffer
+   (:meth:`~mlp_xp.parallel.world.World.allreduce`);
+4. applies the optimizer's update, the same on every rank, so parameters and optimizer
+   state stay identical without being sent again.
+
+Rank 0's initial parameters are broadcast first. The epoch's losses and the held-out
+metrics are reduced across ranks (each rank evaluates its share of the held-out set), so
+every rank takes the same early-stopping and divergence decisions. A stop request (Ctrl-C
+or SIGTERM on any rank) is agreed by a non-blocking vote and ends every rank after the
+same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..train.loop import Trainer
+from ..train.plan import EpochPlan
+from ..train.step import EpochLosses, GenericStep
+from .world import Watchdog, World
+
+__all__ = ["DistributedTrainer", "ShardPlan", "share"]
+
+
+def share(start: int, stop: int, rank: int, size: int) -> slice:
+    """Rank ``rank``'s contiguous share of rows ``[start, stop)``, split as evenly as can be."""
+    n = stop - start
+    return slice(start + rank * n // size, start + (rank + 1) * n // size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan(EpochPlan):
+    """An :class:`EpochPlan` whose :meth:`rows` are this rank's share of each global batch."""
+
+    rank: int = 0
+    ranks: int = 1
+
+    def global_rows(self, step: int) -> slice:
+        return EpochPlan.rows(self, step)
+
+    def rows(self, step: int) -> slice:
+        whole = self.global_rows(step)
+        return share(whole.start, whole.stop, self.rank, self.ranks)
+
+
+class ShardedStep(GenericStep):
+    """The generic step on this rank's share, its gradient summed over the ranks."""
+
+    name = "generic (data-parallel)"
+
+    def __init__(self, world: World, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.world = world
+        self.grad_hooks.append(self._allreduce)
+        self._scale = 1.0
+        self._zero = None
+
+    def __call__(self, s: int):
+        rows, whole = self.plan.rows(s), self.plan.global_rows(s)
+        self._scale = (rows.stop - rows.start) / (whole.stop - whole.start)
+        if rows.stop > rows.start:
+            return super().__call__(s)
+        # an empty share (a global batch smaller than the world): no samples, no gradient,
+        # but this rank still takes part in the allreduce and the update
+        with self.backend.scope():
+            xp = self.backend.xp
+            self.grads.buffer[...] = 0
+            self._allreduce(self.grads)
+            self.optimizer.lr = float(self.plan.lrs[s])
+            self.optimizer.update_params(self.grads)
+            if self._zero is None:
+                self._zero = xp.zeros(
+                    (), dtype=self.grads.buffer.dtype, device=self.grads.buffer.device
+                )
+        self.losses.append((s, self._zero))
+        return self._zero
+
+    def _allreduce(self, grads) -> None:
+        if self._scale != 1.0:
+            grads.buffer[...] *= self._scale
+        self.world.allreduce(grads.buffer, self.backend)
+
+    def end_epoch(self) -> EpochLosses:
+        """The epoch's losses over every rank's samples (one small gather)."""
+        try:
+            local = super().end_epoch()
+        except ZeroDivisionError:  # every share of this rank was empty
+            local = EpochLosses(float("nan"), 0)
+        everyone = self.world.gather(tuple(local))
+        bad = [(b, v) for _, _, b, v in everyone if b is not None]
+        if bad:
+            step, value = min(bad)
+            return EpochLosses(float("nan"), 0, step, value)
+        samples = sum(n for _, n, _, _ in everyone)
+        total = sum(m * n for m, n, _, _ in everyone if n)
+        return EpochLosses(total / samples if samples else float("nan"), samples)
+
+
+class DistributedTrainer(Trainer):
+    """A :class:`~mlp_xp.train.loop.Trainer` that is one rank of ``world``.
+
+    Takes the same arguments, plus ``world`` (and ``watchdog``: seconds without a finished
+    step after which the job is aborted, ``None`` for no watchdog). Every rank passes the
+    whole training set (or a memory map of it: a rank reads only the rows of its shares)
+    and the whole held-out set, of which it keeps its share.
+    """
+
+    def __init__(self, world: World, model, X, y, X_val=None, y_val=None, config=None,
+                 *, watchdog: float | None = None, stream: bool = False, **kwargs):  # fmt: skip
+        self.world, self.stream = world, stream
+        if stream and kwargs.get("pixels") is None:
+            raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
+        if X_val is not None:
+            rows = share(0, len(y_val), world.rank, world.size)
+            X_val, y_val = X_val[rows], y_val[rows]
+        super().__init__(model, X, y, X_val, y_val, config, **kwargs)
+        if self.config.gpu_step == "fast":
+            raise ConfigError(
+                "gpu_step='fast' is not data-parallel yet; use gpu_step='auto' or 'generic' "
+                "with --distributed"
+            )
+        self.config.gpu_step = "generic"
+        world.agree(self.fingerprint(), "configurations or data")
+        world.broadcast(model.params.buffer, self.backend)  # rank 0's initial parameters
+        self.watchdog = Watchdog(world, watchdog) if watchdog else None
+
+    def fingerprint(self) -> dict:
+        """What every rank must share: the configuration, the network and the data."""
+        labels = self.backend.get(self.T)
+        return {
+            **{f"config.{k}": v for k, v in self.config.as_dict().items() if k != "gpu_step"},
+            "network": repr(self.model),
+            "training samples": int(self.X.shape[0]),
+            "training targets": float(np.sum(labels * np.arange(1, labels.shape[-1] + 1))),
+        }
+
+    @property
+    def n_val(self) -> int:
+        return int(self.y_val.shape[0]) if self.has_val else 0
+
+    def plan(self, epoch: int) -> ShardPlan:
+        plan = super().plan(epoch)
+        fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(EpochPlan)}
+        return ShardPlan(**fields, rank=self.world.rank, ranks=self.world.size)
+
+    def _inputs(self, X):
+        if self.stream:  # host memory maps, read a batch at a time (mlp_xp.parallel.stream)
+            return X
+        return super()._inputs(X)
+
+    def _choose_step(self, plan):
+        from .stream import StreamedStep
+
+        step = StreamedStep if self.stream else ShardedStep
+        return step(self.world, *self.step_arguments(), pixels=self.pixels)
+
+    def should_stop(self) -> bool:
+        if self.watchdog is not None:
+            self.watchdog.beat()
+        return self.world.vote(self._stop.is_set())
+
+    def run(self):
+        try:
+            return super().run()
+        finally:
+            self.world.finish_vote()  # every rank has one pending vote; settle it together
+
+    def evaluate_held_out(self) -> dict:
+        """Every rank evaluates its share of the held-out set; the metrics are combined."""
+        local = self.model.evaluate(self.X_val, self.y_val) if self.n_val else {"samples": 0}
+        everyone = self.world.gather(local)
+        n = sum(m["samples"] for m in everyone)
+        keys = {k for m in everyone for k in m if k != "samples"}
+        out = {k: sum(m[k] * m["samples"] for m in everyone if m["samples"]) / n for k in keys}
+        out["samples"] = n
+        return out
