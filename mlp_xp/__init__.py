@@ -10,6 +10,9 @@ The math core sits at the top (:mod:`~mlp_xp.backend`, :mod:`~mlp_xp.functional`
 :mod:`mlp_xp.train`, :mod:`mlp_xp.data` and :mod:`mlp_xp.cli` build on it.
 
 >>> from mlp_xp import MLP, fit, load_model, get_backend  # doctest: +SKIP
+
+``with mlp_xp.device("gpu:1"):`` makes a device the default inside a block
+(:func:`device`); ``model.to("cpu")`` copies a network to another device.
 """
 
 __version__ = "0.2.0"
@@ -22,11 +25,13 @@ from .errors import *  # noqa: F403 -- every exception is public
 from .model import MLP
 from .onnx import export_onnx
 from .optim import SGD, Adam
+from .scope import device
 from .train import Callback, History, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __all__ = [
     "MLP", "fit", "Trainer", "TrainConfig", "History", "Callback", "SGD", "Adam",
-    "get_backend", "Backend", "load_model", "save_model", "load_checkpoint", "save_checkpoint",
+    "get_backend", "Backend", "device", "load_model", "save_model", "load_checkpoint",
+    "save_checkpoint",
     "load_digits", "read_idx", "write_idx", "scale_images", "stratified_split", "export_onnx",
     *errors.__all__, "__version__",
 ]  # fmt: skip

@@ -25,13 +25,16 @@ import contextlib
 import functools
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from . import host
+from .arrays import Location, describe, host_array, locate
 from .devices import INSTALL_FIX, GpuProbe, cupy_namespace, diagnose, parse_device, probe_gpu
 from .errors import BackendMismatchError, DeviceError
+from .scope import scoped_device
 
 __all__ = ["Backend", "get_backend", "gpu_probe", "GpuProbe", "device_error_for"]
 
@@ -99,6 +102,11 @@ class Backend:
         """What identifies the device: equal keys, equal backends."""
         return (self.name,)
 
+    @property
+    def spec(self) -> str:
+        """The device's name as :func:`get_backend` takes it: ``"cpu"``, ``"gpu:1"``, ..."""
+        return "cpu"
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Backend) and self.key == other.key
 
@@ -127,12 +135,34 @@ class Backend:
         return _tree_map(tree, self._get)
 
     def _put(self, a: Any, dtype: Any) -> Any:
-        if not self.owns(a) and array_kind(a) in _DEVICE_ARRAYS:
+        return self.xp.asarray(self.accept(a, "data"), dtype=dtype)
+
+    def accept(self, x: Any, what: str = "input") -> Any:
+        """``x`` as an array of this device, or as host NumPy data for :meth:`put` to move.
+
+        An array of this device is returned as it is; a DLPack array on this device (a
+        CUDA PyTorch tensor given to a GPU backend, say) is taken in place, without a
+        copy; host data (NumPy, pandas, lists, DLPack arrays in host memory such as
+        PyTorch CPU tensors or JAX CPU arrays) comes back as a NumPy array, a view
+        where the producer allows one. An array on another device is a
+        :class:`~mlp_xp.errors.BackendMismatchError` naming both devices.
+        """
+        if self.owns(x):
+            return x
+        where = locate(x)
+        if where.kind == "cpu":
+            return host_array(x, what)
+        taken = self._take(x, where)
+        if taken is None:
             raise BackendMismatchError(
-                f"got a {_where(a)} but this backend is {self} ({self.kind}); "
-                "move it to the host first"
+                f"{what} is a {describe(x)} but the model lives on {self} ({self.kind}); "
+                "move it first with backend.put(...) or model.to(...)"
             )
-        return self.xp.asarray(a, dtype=dtype)
+        return taken
+
+    def _take(self, x: Any, where: Location) -> Any:
+        """A zero-copy array of this device over ``x``'s memory at ``where``, or None."""
+        return None
 
     def op_counts(self) -> dict | None:
         """Launches, syncs and copies done so far, where the array module can count them
@@ -142,7 +172,7 @@ class Backend:
     def _get(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
-    def scope(self):
+    def scope(self) -> contextlib.AbstractContextManager:
         """A context in which new arrays land on this backend's device (CuPy's current device)."""
         return _NO_SCOPE
 
@@ -171,7 +201,7 @@ class Backend:
         """Return ``x`` if it belongs to this backend, else raise a clear error."""
         if not self.owns(x):
             raise BackendMismatchError(
-                f"{what} is a {_where(x)} but the model lives on {self} "
+                f"{what} is a {describe(x)} but the model lives on {self} "
                 f"({self.kind}); move it first with backend.put(...) or model.to(...)"
             )
         return x
@@ -180,14 +210,14 @@ class Backend:
         return self.name
 
     def __repr__(self) -> str:
-        return f"<Backend {self.name} on {self.device}>"
+        return f"<Backend {self.spec!r}: {self.name} on {self.device}>"
 
     def describe(self) -> dict:
         """A JSON-able summary, as printed by ``mlp-xp devices --json``."""
         return {"backend": self.name, "kind": self.kind, "device": self.device}
 
 
-def _tree_map(tree: Any, fn) -> Any:
+def _tree_map(tree: Any, fn: Callable[[Any], Any]) -> Any:
     """Apply ``fn`` to every leaf of nested dicts, lists and tuples (``None`` stays)."""
     if isinstance(tree, dict):
         return {k: _tree_map(v, fn) for k, v in tree.items()}
@@ -196,28 +226,9 @@ def _tree_map(tree: Any, fn) -> Any:
     return None if tree is None else fn(tree)
 
 
-_DEVICE_ARRAYS = ("cupy array", "array_api_strict array")
-
-
 def array_kind(x: Any) -> str:
-    """Name the library an array comes from, for error messages."""
-    module = type(x).__module__.split(".")[0]
-    return {
-        "numpy": "numpy array",
-        "cupy": "cupy array",
-        "array_api_strict": "array_api_strict array",
-    }.get(module, f"{type(x).__name__}")
-
-
-def _where(x: Any) -> str:
-    """``array_kind`` plus the device of a device array (``cupy array on gpu:1``)."""
-    kind = array_kind(x)
-    device = getattr(x, "device", None)
-    if kind == "cupy array" and hasattr(device, "id"):
-        return f"{kind} on gpu:{device.id}"
-    if kind == "array_api_strict array" and device is not None:
-        return f"{kind} on {device}"
-    return kind
+    """Name the library an array comes from, and its device when not the host, for messages."""
+    return describe(x)
 
 
 class NumpyBackend(Backend):
@@ -231,52 +242,6 @@ class NumpyBackend(Backend):
     def owns(self, x: Any) -> bool:
         # NumPy's reductions return scalars (np.generic): its 0-d arrays
         return isinstance(x, (np.ndarray, np.generic))
-
-
-class StrictBackend(Backend):
-    """The Array API reference implementation; proves the math is portable.
-
-    ``device`` names one of its simulated devices (``"device1"``, ``"device2"``); arrays
-    of different devices refuse to meet, so the math must pass ``device=`` wherever it
-    creates an array.
-    """
-
-    name = "array_api_strict"
-    kind = "cpu"
-
-    def __init__(self, device: str = ""):
-        xp = importlib.import_module("array_api_strict")
-        info = xp.__array_namespace_info__()
-        devices = {str(d).split("'")[1]: d for d in info.devices()} if device else {}
-        if device and device not in devices:
-            raise DeviceError(
-                f"array-api-strict has no device {device!r}: choose from {', '.join(devices)}"
-            )
-        self.array_device = devices[device] if device else info.default_device()
-        label = f", {device}" if device else ""
-        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict{label}")
-
-    @property
-    def key(self) -> tuple:
-        return (self.name, str(self.array_device))
-
-    def _put(self, a: Any, dtype: Any) -> Any:
-        if self.owns(a):
-            return a if dtype is None or a.dtype == dtype else self.xp.astype(a, dtype)
-        if isinstance(a, np.ndarray) and a.dtype.kind in "biuf":
-            a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray does not)
-        super()._put(a, dtype)  # refuses another library's device array
-        return self.xp.asarray(a, dtype=dtype, device=self.array_device)
-
-    def _get(self, a: Any) -> np.ndarray:
-        if not self.owns(a):
-            return np.asarray(a)
-        return np.from_dlpack(
-            self.xp.asarray(a, device=self.xp.__array_namespace_info__().default_device())
-        )
-
-    def owns(self, x: Any) -> bool:
-        return type(x).__module__.startswith("array_api_strict") and x.device == self.array_device
 
 
 class CupyBackend(Backend):
@@ -299,15 +264,25 @@ class CupyBackend(Backend):
     def key(self) -> tuple:
         return (self.name, self.index)
 
+    @property
+    def spec(self) -> str:
+        return f"gpu:{self.index}"
+
     def __str__(self) -> str:
         return f"cupy (gpu:{self.index})"
 
-    def scope(self):
+    def scope(self) -> contextlib.AbstractContextManager:
         return self._device
 
     def _put(self, a: Any, dtype: Any) -> Any:
         with self._device:
             return super()._put(a, dtype)
+
+    def _take(self, x: Any, where: Location) -> Any:
+        if where.kind != "gpu" or where.index != self.index:
+            return None
+        with self._device:  # the producer's memory, read on CuPy's current stream
+            return self.cupy.from_dlpack(x)
 
     def _get(self, a: Any) -> np.ndarray:
         if not isinstance(a, self.cupy.ndarray):
@@ -342,10 +317,12 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
     Parameters
     ----------
     spec : {"auto", "cpu", "gpu", "gpu:N", "cuda:N", "array-api-strict"} or Backend, optional
-        ``auto`` (the default, or the ``MLP_XP_DEVICE`` environment variable)
-        picks CuPy on GPU 0 when it passes the probe, else NumPy, and records why
-        in ``backend.note``. ``gpu`` is ``gpu:0``; ``gpu:N`` without a usable GPU N
-        raises :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
+        ``None`` and ``auto`` are the device of the innermost ``with mlp_xp.device(...)``
+        block (:func:`mlp_xp.device`) where there is one. Otherwise ``None`` is the
+        ``MLP_XP_DEVICE`` environment variable, else ``auto``, which picks CuPy on GPU 0
+        when it passes the probe, else NumPy, and records why in ``backend.note``.
+        ``gpu`` is ``gpu:0``; ``gpu:N`` without a usable GPU N raises
+        :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
 
     Returns
     -------
@@ -353,6 +330,9 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
     """
     if isinstance(spec, Backend):
         return spec
+    scoped = scoped_device()
+    if scoped is not None and (spec is None or str(spec).strip().lower() == "auto"):
+        return scoped
     if spec is None:
         spec = os.environ.get(ENV_VAR, "").strip() or "auto"
     device = parse_device(spec)
@@ -360,6 +340,8 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
         return NumpyBackend()
     if device.kind == "strict":
         try:
+            from .strict import StrictBackend  # the reference namespace, imported on demand
+
             return StrictBackend(device.name)
         except ImportError as exc:
             raise DeviceError(

@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
+from .backend import Backend
 from .errors import DeviceError, MlpXpError, ModelFileError
 from .fileio import atomic_write
 from .model import MLP
@@ -54,7 +57,7 @@ def _checksum(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
+def write_file(path: str | os.PathLike, kind: str, meta: dict, arrays: dict) -> Path:
     """Write ``arrays`` (host NumPy) with ``meta`` as an atomic, checksummed ``.npz``."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     full_meta = {
@@ -67,7 +70,7 @@ def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
     }
     blob = np.frombuffer(json.dumps(full_meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
 
-    def write(fh):
+    def write(fh: IO[bytes]) -> None:
         buf = io.BytesIO()
         np.savez(buf, meta=blob, **arrays)
         fh.write(buf.getvalue())
@@ -75,7 +78,7 @@ def write_file(path, kind: str, meta: dict, arrays: dict) -> Path:
     return atomic_write(path, write)
 
 
-def read_file(path) -> tuple[dict, dict]:
+def read_file(path: str | os.PathLike) -> tuple[dict, dict]:
     """Read and verify a model/checkpoint file: ``(meta, arrays)`` as host data.
 
     Every array's ``.npy`` header is checked before any data is read: against
@@ -111,7 +114,7 @@ def read_file(path) -> tuple[dict, dict]:
     return meta, loaded
 
 
-def _decode_meta(path: Path, blob) -> dict:
+def _decode_meta(path: Path, blob: Any) -> dict:
     if blob is None or blob.dtype != np.uint8 or blob.ndim != 1:
         raise ModelFileError(f"{path}: not an mlp_xp model file (no metadata)")
     try:
@@ -148,7 +151,7 @@ def param_arrays(model: MLP) -> dict:
     return {f"param/{k}": v for k, v in model.params_numpy().items()}
 
 
-def save_model(path, model: MLP, **meta) -> Path:
+def save_model(path: str | os.PathLike, model: MLP, **meta: Any) -> Path:
     """Save a trained network (parameters + config + any extra JSON-able ``meta``).
 
     Typical ``meta`` keys: ``normalization``, ``training``, ``data``.
@@ -157,7 +160,9 @@ def save_model(path, model: MLP, **meta) -> Path:
     return write_file(path, "model", merged, param_arrays(model))
 
 
-def build_model(path, meta: dict, arrays: dict, backend) -> MLP:
+def build_model(
+    path: str | os.PathLike, meta: dict, arrays: dict, backend: str | Backend | None
+) -> MLP:
     """The network described by a file's ``meta`` and ``param/...`` arrays, on ``backend``."""
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     config = meta.get("model")
@@ -179,7 +184,7 @@ def build_model(path, meta: dict, arrays: dict, backend) -> MLP:
     return model
 
 
-def load_model(path, backend=None) -> MLP:
+def load_model(path: str | os.PathLike, backend: str | Backend | None = None) -> MLP:
     """Load a model (or the network inside a checkpoint) onto ``backend``.
 
     Parameters

@@ -76,7 +76,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(fh)`` on a temp file next to ``path``, then rename it into place.
 
     Raises

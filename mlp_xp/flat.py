@@ -10,6 +10,7 @@ parallelism -- one allreduce of the gradient.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import numpy as np
 
@@ -80,5 +81,5 @@ class FlatParams(dict):
         """The weight matrices' stretch of the buffer (what L2 applies to)."""
         return self.buffer[: self.layout.n_weights]
 
-    def same_layout(self, other) -> bool:
+    def same_layout(self, other: object) -> TypeGuard[FlatParams]:
         return isinstance(other, FlatParams) and other.layout == self.layout

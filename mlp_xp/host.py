@@ -63,8 +63,10 @@ def _windows_cpu_name() -> str:
         import winreg
 
         key = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
-            return str(winreg.QueryValueEx(handle, "ProcessorNameString")[0]).strip()
+        root = winreg.HKEY_LOCAL_MACHINE  # type: ignore[attr-defined,unused-ignore]  # Windows only
+        with winreg.OpenKey(root, key) as handle:  # type: ignore[attr-defined,unused-ignore]
+            name = winreg.QueryValueEx(handle, "ProcessorNameString")  # type: ignore[attr-defined,unused-ignore]
+            return str(name[0]).strip()
     except (ImportError, OSError):
         return ""
 
@@ -142,7 +144,7 @@ def _windows_peak_working_set() -> int | None:
         ]
 
     try:
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
         current = kernel32.GetCurrentProcess
         current.restype = ctypes.c_void_p
         read = kernel32.K32GetProcessMemoryInfo

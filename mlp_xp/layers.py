@@ -60,7 +60,7 @@ def parse_hidden(spec) -> list[LayerSpec]:
         items = [s.strip() for s in spec.split(",")] if spec.strip() else []
     else:
         items = list(spec)
-    layers = []
+    layers: list[LayerSpec] = []
     for item in items:
         if isinstance(item, LayerSpec):
             layers.append(item)

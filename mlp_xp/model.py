@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import functional as F
+from .arrays import Array, ArrayLike, as_rows, device_array
 from .backend import Backend, get_backend
 from .constraints import validate
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .flat import FlatParams, Layout
 from .init import xavier_uniform
 from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
@@ -34,13 +35,14 @@ __all__ = ["MLP"]
 
 #: ``weights(i, n_in, spec) -> (W, b)``: the host arrays of layer ``i`` (1-based).
 WeightSource = Callable[[int, int, LayerSpec], tuple]
+R = TypeVar("R")
 
 
-def on_device(method):
+def on_device(method: Callable[..., R]) -> Callable[..., R]:
     """Run a method with the model's device current (new arrays land there)."""
 
     @functools.wraps(method)
-    def run(self, *args, **kwargs):
+    def run(self: MLP, *args: Any, **kwargs: Any) -> R:
         with self.backend.scope():
             return method(self, *args, **kwargs)
 
@@ -105,7 +107,10 @@ class MLP:
 
         self.layers = self._make_layers(xavier)
 
-    def _configure(self, n_inputs, hidden, n_outputs, activation, task, l2, backend, dtype) -> None:
+    def _configure(
+        self, n_inputs: int, hidden: Any, n_outputs: int, activation: str | Sequence[str],
+        task: str, l2: float, backend: str | Backend | None, dtype: str,
+    ) -> None:  # fmt: skip
         """Check and store the network's description (shared by both constructors)."""
         self.backend = get_backend(backend)
         self.xp = self.backend.xp
@@ -157,7 +162,7 @@ class MLP:
         }
 
     @classmethod
-    def from_params(cls, config: dict, params: dict, backend=None) -> MLP:
+    def from_params(cls, config: dict, params: dict, backend: str | Backend | None = None) -> MLP:
         """Rebuild a network from :meth:`config` and host parameter arrays ``W1, b1, ...``."""
         model = cls.__new__(cls)
         model._configure(
@@ -186,7 +191,7 @@ class MLP:
         model.layers = model._make_layers(stored)
         return model
 
-    def to(self, backend) -> MLP:
+    def to(self, backend: str | Backend) -> MLP:
         """A copy of this network on another backend (``"cpu"``, ``"gpu"``, ...)."""
         model = MLP.from_params(self.config(), self.params_numpy(), backend)
         model.meta = dict(self.meta)
@@ -244,7 +249,7 @@ class MLP:
 
     # -- math --------------------------------------------------------------------
     @on_device
-    def logits(self, X, train: bool = False, masks=None):
+    def logits(self, X: Array, train: bool = False, masks: list | None = None) -> Array:
         """Output pre-activation z, shape (N, n_outputs).
 
         ``masks`` (training only) is one inverted-dropout mask per hidden layer,
@@ -258,14 +263,14 @@ class MLP:
         return h
 
     @on_device
-    def forward(self, X):
+    def forward(self, X: ArrayLike) -> Array:
         """Network output y = g(z): probabilities, sigmoid values or regression values."""
         return self.loss.output(self.xp, self.logits(self.check_input(X)))
 
     predict_proba = forward
 
     @on_device
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         """Class labels (classify), 0/1 (binary) or values (regress)."""
         z = self.logits(self.check_input(X))
         if self.task == "classify":
@@ -275,12 +280,12 @@ class MLP:
         return z
 
     @on_device
-    def targets(self, labels):
+    def targets(self, labels: Array) -> Array:
         """Encode device labels as the target array t (one-hot for classify)."""
         return self.loss.targets(self.xp, labels, self.n_outputs, self.backend.dtype(self.dtype))
 
     @on_device
-    def dropout_masks(self, samples, key: int, rate: float) -> list:
+    def dropout_masks(self, samples: Array, key: int, rate: float) -> list:
         """Inverted-dropout masks for the hidden layers of a batch, made on the device.
 
         ``samples`` holds the batch rows' dataset indices (a device integer array);
@@ -302,13 +307,16 @@ class MLP:
         return out
 
     @on_device
-    def penalty(self):
+    def penalty(self) -> Array:
         """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
         w = self.params.weights
         return (0.5 * self.l2) * (w @ w)  # an inner product (BLAS dot): no temporary W * W
 
     @on_device
-    def loss_and_grads(self, X, T, masks=None, *, with_penalty: bool = True, out=None):
+    def loss_and_grads(
+        self, X: Array, T: Array, masks: list | None = None, *, with_penalty: bool = True,
+        out: FlatParams | None = None,
+    ) -> tuple[Array, FlatParams]:  # fmt: skip
         """Loss E (a device scalar) and dE/dparam for batch X, targets T.
 
         The gradients are views of one new flat buffer (``grads.buffer``, laid out like
@@ -325,12 +333,12 @@ class MLP:
         direct = self.backend.writes_out  # the layers write straight into the flat buffer
         if direct and out is None:
             out = self.layout.views(xp, xp.empty(self.layout.size, dtype=z.dtype, device=z.device))
-        grads = {}
+        grads: Any = {}
         for i in range(len(self.layers), 0, -1):
             layer = self.layers[i - 1]
             if masks is not None and i - 1 < len(masks):
                 delta = delta * masks[i - 1]
-            into = (out[f"W{i}"], out[f"b{i}"]) if direct else None
+            into = (out[f"W{i}"], out[f"b{i}"]) if direct and out is not None else None
             g, delta = layer.backward(delta, need_input_grad=i > 1, out=into)
             grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
         if direct:
@@ -348,19 +356,19 @@ class MLP:
         return E, grads
 
     @on_device
-    def loss_value(self, X, T):
+    def loss_value(self, X: Array, T: Array) -> Array:
         """E for a batch, including the L2 penalty (no cache kept)."""
         E = self.loss.value(self.xp, self.logits(X), T)
         return E + self.penalty() if self.l2 else E
 
     @on_device
-    def evaluate(self, X, labels, batch_size: int = 4096) -> dict:
+    def evaluate(self, X: ArrayLike, labels: ArrayLike, batch_size: int = 4096) -> dict:
         """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
 
         Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``.
         """
         X = self.check_input(X)
-        labels = self.backend.check(labels, "labels")
+        labels = device_array(self.backend, labels, "labels")
         xp, n = self.xp, X.shape[0]
         data_loss, hits = 0.0, 0.0
         for start in range(0, n, batch_size):
@@ -383,19 +391,19 @@ class MLP:
             out["accuracy"] = float(hits) / n
         return out
 
-    def check_input(self, X):
-        """Raise a clear error if X is on another backend or has the wrong width."""
-        self.backend.check(X, "input")
-        if len(X.shape) != 2 or X.shape[1] != self.n_inputs:
-            raise DataError(
-                f"input has shape {tuple(X.shape)} but the model expects "
-                f"(N, {self.n_inputs}) features"
-            )
-        return X
+    def check_input(self, X: ArrayLike) -> Array:
+        """X on the model's device (in place, or moved once), ``n_inputs`` wide
+        (:func:`mlp_xp.arrays.as_rows`)."""
+        return as_rows(self.backend, X, self.n_inputs)
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live, as :meth:`to` and ``backend=`` take it (``"gpu:1"``)."""
+        return self.backend.spec
 
     def __repr__(self) -> str:
         sizes = "-".join(str(h) for h in [self.n_inputs, *self.hidden, self.n_outputs])
         return (
             f"MLP({sizes}, activations={self.activations}, task={self.task!r}, "
-            f"l2={self.l2}, dtype={self.dtype}, backend={self.backend.name})"
+            f"l2={self.l2}, dtype={self.dtype}, device={self.device!r})"
         )

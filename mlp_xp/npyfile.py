@@ -12,11 +12,12 @@ then is an array read, into an allocation of the size just checked.
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -83,8 +84,8 @@ def _header(fh: IO[bytes], size: int, what: str) -> Header:
 def _read_data(fh: IO[bytes], header: Header) -> np.ndarray:
     """The array ``header`` describes, read from ``fh`` (positioned at its data)."""
     out = np.empty(header.shape, dtype=header.dtype, order="F" if header.fortran_order else "C")
-    view = memoryview(out.reshape(-1, order="A").view(np.uint8))
-    if header.nbytes and fh.readinto(view) != header.nbytes:
+    view = out.reshape(-1, order="A").view(np.uint8).data
+    if header.nbytes and cast(io.BufferedIOBase, fh).readinto(view) != header.nbytes:
         raise _Refused("the data is shorter than its header declares (truncated?)")
     return out
 
@@ -148,9 +149,14 @@ class NpzReader:
             self.close()
             raise self._translate(exc) from None
 
+    def _archive(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            raise _Refused("the model file was closed")
+        return self._zip
+
     def _headers(self, archive_size: int) -> dict[str, Header]:
         members: dict[str, Header] = {}
-        for info in self._zip.infolist():
+        for info in self._archive().infolist():
             if not info.filename.endswith(".npy"):
                 raise _Refused(f"not an mlp_xp model file (entry {info.filename!r})")
             name = info.filename[: -len(".npy")]
@@ -161,7 +167,7 @@ class NpzReader:
                 raise _Refused(f"{what} is compressed; model files store arrays uncompressed")
             if info.header_offset + info.compress_size > archive_size:
                 raise _Refused(f"{what} lies past the end of the file (truncated?)")
-            with self._zip.open(info) as fh:
+            with self._archive().open(info) as fh:
                 members[name] = _header(fh, info.file_size, what)
             self._infos[name] = info
         return members
@@ -170,7 +176,7 @@ class NpzReader:
         """The array ``name``: exactly the bytes its checked header declares."""
         header = self.members[name]
         try:
-            with self._zip.open(self._infos[name]) as fh:
+            with self._archive().open(self._infos[name]) as fh:
                 fh.seek(header.offset)
                 out = _read_data(fh, header)
                 fh.read(1)  # reaches the end of the entry: zipfile checks its CRC

@@ -22,7 +22,9 @@ and later load it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +44,7 @@ _ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softpl
 _MAX_BYTES = 2**31 - 2**24
 
 
-def _onnx():
+def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
@@ -50,7 +52,7 @@ def _onnx():
     return onnx
 
 
-def to_onnx(model, *, name: str = "mlp_xp"):
+def to_onnx(model: MLP, *, name: str = "mlp_xp") -> Any:
     """The network as a checked :class:`onnx.ModelProto` (see the module docstring).
 
     Parameters
@@ -64,7 +66,7 @@ def to_onnx(model, *, name: str = "mlp_xp"):
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    extra = {}
+    extra: dict = {}
     if not isinstance(model, MLP):
         classes = getattr(model, "classes_", None)
         if classes is not None:
@@ -78,11 +80,11 @@ def to_onnx(model, *, name: str = "mlp_xp"):
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(model.dtype))
     nodes, inits = [], [numpy_helper.from_array(a, k) for k, a in params.items()]
 
-    def node(op, inputs, output, **attrs):
+    def node(op: str, inputs: list, output: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
 
-    def const(values, key, dtype=np.int64):
+    def const(values: Any, key: str, dtype: Any = np.int64) -> str:
         if key not in {t.name for t in inits}:
             inits.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), key))
         return key
@@ -140,7 +142,7 @@ def to_onnx(model, *, name: str = "mlp_xp"):
     return proto
 
 
-def export_onnx(model, path, *, name: str = "mlp_xp") -> Path:
+def export_onnx(model: MLP, path: str | os.PathLike, *, name: str = "mlp_xp") -> Path:
     """Write the network to ``path`` as an ONNX model (atomic: whole file or none).
 
     Parameters

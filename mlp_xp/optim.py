@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .arrays import Array
 from .constraints import validate
 from .errors import ConfigError, ModelFileError
 from .flat import FlatParams
@@ -52,10 +53,15 @@ class Optimizer:
         self.lr = validate("lr", lr)
         self.t = 0  # steps taken
 
+    def __repr__(self) -> str:
+        settings = {"lr": self.lr, **self.hyperparameters(), "device": self.backend.spec}
+        shown = ", ".join(f"{k}={v!r}" for k, v in settings.items() if k != "name")
+        return f"{type(self).__name__}({shown})"
+
     def _allocate(self) -> None:
         """Zero state, shaped, typed and placed like the parameters (flat when they are)."""
         if not self.params:
-            self.state = {s: {} for s in self.slots}
+            self.state: dict = {s: {} for s in self.slots}
             return
         xp = self.backend.xp
         with self.backend.scope():
@@ -73,7 +79,7 @@ class Optimizer:
         """The host scalar the rule's ``lr`` is at step ``t`` (1-based), for rate ``lr``."""
         return self.lr if lr is None else lr
 
-    def rule(self, p, g, *slots, lr) -> None:
+    def rule(self, p: Array, g: Array, *slots: Array, lr: float) -> None:
         """One step on array ``p`` with gradient ``g`` and state ``slots``, in place."""
         raise NotImplementedError
 
@@ -141,16 +147,16 @@ class SGD(Optimizer):
     def velocity(self) -> dict:
         return self.state.get("velocity", {})
 
-    def rule(self, p, g, *v, lr):
-        if not v:
+    def rule(self, p: Array, g: Array, *slots: Array, lr: float) -> None:
+        if not slots:
             p -= lr * g
             return
-        (v,) = v
+        (v,) = slots
         v *= self.momentum
         v -= lr * g
         p += v
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict:
         return {"name": self.name, "momentum": self.momentum}
 
 
@@ -188,7 +194,7 @@ class Adam(Optimizer):
         lr = self.lr if lr is None else lr
         return lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
 
-    def rule(self, p, g, m, v, *, lr):
+    def rule(self, p: Array, g: Array, m: Array, v: Array, *, lr: float) -> None:  # type: ignore[override]
         b1, b2 = self.beta1, self.beta2
         m *= b1
         m += (1.0 - b1) * g
@@ -196,7 +202,7 @@ class Adam(Optimizer):
         v += (1.0 - b2) * (g * g)
         p -= lr * m / (v**0.5 + self.eps)
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict:
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 

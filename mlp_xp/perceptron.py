@@ -90,7 +90,8 @@ def perceptron(
     y = np.where(y > 0, 1.0, -1.0)
     be = get_backend(backend)
     with be.scope():  # every array on the device asked for, not the current one
-        w, b, mistakes = _run(be, *be.put((X, y), dtype), lr, max_epochs, seed)
+        Xd, yd = be.put((X, y), dtype)
+        w, b, mistakes = _run(be, Xd, yd, lr, max_epochs, seed)
     return PerceptronResult(
         be.get(w).astype(np.float64), float(b), len(mistakes), mistakes[-1] == 0, mistakes
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mlp_xp import MLP
+from mlp_xp import MLP, get_backend
 from mlp_xp.errors import BackendMismatchError, ConfigError, DataError
 from mlp_xp.optim import SGD
 
@@ -126,10 +126,13 @@ def test_predictions_have_the_right_shapes_and_sum_to_one(backend, rng):
     xp_assert_equal(model.predict(X), xp.argmax(probs, axis=1), backend)
 
 
-def test_mixed_backends_raise_a_clear_error(rng):
+def test_an_array_of_another_device_is_a_clear_error_naming_both(rng):
     model = MLP(6, (5,), 3, backend="array-api-strict", seed=0)
-    with pytest.raises(BackendMismatchError, match="numpy array.*array_api_strict"):
-        model.predict(rng.random((2, 6)))
+    elsewhere = get_backend("array-api-strict:device1").put(rng.random((2, 6)))
+    named = "array_api_strict array on .*device1.*array_api_strict"
+    with pytest.raises(BackendMismatchError, match=named):
+        model.predict(elsewhere)
+    assert model.backend.owns(model.predict(rng.random((2, 6))))  # host data is moved
 
 
 def test_wrong_feature_count_is_a_data_error(rng):

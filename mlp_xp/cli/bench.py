@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def benchmark_trainer(
     --momentum 0.9 --lr 0.05 --batch-size B --augment none`` (784-300-100-10, float32,
     L2 1e-4); ``recipe`` overrides other :class:`TrainConfig` fields."""
     model = MLP(*NETWORK, backend=backend, l2=1e-4, seed=seed)
-    settings = dict(optimizer="sgd", momentum=0.9, lr=0.05)
+    settings: dict[str, Any] = dict(optimizer="sgd", momentum=0.9, lr=0.05)
     settings.update(recipe)
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, augment=augment, seed=seed, **settings
@@ -114,7 +115,7 @@ def time_training(
 
 #: The recipes whose steps are counted: the default recipe's augmentation, elastic
 #: distortions, dropout, Adam, and no augmentation.
-COUNTED_RECIPES = {
+COUNTED_RECIPES: dict[str, dict[str, Any]] = {
     "affine": dict(augment="affine"),
     "elastic": dict(augment="elastic"),
     "dropout": dict(augment="affine", dropout=0.2),
@@ -193,7 +194,7 @@ def run_bench(
         source = f"{samples} synthetic MNIST-shaped samples"
     sizes = [NETWORK[0], *NETWORK[1], NETWORK[2]]
     flops_per_epoch = training_flops(sizes) * len(y)
-    out = {
+    out: dict[str, Any] = {
         "network": "-".join(map(str, sizes)),
         "samples": int(len(y)),
         "data": source,

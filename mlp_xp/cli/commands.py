@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -312,7 +313,7 @@ def cmd_export(args) -> int:
     model = load_model(resolve(args.model), "cpu")
     path = export_onnx(model, resolve(args.output))
     outputs = ["output"] if model.task == "regress" else ["output", "label"]
-    info = {
+    info: dict[str, Any] = {
         "onnx": str(path),
         "opset": OPSET,
         "network": "-".join(str(n) for n in model.layer_sizes),

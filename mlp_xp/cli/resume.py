@@ -89,7 +89,7 @@ def _shown(value: Any) -> str:
 def check_flags(args, ckpt: Checkpoint, data: dict) -> int | None:
     """The epochs to extend the run to (None: as it was), or a ConfigError naming
     every typed flag that would change the checkpoint's run, with its value there."""
-    given = getattr(args, "given", frozenset())
+    given: frozenset[str] = getattr(args, "given", frozenset())
     conflicts = []
     for dest, (held, canon) in fixed_settings(ckpt, data).items():
         if dest in given and canon(getattr(args, dest)) != canon(held):
@@ -143,7 +143,7 @@ def outputs(args, ckpt_path: Path, record: Any) -> tuple[Path, Path | None]:
     )
     if args.out:
         out = resolve(args.out)
-    elif args.run_dir:
+    elif args.run_dir and run_dir is not None:
         out = run_dir / "model.npz"
     else:
         out = folder / record["model"]

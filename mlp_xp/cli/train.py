@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ..backend import get_backend
 from ..checkpoint import save_model
@@ -117,7 +118,8 @@ def cmd_train(args) -> int:
 def _train(args, world) -> int:
     """The command, as one process or as one rank of ``world`` (only rank 0 writes)."""
     root = world is None or world.is_root
-    log, device = log_stream(args), args.device
+    log: Any = log_stream(args)  # a text stream, or Silent on ranks that do not print
+    device = args.device
     if world is not None:
         from ..parallel.launch import Silent, device_for
 

@@ -19,7 +19,7 @@ import gzip
 import os
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..fileio import atomic_write
 
 __all__ = ["read_idx", "map_idx", "write_idx", "parse_idx"]
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -165,7 +165,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                     raise DataError(f"{path}: named .gz but is not a gzip file")
                 return _read_idx_stream(fh, name, os.fstat(fh.fileno()).st_size)
             with gzip.GzipFile(fileobj=fh) as gz:
-                return _read_idx_stream(gz, name, None)
+                return _read_idx_stream(cast(IO[bytes], gz), name, None)
     except DataError:
         raise
     except FileNotFoundError:

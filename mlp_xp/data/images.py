@@ -80,4 +80,4 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     dx = int(np.clip(round(13.5 - cx), -left, 28 - left - digit.shape[1]))
     out = np.zeros((28, 28))
     out[top + dy : top + dy + digit.shape[0], left + dx : left + dx + digit.shape[1]] = digit
-    return np.uint8(np.clip(np.round(out), 0, 255))
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -148,7 +149,7 @@ class Normalization:
             norm = cls(
                 float(meta["scale"]),
                 float(meta.get("offset", 0.0)),
-                tuple(int(v) for v in meta.get("image_shape", (28, 28))),
+                cast(tuple[int, int], tuple(int(v) for v in meta.get("image_shape", (28, 28)))),
                 str(meta.get("ink", cls.ink)),
             )
         except (KeyError, TypeError, ValueError):

@@ -60,7 +60,7 @@ class Kernels:
 
             else:
 
-                def hidden(a, b, h):
+                def hidden(a, b, h):  # type: ignore[misc]  # one of two kernel bodies
                     z = a + b
                     a[...] = z
                     h[...] = act.fn(cp, z)
@@ -76,7 +76,7 @@ class Kernels:
 
             else:
 
-                def hidden(a, dh):
+                def hidden(a, dh):  # type: ignore[misc]  # one of two kernel bodies
                     dh[...] = act.backprop_fused(cp, a, act.fn(cp, a), dh)
 
             return fuse(kernel_name=f"mlp_xp_{act.name}_backward")(hidden)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -80,14 +81,15 @@ def open_digits(source, image_shape: tuple[int, int] | None = None) -> Digits:
     """
     if str(source) == EMBEDDED:
         digits = load_digits(source, "train", image_shape=image_shape)
-        return Digits(Shards([digits.images]), digits.labels, digits.source)
+        return Digits(_as_images(Shards([digits.images])), digits.labels, digits.source)
     folder = Path(source)
     if not folder.is_dir():
         return load_digits(source, "train", image_shape=image_shape)  # its one-line error
     images = sorted(p for p in folder.glob("train*images-idx3-ubyte*") if p.is_file())
     if not images:
         return load_digits(source, "train", image_shape=image_shape)
-    parts, labels = [], []
+    parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
     for path in images:
         twin = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
         if not twin.is_file():
@@ -101,8 +103,8 @@ def open_digits(source, image_shape: tuple[int, int] | None = None) -> Digits:
             raise DataError(f"{path}: images of {part.shape[1:]}, the first shard's are "
                             f"{parts[0].shape[1:]}")  # fmt: skip
         parts.append(part)
-        labels.append(np.asarray(part_labels, dtype=np.int64))
-    labels = np.concatenate(labels)
+        label_parts.append(np.asarray(part_labels, dtype=np.int64))
+    labels = np.concatenate(label_parts)
     if image_shape is not None and parts[0].shape[1:] != tuple(image_shape):
         raise DataError(
             f"{folder}: images are {parts[0].shape[1]}x{parts[0].shape[2]} pixels; "
@@ -110,7 +112,13 @@ def open_digits(source, image_shape: tuple[int, int] | None = None) -> Digits:
         )
     if labels.size == 0 or labels.min() < 0 or labels.max() >= 10:
         raise DataError(f"{folder}: labels must be in 0..9 and the set not empty")
-    return Digits(Shards(parts), labels, str(source))
+    return Digits(_as_images(Shards(parts)), labels, str(source))
+
+
+def _as_images(shards: Shards) -> np.ndarray:
+    """``shards`` where :class:`~mlp_xp.data.Digits` holds an image array: it is indexed
+    like one (rows, ``len``, ``shape``, ``dtype``), which is all the training reads."""
+    return cast(np.ndarray, shards)
 
 
 class StreamedStep(ShardedStep):

@@ -11,6 +11,7 @@ reaches into the loop: the estimator is a client of the public API.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
@@ -25,6 +26,7 @@ from ..errors import ConfigError, DataError
 from ..model import MLP
 from ..optim import SGD, Adam
 from ..train import Callback, TrainConfig, Trainer
+from ._inputs import backend_for
 from ._params import checked_settings, image_shape
 
 __all__ = ["BaseMLP", "PREDICT_CHUNK"]
@@ -43,6 +45,14 @@ def _optimizer(model: MLP, scalars: dict):
     return SGD(model.params, model.backend, scalars["lr"], scalars["momentum"])
 
 
+def _rows(X, index: np.ndarray, backend):
+    """Rows ``index`` of host or device rows ``X`` (a gather where ``X`` lives)."""
+    if not backend.owns(X) or backend.name == "numpy":
+        return X[index]
+    with backend.scope():
+        return backend.xp.take(X, backend.put(index), axis=0)
+
+
 class BaseMLP(BaseEstimator):
     """The estimator machinery shared by :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
@@ -50,8 +60,11 @@ class BaseMLP(BaseEstimator):
         """``(task, n_outputs)`` of the network for the targets seen at the first fit."""
         raise NotImplementedError
 
-    def _validate_training(self, X, y, *, reset: bool, incremental: bool, classes=None):
-        """``(X, targets)``: validated inputs and the encoded targets the network learns."""
+    def _validate_training(
+        self, X, y, backend, *, reset: bool, incremental: bool, classes=None
+    ) -> tuple:
+        """``(X, targets)``: validated inputs (host rows, or rows on ``backend``'s device)
+        and the encoded host targets the network learns."""
         raise NotImplementedError
 
     def _validation_score(self, model: MLP, X, y) -> float:
@@ -115,8 +128,10 @@ class BaseMLP(BaseEstimator):
         if incremental and s["early_stopping"]:
             raise ConfigError("partial_fit does not support early_stopping=True")
         fresh = not hasattr(self, "t_") or not (incremental or s["warm_start"])
-        X, T = self._validate_training(X, y, reset=fresh, incremental=incremental, classes=classes)
-        backend = get_backend(self.device)
+        backend = backend_for(self.device, X) if fresh else self._live()[0].backend
+        X, T = self._validate_training(
+            X, y, backend, reset=fresh, incremental=incremental, classes=classes
+        )
         if fresh:
             self._initialize(s, X.shape[1], backend)
         model, optimizer = self._live()
@@ -125,10 +140,12 @@ class BaseMLP(BaseEstimator):
             optimizer = self._optimizer = _optimizer(model, self._solver_settings(s))
         X_train, T_train, val = X, T, None
         if s["early_stopping"]:
-            X_train, X_val, T_train, T_val = train_test_split(
-                X, T, test_size=s["validation_fraction"], random_state=self._seed,
-                stratify=T if is_classifier(self) else None,
+            train, held_out = train_test_split(
+                np.arange(T.shape[0]), test_size=s["validation_fraction"],
+                random_state=self._seed, stratify=T if is_classifier(self) else None,
             )  # fmt: skip
+            X_train, X_val = _rows(X, train, backend), _rows(X, held_out, backend)
+            T_train, T_val = T[train], T[held_out]
             if X_val.shape[0] < 2:
                 raise DataError(
                     "the validation set is too small: increase validation_fraction "
@@ -178,19 +195,19 @@ class BaseMLP(BaseEstimator):
         self._optimizer = _optimizer(self._model, self._solver_settings(s))
         self._placed_on = self.device
         self._snapshot = None
-        self._twins = {}
-        self._epochs_done = 0
+        self._twins: dict[str, MLP] = {}
+        self._epochs_done: int = 0
         self._no_improvement_count = 0
         self.t_ = 0
         self.n_iter_ = 0
-        self.loss_curve_ = []
+        self.loss_curve_: list[float] = []
         self.n_layers_ = len(s["hidden"]) + 2
         self.n_outputs_ = n_outputs
         self.out_activation_ = {"classify": "softmax", "binary": "logistic"}.get(task, "identity")
         early = s["early_stopping"]
-        self.best_loss_ = None if early else np.inf
-        self.validation_scores_ = [] if early else None
-        self.best_validation_score_ = -np.inf if early else None
+        self.best_loss_: Any = None if early else np.inf  # None or a float, as scikit-learn's
+        self.validation_scores_: Any = [] if early else None
+        self.best_validation_score_: Any = -np.inf if early else None
 
     @staticmethod
     def _solver_settings(s: dict) -> dict:
@@ -320,7 +337,7 @@ class _Monitor(Callback):
         self.est, self.s, self.val = est, s, val
         self.incremental, self.n_train = incremental, n_train
         self.stopped = False
-        self.best_params = None
+        self.best_params: Any = None  # a device snapshot of the best parameters
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         est, s = self.est, self.s

@@ -158,7 +158,7 @@ class Augmenter:
         """
         cy, cx = (self.height - 1) / 2, (self.width - 1) / 2
         if self.kind == "shift":
-            shifts = rng.integers(-int(self.max_shift), int(self.max_shift) + 1, (n, 2))
+            shifts: np.ndarray = rng.integers(-int(self.max_shift), int(self.max_shift) + 1, (n, 2))
             m = np.tile([1.0, 0.0, 0.0, 1.0], (n, 1))
         else:
             theta = rng.uniform(-self.rotate, self.rotate, n)

@@ -15,10 +15,12 @@ the loss and time of an interrupted epoch's first part. Resuming::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..backend import Backend
 from ..checkpoint import build_model, param_arrays, read_file, write_file
 from ..errors import MlpXpError, ModelFileError
 from .config import TrainConfig
@@ -45,7 +47,7 @@ class Checkpoint:
     state: dict
 
 
-def save_checkpoint(path, trainer: Trainer, **meta) -> Path:
+def save_checkpoint(path: str | os.PathLike, trainer: Trainer, **meta: Any) -> Path:
     """Save everything needed to resume ``trainer``: parameters, optimizer, loop state."""
     model = trainer.model
     scalars, opt_arrays = trainer.optimizer.state_dict()
@@ -65,7 +67,7 @@ def save_checkpoint(path, trainer: Trainer, **meta) -> Path:
     return write_file(path, "checkpoint", merged, arrays)
 
 
-def load_checkpoint(path, backend=None) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, backend: str | Backend | None = None) -> Checkpoint:
     """Load a checkpoint onto ``backend`` (independent of where it was written)."""
     meta, arrays = read_file(path)
     state = meta.get("state")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_kind
+from ..arrays import Array, ArrayLike
 from ..constraints import validate
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
@@ -77,10 +77,10 @@ class Trainer:
     def __init__(
         self,
         model: MLP,
-        X,
-        y,
-        X_val=None,
-        y_val=None,
+        X: ArrayLike,
+        y: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         config: TrainConfig | None = None,
         *,
         optimizer: Optimizer | None = None,
@@ -140,7 +140,7 @@ class Trainer:
         self.carried: dict | None = None  # an interrupted epoch's summed loss, samples, seconds
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
-        self.runner = None  # the step object, chosen at the first epoch (see _choose_step)
+        self.runner: Any = None  # the step object, chosen at the first epoch (see _choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
 
@@ -154,13 +154,15 @@ class Trainer:
             raise DataError(f"pixels= needs uint8 training images, got {np.asarray(X[:1]).dtype}")
         return self.model.check_input(self._to_device(X, np.uint8, "training images"))
 
-    def _to_device(self, a, dtype, what):
-        """Move an array to the device once (in ``dtype``), checking it is numeric and finite."""
+    def _to_device(self, a: ArrayLike, dtype: Any, what: str) -> Array:
+        """Move an array to the device once (in ``dtype``), checking it is numeric and finite.
+
+        An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in
+        place when its dtype is ``dtype``; host data is copied once.
+        """
         xp = self.backend.xp
+        a = self.backend.accept(a, what)  # in place on its device, host data, or a mismatch
         if not self.backend.owns(a):
-            if array_kind(a) in ("cupy array", "array_api_strict array"):
-                self.backend.check(a, what)  # another device's array: a mismatch error
-            a = np.asarray(a)
             if a.dtype.kind not in "biuf":
                 raise DataError(f"{what} must be numeric, got {a.dtype}")
             if dtype is None:
@@ -234,7 +236,7 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
-    def step_arguments(self) -> tuple:
+    def step_arguments(self) -> tuple[MLP, Optimizer, Array, Array, Any, float]:
         """What a step object is made of: model, optimizer, X, T, augmenter, dropout."""
         return self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
 
@@ -423,13 +425,13 @@ class Trainer:
 
 def fit(
     model: MLP,
-    X,
-    y,
-    X_val=None,
-    y_val=None,
+    X: ArrayLike,
+    y: ArrayLike,
+    X_val: ArrayLike | None = None,
+    y_val: ArrayLike | None = None,
     *,
     callbacks: list[Callback] | None = None,
-    optimizer: str | Optimizer = "momentum",
+    optimizer: str | Optimizer | None = "momentum",
     **config: Any,
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
@@ -438,7 +440,8 @@ def fit(
     ----------
     model : MLP
     X : array, shape (N, n_inputs)
-        Training inputs (NumPy, or already on the model's backend).
+        Training inputs: NumPy, pandas, or any DLPack array (PyTorch, JAX, CuPy). An
+        array already on the model's device is used in place; host data is moved once.
     y : array, shape (N,) or (N, n_outputs)
         Class labels (classify), 0/1 (binary) or targets (regress).
     X_val, y_val : arrays, optional

@@ -32,14 +32,14 @@ def _half_cosine(done: float, span: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(done, span) / max(span, 1)))
 
 
-def _onecycle(step: int, total: int) -> float:
+def _onecycle(step: float, total: int) -> float:
     peak = max(1, int(0.3 * total))
     if step < peak:
         return 0.1 + 0.9 * step / peak
     return _half_cosine(step - peak, total - peak)
 
 
-SCHEDULES: dict[str, Callable[[int, int], float]] = {
+SCHEDULES: dict[str, Callable[[float, int], float]] = {
     "constant": lambda step, total: 1.0,
     "step": lambda step, total: (
         0.25 if step >= 0.75 * total else 0.5 if step >= 0.5 * total else 1.0
@@ -49,7 +49,9 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 }
 
 
-def make_schedule(name: str, total_steps: int, warmup_steps: float = 0.0) -> Callable[[int], float]:
+def make_schedule(
+    name: str, total_steps: int, warmup_steps: float = 0.0
+) -> Callable[[float], float]:
     """The schedule ``name`` over ``total_steps`` steps, as ``factor(step)``.
 
     ``warmup_steps`` > 0 multiplies it by a linear warm-up from 0 to 1.
@@ -58,7 +60,7 @@ def make_schedule(name: str, total_steps: int, warmup_steps: float = 0.0) -> Cal
     total = max(int(total_steps), 1)
     warm = float(warmup_steps)
 
-    def factor(step: int) -> float:
+    def factor(step: float) -> float:
         value = base(step, total)
         return value * min(1.0, (step + 1) / warm) if warm > 0 else value
 

@@ -16,7 +16,7 @@ dropout masks; ``grad_hooks`` are called with the flat gradient before the updat
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class GenericStep:
         self.X, self.T = X, T
         self.augmenter, self.dropout = augmenter, dropout
         self.grad_hooks: list = []
-        self.plan = None
+        self.plan: Any = None  # the EpochPlan of the epoch under way
         self._inputs: dict = {}  # batch size -> the buffer the batch is gathered into
         with self.backend.scope():  # the step's gradient buffer, reused at every step
             params = model.params
@@ -68,7 +68,7 @@ class GenericStep:
     def begin_epoch(self, plan, start: int = 0) -> None:
         self.plan = plan
         self.order = self.backend.put(plan.order, np.int64)
-        self.coefficients = None
+        self.coefficients: Any = None
         if self.augmenter is not None:
             self.coefficients = self.backend.put(plan.coefficients, self.model.dtype)
         self.losses: list = []

@@ -280,6 +280,13 @@ class ndarray:
     def __dlpack__(self, *args, **kwargs):
         raise BufferError("a device array cannot be exported to the host with DLPack")
 
+    def __dlpack_device__(self):
+        return (2, self._device)  # kDLCUDA, this device
+
+    def _shared_memory(self):
+        """What a CUDA DLPack capsule of this array would point to (for ``from_dlpack``)."""
+        return self
+
 
 _METHODS = {"sum", "max", "min", "mean", "prod", "argmax", "argmin", "all", "any", "dot", "var"}
 

@@ -255,6 +255,22 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     return array(a, dtype=dtype, copy=bool(copy))
 
 
+def from_dlpack(array, *, device=None, copy=None):
+    """CuPy's zero-copy import of a CUDA DLPack producer: a view of its device memory.
+
+    Producers in the tests (``tests/dlpack_producers.py``) stand for CUDA PyTorch or JAX
+    arrays: they share one of the double's device arrays. Host producers are refused
+    with the ``BufferError`` CuPy gives when asked not to copy them.
+    """
+    kind, index = (int(v) for v in array.__dlpack_device__())
+    if kind != 2:
+        raise BufferError(f"from_dlpack of a DLPack device type {kind} array needs a copy")
+    shared = array._shared_memory()
+    if copy:
+        return run(lambda: shared._a.copy(), [])
+    return ndarray(shared._a, index, new=False)
+
+
 def ascontiguousarray(a, dtype=None):
     if isinstance(a, ndarray) and a._a.flags.c_contiguous and dtype in (None, a.dtype):
         return a
