@@ -178,7 +178,7 @@ ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softplus")
 TASKS = ("classify", "binary", "regress")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AUGMENTATIONS = ("none", "shift", "affine", "elastic")
+AUGMENTATIONS = ("auto", "none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
 #: scikit-learn's names for two activations, which the estimators also accept
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid"}

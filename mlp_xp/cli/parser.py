@@ -130,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         name="warmup_epochs",
         metavar="EPOCHS",
     )
-    q.add_argument("--augment", default=d.augment, choices=AUGMENTATIONS)
+    q.add_argument(
+        "--augment",
+        default=d.augment,
+        choices=AUGMENTATIONS,
+        help="auto (default): digit distortions for handwriting recognised by name or "
+        "published checksum, the field's own for other known sets, none for unknown data",
+    )
     checked(q, "--dropout", d.dropout, "inverted-dropout rate on hidden layers (0 = off)")
     checked(
         q, "--patience", d.patience, "early stopping after N epochs without improvement (0 = off)"

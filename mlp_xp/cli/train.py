@@ -11,6 +11,7 @@ from pathlib import Path
 from ..backend import get_backend
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
+from ..data.known import AugmentChoice, choose_augment
 from ..errors import DivergenceError, ModelFileError
 from ..fileio import check_writable
 from ..model import MLP
@@ -69,6 +70,11 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+def _as_run(augment: str) -> dict:
+    """The record of a checkpoint written before runs recorded their augmentation."""
+    return {"augment": augment, "requested": augment, "dataset": None, "reason": "as recorded"}
+
+
 def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
     """Say where the resumed run goes on, how it was extended, and where it writes."""
     print(f"resumed from {source} at epoch {trainer.epoch + 1}, step {trainer.step}", file=log)
@@ -109,6 +115,7 @@ def cmd_train(args) -> int:
         extend_to = resume.check_flags(args, checkpoint, data_info)
         out, run_dir = resume.outputs(args, resume_from, model.meta.pop("outputs", None))
         normalization = Normalization.from_meta(model.meta.get("normalization"))
+        choice = AugmentChoice(**model.meta.get("augmentation", _as_run(config.augment)))
     else:
         run_dir = resolve(args.run_dir) if args.run_dir else None
         out = (
@@ -116,6 +123,7 @@ def cmd_train(args) -> int:
             if args.out
             else (run_dir / "model.npz" if run_dir else Path("model.npz"))
         )
+        choice = choose_augment(args.augment, data_source(args.data))
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -125,7 +133,7 @@ def cmd_train(args) -> int:
             seed=args.seed,
             schedule=args.schedule,
             warmup_epochs=args.warmup,
-            augment=args.augment,
+            augment=choice.augment,
             dropout=args.dropout,
             patience=args.patience,
             gpu_step=args.gpu_step,
@@ -177,9 +185,11 @@ def cmd_train(args) -> int:
             trainer.extend(extend_to)
         _report_resume(trainer, args.resume, planned, out, run_dir, log)
     optimizer = {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr}
+    print(choice.line(), file=log, flush=True)
     meta = {
         "normalization": normalization.to_meta(),
         "data": data_info,
+        "augmentation": choice.to_meta(),
         "training": {
             "config": config.as_dict(),
             "optimizer": optimizer,
@@ -194,6 +204,7 @@ def cmd_train(args) -> int:
                 {
                     "model": str(out.resolve()),
                     "data": data_info,
+                    "augmentation": choice.to_meta(),
                     "optimizer": optimizer,
                     "backend": backend.name,
                     "device": backend.device,
@@ -239,6 +250,7 @@ def cmd_train(args) -> int:
             {
                 "backend": backend.name,
                 "device": backend.device,
+                "augment": choice.to_meta(),
                 "gpu_step": trainer.runner.name if trainer.runner is not None else None,
                 "optimizer": optimizer,
                 "epochs": len(history.epoch),
