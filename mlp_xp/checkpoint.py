@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,12 @@ def build_model(path, meta: dict, arrays: dict, backend) -> MLP:
         for k, v in meta.items()
         if k not in ("arrays", "checksum", "model", "optimizer", "state")
     }
+    calibration = meta.get("calibration")
+    if isinstance(calibration, dict):
+        t = calibration.get("temperature")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < math.inf:
+            raise ModelFileError(f"{path}: unusable calibration temperature {t!r}")
+        model.temperature = float(t)
     return model
 
 

@@ -57,6 +57,8 @@ def cmd_devices(args) -> int:
 def cmd_evaluate(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
+    if args.no_calibration:
+        model.temperature = 1.0
     info = model.meta.get("data") or {}
     source = args.data or info.get("source", "mnist-5k")
     if args.split == "test":
@@ -72,7 +74,13 @@ def cmd_evaluate(args) -> int:
     normalization = Normalization.from_meta(model.meta.get("normalization"))
     X, y = backend.put((normalization.apply(digits.images[idx], model.dtype), targets[idx]))
     result = model.evaluate(X, y)
-    result.update(split=args.split, backend=backend.name, device=backend.device, data=str(source))
+    result.update(
+        temperature=model.temperature,
+        split=args.split,
+        backend=backend.name,
+        device=backend.device,
+        data=str(source),
+    )
     if args.json:
         emit_json(result)
     else:
@@ -81,9 +89,11 @@ def cmd_evaluate(args) -> int:
             if "accuracy" in result
             else f"MSE {result['mse']:.4f}"
         )
+        ece = f"  ECE {100 * result['ece']:.2f}% (15 bins)" if "ece" in result else ""
         print(
-            f"{args.split}: {metric}  loss {result['loss']:.4f}  "
-            f"({result['samples']} samples from {source}, {backend.name})"
+            f"{args.split}: {metric}  loss {result['loss']:.4f}{ece}  "
+            f"({result['samples']} samples from {source}, {backend.name}; "
+            f"temperature {model.temperature:.3g})"
         )
     return 0
 
@@ -116,6 +126,8 @@ def _prediction(label: str, probs: np.ndarray | None) -> dict:
 def cmd_predict(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
+    if args.no_calibration:
+        model.temperature = 1.0
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))

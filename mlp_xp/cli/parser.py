@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    def calibration_arg(q) -> None:
+        q.add_argument(
+            "--no-calibration",
+            action="store_true",
+            help="probabilities at temperature 1, not the one train fitted on its held-out split",
+        )
+
     def device_arg(q):
         q.add_argument(
             "--device",
@@ -166,17 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     q.add_argument("--json", action="store_true")
 
-    q = sub.add_parser("evaluate", help="accuracy and loss of a saved model")
+    q = sub.add_parser("evaluate", help="accuracy, loss and calibration error of a saved model")
     q.add_argument("model")
     q.add_argument("--data", default=None, help="default: the data the model was trained on")
     q.add_argument("--split", default="val", choices=("train", "val", "test"))
     device_arg(q)
+    calibration_arg(q)
     q.add_argument("--json", action="store_true")
 
     q = sub.add_parser("predict", help="recognise digits in IDX, .npy or image files")
     q.add_argument("model")
     q.add_argument("inputs", nargs="+", metavar="INPUT")
     device_arg(q)
+    calibration_arg(q)
     q.add_argument("--json", action="store_true")
 
     q = sub.add_parser("bench", help="time training on each device and batch size")
