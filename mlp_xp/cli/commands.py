@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import get_backend
+from ..calibration import reliability
 from ..checkpoint import load_model
 from ..data import (
     Normalization,
@@ -243,9 +244,17 @@ def cmd_plot(args) -> int:
                     digits.images[val_idx], true, probs, run_dir / "worst_digits.png"
                 )
             )
+            y = backend.put(true, np.int64)
+            curves = {"temperature 1": reliability(model, X, y, temperature=1.0)}
+            if model.temperature != 1.0:
+                curves[f"temperature {model.temperature:.3g} (fitted here)"] = reliability(
+                    model, X, y
+                )
+            written.append(plots.reliability_diagram(curves, run_dir / "reliability.png"))
     else:
         print(
-            f"note: model {model_path} not found; skipped the confusion matrix and worst digits",
+            f"note: model {model_path} not found; skipped the confusion matrix, worst digits "
+            "and reliability diagram",
             file=sys.stderr,
         )
     bench_path = run_dir / "bench.json"
