@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checked(q, "--dropout", d.dropout, "inverted-dropout rate on hidden layers (0 = off)")
     checked(
+        q,
+        "--ema",
+        d.ema,
+        "decay of the moving average of the weights that is evaluated and saved in their "
+        "place (0 = off)",
+        metavar="DECAY",
+    )
+    checked(
         q, "--patience", d.patience, "early stopping after N epochs without improvement (0 = off)"
     )
     checked(q, "--val-fraction", 0.2, "share of the data held out for validation (stratified)")

@@ -171,6 +171,7 @@ def cmd_train(args) -> int:
             warmup_epochs=args.warmup,
             augment=choice.augment,
             dropout=args.dropout,
+            ema=args.ema,
             patience=args.patience,
             gpu_step=args.gpu_step,
         ).validate()
@@ -215,7 +216,7 @@ def cmd_train(args) -> int:
     source = digits.source
     del digits
     if checkpoint is not None:
-        trainer.restore(checkpoint.optimizer, checkpoint.state)
+        trainer.restore(checkpoint.optimizer, checkpoint.state, checkpoint.average)
         planned = trainer.config.epochs
         if extend_to is not None:
             trainer.extend(extend_to)

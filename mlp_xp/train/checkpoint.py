@@ -42,6 +42,7 @@ class Checkpoint:
     config: TrainConfig
     optimizer: tuple[dict, dict]
     state: dict
+    average: object = None  # the weights' moving average (host array) when config.ema
 
 
 def save_checkpoint(path, trainer: Trainer, **meta) -> Path:
@@ -50,6 +51,8 @@ def save_checkpoint(path, trainer: Trainer, **meta) -> Path:
     scalars, opt_arrays = trainer.optimizer.state_dict()
     arrays = param_arrays(model)
     arrays.update({f"optim/{k}": v for k, v in model.backend.get(opt_arrays).items()})
+    if trainer.average is not None:
+        arrays["average/buffer"] = model.backend.get(trainer.average.buffer)
     merged = {
         **model.meta,
         **meta,
@@ -74,4 +77,5 @@ def load_checkpoint(path, backend=None) -> Checkpoint:
         ) from None
     model = build_model(path, meta, arrays, backend)
     opt_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return Checkpoint(model, config, (meta.get("optimizer") or {}, opt_arrays), state)
+    average = arrays.get("average/buffer")
+    return Checkpoint(model, config, (meta.get("optimizer") or {}, opt_arrays), state, average)

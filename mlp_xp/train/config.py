@@ -40,6 +40,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     augment: str = "auto"
     dropout: float = 0.0
+    ema: float = 0.0  # decay of the weights' moving average that replaces them (0 = off)
     patience: int = 0  # early stopping: epochs without improvement (0 = off)
     gpu_step: str = "auto"
 
