@@ -10,7 +10,7 @@ average sits near its centre, which is where the gain comes from
 (docs/accuracy.md).
 
 It is a :class:`~mlp_xp.train.Callback`, so it follows any step (generic or the CuPy
-fast step) without touching it: two device operations per step, no copy, no sync
+fast step) without touching it: three device operations per step, no copy, no sync
 (written into the buffer with ``out=`` where the backend takes it).
 """
 
