@@ -91,7 +91,7 @@ def test_same_rng_same_distortion_other_rng_other(images):
 
 
 def test_unknown_augmentation():
-    with pytest.raises(ConfigError, match="augmentation must be one of none, shift"):
+    with pytest.raises(ConfigError, match="augmentation must be one of auto, none, shift"):
         make_augmenter("mixup")
 
 
