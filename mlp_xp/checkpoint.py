@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -181,6 +182,12 @@ def build_model(
         for k, v in meta.items()
         if k not in ("arrays", "checksum", "model", "optimizer", "state")
     }
+    calibration = meta.get("calibration")
+    if isinstance(calibration, dict):
+        t = calibration.get("temperature")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < math.inf:
+            raise ModelFileError(f"{path}: unusable calibration temperature {t!r}")
+        model.temperature = float(t)
     return model
 
 

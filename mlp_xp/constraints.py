@@ -178,7 +178,7 @@ ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softplus")
 TASKS = ("classify", "binary", "regress")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AUGMENTATIONS = ("none", "shift", "affine", "elastic")
+AUGMENTATIONS = ("auto", "none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
 #: scikit-learn's names for two activations, which the estimators also accept
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid"}
@@ -212,6 +212,7 @@ PARAMETERS: dict[str, Param] = {
     "warmup_epochs": Param("warm-up epochs", Interval(float, 0.0)),
     "augment": Param("augmentation", Options(AUGMENTATIONS)),
     "dropout": Param("dropout", _FRACTION),
+    "ema": Param("ema decay", _FRACTION),
     "patience": Param("patience", Interval(int, 0)),
     "val_fraction": Param("validation fraction", Interval(float, 0.0, 1.0, closed="neither")),
     # the scikit-learn estimators (mlp_xp.sklearn): scikit-learn's names and meanings

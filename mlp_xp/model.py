@@ -25,6 +25,7 @@ import numpy as np
 from . import functional as F
 from .arrays import Array, ArrayLike, as_rows, device_array
 from .backend import Backend, get_backend
+from .calibration import Reliability, bin_sums
 from .constraints import validate
 from .errors import ConfigError
 from .flat import FlatParams, Layout
@@ -80,6 +81,11 @@ class MLP:
     >>> model.layer_sizes
     [784, 300, 100, 10]
     """
+
+    #: Softmax temperature of a classifier's probabilities (``predict_proba``,
+    #: ``evaluate``); 1 until fitted (:func:`mlp_xp.calibration.fit_temperature`).
+    #: Training never uses it; predicted classes do not depend on it.
+    temperature: float = 1.0
 
     def __init__(
         self,
@@ -194,7 +200,7 @@ class MLP:
     def to(self, backend: str | Backend) -> MLP:
         """A copy of this network on another backend (``"cpu"``, ``"gpu"``, ...)."""
         model = MLP.from_params(self.config(), self.params_numpy(), backend)
-        model.meta = dict(self.meta)
+        model.meta, model.temperature = dict(self.meta), self.temperature
         return model
 
     # -- parameters ------------------------------------------------------------
@@ -264,8 +270,13 @@ class MLP:
 
     @on_device
     def forward(self, X: ArrayLike) -> Array:
-        """Network output y = g(z): probabilities, sigmoid values or regression values."""
-        return self.loss.output(self.xp, self.logits(self.check_input(X)))
+        """Network output y = g(z): probabilities (of the logits over :attr:`temperature`),
+        sigmoid values or regression values."""
+        return self.loss.output(self.xp, self._scaled(self.logits(self.check_input(X))))
+
+    def _scaled(self, z: Array) -> Array:
+        """Classifier logits over the calibration temperature (see :mod:`mlp_xp.calibration`)."""
+        return z / self.temperature if self.task == "classify" and self.temperature != 1.0 else z
 
     predict_proba = forward
 
@@ -365,20 +376,23 @@ class MLP:
     def evaluate(self, X: ArrayLike, labels: ArrayLike, batch_size: int = 4096) -> dict:
         """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
 
-        Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``.
+        Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``, and for
+        classifiers ``"ece"``, the 15-bin expected calibration error; the loss and ECE
+        are of the probabilities at :attr:`temperature`.
         """
         X = self.check_input(X)
         labels = device_array(self.backend, labels, "labels")
         xp, n = self.xp, X.shape[0]
-        data_loss, hits = 0.0, 0.0
+        data_loss, hits, bins = 0.0, 0.0, 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices
             xb, lb = X[start:stop, ...], labels[start:stop, ...]
-            z = self.logits(xb)
+            z = self._scaled(self.logits(xb))
             T = self.targets(lb)
             data_loss = data_loss + self.loss.value(xp, z, T) * xb.shape[0]
             if self.task == "classify":
                 hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
+                bins = bins + bin_sums(xp, z, lb)
             elif self.task == "binary":
                 hits = hits + xp.sum(xp.astype((z[:, 0] > 0) == (lb > 0), xp.float64))
         out = {
@@ -389,6 +403,8 @@ class MLP:
             out["mse"] = 2.0 * float(data_loss) / n / self.n_outputs
         else:
             out["accuracy"] = float(hits) / n
+        if self.task == "classify":  # 15-bin expected calibration error
+            out["ece"] = Reliability.from_sums(self.backend.get(bins)).ece
         return out
 
     def check_input(self, X: ArrayLike) -> Array:

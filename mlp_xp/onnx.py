@@ -107,7 +107,10 @@ def to_onnx(model: MLP, *, name: str = "mlp_xp") -> Any:
     n, k = "N", model.n_outputs
     outputs = [helper.make_tensor_value_info("output", elem, [n, k])]
     if model.task == "classify":
-        node("Softmax", [h], "output", axis=1)
+        scaled = h  # the calibration temperature train fitted, as predict uses it
+        if model.temperature != 1.0:
+            scaled = node("Div", [h, const([model.temperature], "temperature", model.dtype)], "z")
+        node("Softmax", [scaled], "output", axis=1)
         node("ArgMax", [h], "label", axis=1, keepdims=0)
     elif model.task == "binary":
         node("Sigmoid", [h], "output")

@@ -76,7 +76,7 @@ def test_plot_writes_the_four_pngs(run_dir):
     }
     (run_dir / "bench.json").write_text(json.dumps(bench))
     assert main(["plot", str(run_dir)]) == 0
-    for name in ("learning_curves", "confusion_matrix", "worst_digits", "bench"):
+    for name in ("learning_curves", "confusion_matrix", "worst_digits", "reliability", "bench"):
         with Image.open(run_dir / f"{name}.png") as img:
             assert img.format == "PNG" and img.width > 400 and img.height > 250
             # not a blank canvas

@@ -178,7 +178,11 @@ def test_augmentation_on_non_image_inputs_is_refused():
             np.zeros(8, int),
             epochs=1,
             batch_size=8,
+            augment="affine",
         )
+    # the default, auto, distorts nothing: arrays carry no provenance
+    model = MLP(5, (4,), 2, backend="cpu")
+    fit(model, np.zeros((8, 5)), np.zeros(8, int), epochs=1, batch_size=8)
 
 
 class KeepParams(Callback):

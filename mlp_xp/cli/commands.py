@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
+from ..calibration import reliability
 from ..checkpoint import load_model
 from ..data import (
     Normalization,
@@ -58,6 +59,8 @@ def cmd_devices(args) -> int:
 def cmd_evaluate(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
+    if args.no_calibration:
+        model.temperature = 1.0
     info = model.meta.get("data") or {}
     source = args.data or info.get("source", "mnist-5k")
     if args.split == "test":
@@ -73,7 +76,13 @@ def cmd_evaluate(args) -> int:
     normalization = Normalization.from_meta(model.meta.get("normalization"))
     X, y = backend.put((normalization.apply(digits.images[idx], model.dtype), targets[idx]))
     result = model.evaluate(X, y)
-    result.update(split=args.split, backend=backend.name, device=backend.device, data=str(source))
+    result.update(
+        temperature=model.temperature,
+        split=args.split,
+        backend=backend.name,
+        device=backend.device,
+        data=str(source),
+    )
     if args.json:
         emit_json(result)
     else:
@@ -82,9 +91,11 @@ def cmd_evaluate(args) -> int:
             if "accuracy" in result
             else f"MSE {result['mse']:.4f}"
         )
+        ece = f"  ECE {100 * result['ece']:.2f}% (15 bins)" if "ece" in result else ""
         print(
-            f"{args.split}: {metric}  loss {result['loss']:.4f}  "
-            f"({result['samples']} samples from {source}, {backend.name})"
+            f"{args.split}: {metric}  loss {result['loss']:.4f}{ece}  "
+            f"({result['samples']} samples from {source}, {backend.name}; "
+            f"temperature {model.temperature:.3g})"
         )
     return 0
 
@@ -117,6 +128,8 @@ def _prediction(label: str, probs: np.ndarray | None) -> dict:
 def cmd_predict(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
+    if args.no_calibration:
+        model.temperature = 1.0
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))
@@ -242,9 +255,17 @@ def cmd_plot(args) -> int:
                     digits.images[val_idx], true, probs, run_dir / "worst_digits.png"
                 )
             )
+            y = backend.put(true, np.int64)
+            curves = {"temperature 1": reliability(model, X, y, temperature=1.0)}
+            if model.temperature != 1.0:
+                curves[f"temperature {model.temperature:.3g} (fitted here)"] = reliability(
+                    model, X, y
+                )
+            written.append(plots.reliability_diagram(curves, run_dir / "reliability.png"))
     else:
         print(
-            f"note: model {model_path} not found; skipped the confusion matrix and worst digits",
+            f"note: model {model_path} not found; skipped the confusion matrix, worst digits "
+            "and reliability diagram",
             file=sys.stderr,
         )
     bench_path = run_dir / "bench.json"

@@ -3,6 +3,8 @@
 ``learning_curves.png``  train/held-out loss and held-out accuracy per epoch
 ``confusion_matrix.png`` true vs predicted digit counts on the held-out split
 ``worst_digits.png``     the held-out digits the model got most confidently wrong
+``reliability.png``      held-out accuracy against confidence in 15 bins, before and after
+                         the calibration temperature, with each curve's ECE
 ``bench.png``            seconds per epoch vs batch size per device (from bench JSON)
 """
 
@@ -16,7 +18,13 @@ import numpy as np
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 
-__all__ = ["learning_curves", "confusion_matrix", "worst_digits", "bench_plot"]
+__all__ = [
+    "learning_curves",
+    "confusion_matrix",
+    "worst_digits",
+    "reliability_diagram",
+    "bench_plot",
+]
 
 
 def _plt():
@@ -65,6 +73,30 @@ def learning_curves(history: dict, path, title: str = "") -> Path:
     ax2.set_ylabel("held-out accuracy (%)")
     ax2.grid(alpha=0.3)
     fig.suptitle(title or "learning curves")
+    return _save(fig, path)
+
+
+def reliability_diagram(curves: dict, path, title: str = "") -> Path:
+    """Accuracy per confidence bin (dots, sized by count) against the diagonal, one
+    curve per :class:`~mlp_xp.calibration.Reliability` in ``curves`` (label -> figures)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.4, 5.0))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    for label, r in curves.items():
+        full = r.counts > 0
+        ax.plot(
+            r.confidence[full],
+            r.accuracy[full],
+            marker="o",
+            label=f"{label}: ECE {100 * r.ece:.2f}%",
+        )
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "reliability on the held-out split (15 bins)")
     return _save(fig, path)
 
 

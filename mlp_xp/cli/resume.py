@@ -72,6 +72,7 @@ def fixed_settings(ckpt: Checkpoint, data: dict) -> dict[str, tuple[Any, Callabl
         "warmup": (cfg.warmup_epochs, _same),
         "augment": (cfg.augment, _same),
         "dropout": (cfg.dropout, _same),
+        "ema": (cfg.ema, _same),
         "patience": (cfg.patience, _same),
         "batch_size": (cfg.batch_size, _same),
         "seed": (cfg.seed, _same),

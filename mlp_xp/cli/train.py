@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import get_backend
+from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, stratified_split, task_targets
+from ..data.known import AugmentChoice, choose_augment
 from ..errors import ConfigError, DivergenceError, ModelFileError
-from ..fileio import check_writable
+from ..fileio import atomic_write_text, check_writable
 from ..model import MLP
 from ..parallel.stream import Subset, open_digits, report_and_check
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
@@ -88,6 +91,44 @@ def _make_trainer(world, args, *arguments, **options) -> Trainer:
     return DistributedTrainer(world, *arguments, watchdog=watchdog, stream=args.stream, **options)
 
 
+def _calibrate(model: MLP, X, y, run_dir, log) -> dict:
+    """Fit the softmax temperature on the held-out split; report ECE before and after.
+
+    The accuracy is unchanged (the argmax does not move). The ECE after scaling on the
+    split it was fitted on is optimistic, so the cross-fitted figure (``T`` fitted on
+    one half, measured on the other) is reported beside it.
+    """
+    before = model.evaluate(X, y)
+    bins_before = reliability(model, X, y)
+    model.temperature = fit_temperature(model, X, y)
+    after = model.evaluate(X, y)
+    record = {
+        "temperature": model.temperature,
+        "fitted_on": f"held-out split ({before['samples']} digits), minimising its NLL",
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "ece_cross_fitted": cross_fitted_ece(model, X, y),
+        "nll_before": before["loss"],
+        "nll_after": after["loss"],
+    }
+    print(
+        f"calibration: temperature {model.temperature:.3f} fitted on the held-out split; "
+        f"ECE {100 * record['ece_before']:.2f}% -> {100 * record['ece_after']:.2f}% "
+        f"({100 * record['ece_cross_fitted']:.2f}% cross-fitted: T from one half, ECE on "
+        "the other); predict uses it unless --no-calibration",
+        file=log,
+    )
+    if run_dir is not None:
+        curves = {"before": bins_before.to_dict(), "after": reliability(model, X, y).to_dict()}
+        atomic_write_text(run_dir / "reliability.json", json.dumps({**record, **curves}, indent=1))
+    return record
+
+
+def _as_run(augment: str) -> dict:
+    """The record of a checkpoint written before runs recorded their augmentation."""
+    return {"augment": augment, "requested": augment, "dataset": None, "reason": "as recorded"}
+
+
 def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
     """Say where the resumed run goes on, how it was extended, and where it writes."""
     print(f"resumed from {source} at epoch {trainer.epoch + 1}, step {trainer.step}", file=log)
@@ -147,6 +188,7 @@ def _train(args, world) -> int:
         extend_to = resume.check_flags(args, checkpoint, data_info)
         out, run_dir = resume.outputs(args, resume_from, model.meta.pop("outputs", None))
         normalization = Normalization.from_meta(model.meta.get("normalization"))
+        choice = AugmentChoice(**model.meta.get("augmentation", _as_run(config.augment)))
     else:
         run_dir = resolve(args.run_dir) if args.run_dir else None
         out = (
@@ -154,6 +196,7 @@ def _train(args, world) -> int:
             if args.out
             else (run_dir / "model.npz" if run_dir else Path("model.npz"))
         )
+        choice = choose_augment(args.augment, data_source(args.data))
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -163,8 +206,9 @@ def _train(args, world) -> int:
             seed=args.seed,
             schedule=args.schedule,
             warmup_epochs=args.warmup,
-            augment=args.augment,
+            augment=choice.augment,
             dropout=args.dropout,
+            ema=args.ema,
             patience=args.patience,
             gpu_step=args.gpu_step,
         ).validate()
@@ -206,14 +250,14 @@ def _train(args, world) -> int:
     images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
     if _fast_step_possible(args, backend, world):
         images = normalization.apply(images, model.dtype)
+    held_out = (normalization.apply(digits.images[val_idx], model.dtype), targets[val_idx])
     trainer = _make_trainer(
         world,
         args,
         model,
         images,
         targets[train_idx],
-        normalization.apply(digits.images[val_idx], model.dtype),
-        targets[val_idx],
+        *held_out,
         config,
         callbacks=callbacks,
         # uint8 pixels on the device, except for the GPU fast step (it gathers float inputs)
@@ -228,9 +272,11 @@ def _train(args, world) -> int:
             trainer.extend(extend_to)
         _report_resume(trainer, args.resume, planned, out, run_dir, log)
     optimizer = {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr}
+    print(choice.line(), file=log, flush=True)
     meta = {
         "normalization": normalization.to_meta(),
         "data": data_info,
+        "augmentation": choice.to_meta(),
         "training": {
             "config": config.as_dict(),
             "optimizer": optimizer,
@@ -245,6 +291,7 @@ def _train(args, world) -> int:
                 {
                     "model": str(out.resolve()),
                     "data": data_info,
+                    "augmentation": choice.to_meta(),
                     "optimizer": optimizer,
                     "backend": backend.name,
                     "device": backend.device,
@@ -281,12 +328,15 @@ def _train(args, world) -> int:
     final = trainer.evaluate_held_out()
     if not root:
         return 0
+    if model.task == "classify":  # on the whole held-out split, whatever the ranks
+        meta["calibration"] = _calibrate(model, *held_out, run_dir, log)
     save_model(out, model, **meta)
     if model.task == "regress":
         print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
     else:
+        ece = f", ECE {100 * final['ece']:.2f}%" if "ece" in final else ""
         print(
-            f"held-out accuracy: {100 * final['accuracy']:.2f}% ({final['samples']} digits)",
+            f"held-out accuracy: {100 * final['accuracy']:.2f}% ({final['samples']} digits){ece}",
             file=log,
         )
     print(f"saved {out}", file=log)
@@ -295,6 +345,7 @@ def _train(args, world) -> int:
             {
                 "backend": backend.name,
                 "device": backend.device,
+                "augment": choice.to_meta(),
                 "gpu_step": trainer.runner.name if trainer.runner is not None else None,
                 "optimizer": optimizer,
                 "epochs": len(history.epoch),
@@ -303,6 +354,8 @@ def _train(args, world) -> int:
                 "val_loss": history.val_loss,
                 "val_accuracy": final.get("accuracy"),
                 "val_mse": final.get("mse"),
+                "val_ece": final.get("ece"),
+                "calibration": meta.get("calibration"),
                 "best_epoch": history.best_epoch,
                 "stopped_early": history.stopped_early,
                 "model": str(out),

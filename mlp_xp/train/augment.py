@@ -39,15 +39,22 @@ __all__ = [
 ]
 
 
-def warp(xp, images, coords, height: int, width: int, constants=None):
+def warp(xp, images, coords, height: int, width: int, constants=None, buffers=None):
     """Bilinear resampling: output pixel ``(n, p)`` reads input ``n`` at ``coords[n, :, p]``.
 
     ``images`` is (N, H*W); ``coords`` is (N, 2, H*W), source rows then source
     columns, in pixels. Each image gets a one-pixel ring of background (0) and the
     coordinates are limited to that ring, so a sample outside the image reads 0 and
-    all four bilinear neighbours are valid indices (no masks, no syncs).
-    ``constants`` (from :func:`warp_constants`, kept by the caller) saves remaking the
-    padded batch and the index offsets at every call.
+    all four bilinear neighbours are valid indices (no masks, no syncs). The clipping
+    is done on the coordinates, never on images; the four neighbours are four takes of
+    one index from shifted views of the padded batch (no index arithmetic per
+    neighbour). ``constants`` (from :func:`warp_constants`, kept by the caller) saves
+    remaking the padded batch and the index offsets at every call.
+
+    ``buffers`` (a dict, kept by the caller; only where the backend takes ``out=``)
+    makes every intermediate write into arrays made at the first call and reused after
+    (the result too: copy it to keep it past the next call). The arithmetic is the same; on the CPU
+    a fresh temporary of this size costs more in page faults than the work done in it.
     """
     n = images.shape[0]
     hp, wp = height + 2, width + 2
@@ -55,34 +62,70 @@ def warp(xp, images, coords, height: int, width: int, constants=None):
         constants = warp_constants(xp, n, height, width, images.dtype, images.device)
     padded, far, last, starts = constants
     padded[:, 1 : height + 1, 1 : width + 1] = xp.reshape(images, (n, height, width))
-    corner, frac = corner_and_fraction(xp, coords, far, last)
-    ci = xp.astype(corner, xp.int64)
-    top_left = ci[:, 0, :] * wp + ci[:, 1, :] + starts  # flat indices into the padded batch
-    top_left = xp.reshape(top_left, (n * height * width,))
+    op = _Ops(xp, buffers)
+    corner, frac = corner_and_fraction(xp, coords, far, last, op)
+    ci = op.astype(corner, xp.int64, "ci")
+    index = op("multiply", "index", ci[:, 0, :], wp)  # flat indices into the padded batch
+    index = op("add", "index", index, ci[:, 1, :])
+    index = xp.reshape(op("add", "index", index, starts), (n * height * width,))
     flat = xp.reshape(padded, (n * hp * wp,))
 
     def at(offset):  # the neighbour ``offset`` along the flat padded batch
-        index = top_left + offset if offset else top_left
-        return xp.reshape(xp.take(flat, index, axis=0), (n, height * width))
+        taken = op("take", f"at{offset}", flat[offset:], index, axis=0)
+        return xp.reshape(taken, (n, height * width))
 
     fr, fc = frac[:, 0, :], frac[:, 1, :]
     top = at(0)
-    top = top + fc * (at(1) - top)
+    top = op("add", "top", top, op("multiply", "dx", fc, op("subtract", "dx", at(1), top)))
     bottom = at(wp)
-    bottom = bottom + fc * (at(wp + 1) - bottom)
-    return top + fr * (bottom - top)
+    dx = op("multiply", "dx", fc, op("subtract", "dx", at(wp + 1), bottom))
+    bottom = op("add", "bottom", bottom, dx)
+    bottom = op("multiply", "bottom", fr, op("subtract", "bottom", bottom, top))
+    return op("add", "out", top, bottom)
 
 
-def corner_and_fraction(xp, s, far, last):
+class _Ops:
+    """``xp`` calls that write into named, reused buffers when given a dict of them.
+
+    ``op(name, key, *args)`` is ``xp.<name>(*args)``; with buffers, the first call makes
+    ``buffers[key]`` (its result) and later calls write into it with ``out=``. Keys may
+    be reused for values that are no longer needed (in-place updates included).
+    """
+
+    def __init__(self, xp, buffers=None):
+        self.xp, self.buffers = xp, buffers
+
+    def __call__(self, name: str, key: str, *args, **kwargs):
+        fn = getattr(self.xp, name)
+        if self.buffers is None:
+            return fn(*args, **kwargs)
+        if key not in self.buffers:
+            self.buffers[key] = fn(*args, **kwargs)
+            return self.buffers[key]
+        return fn(*args, **kwargs, out=self.buffers[key])
+
+    def astype(self, x, dtype, key: str):
+        if self.buffers is None:
+            return self.xp.astype(x, dtype)
+        if key not in self.buffers:
+            self.buffers[key] = self.xp.astype(x, dtype)
+        else:
+            self.buffers[key][...] = x
+        return self.buffers[key]
+
+
+def corner_and_fraction(xp, s, far, last, op=None):
     """The top-left neighbour of source coordinates ``s`` and the distance from it.
 
     ``s`` is limited to the ring, ``[-1, far]``; the corner stops at ``last`` (one short
     of the far ring), so at the far edge the fraction is 1 and the ring (0) is read.
-    ``far``/``last`` may be numbers or arrays (one per axis).
+    ``far``/``last`` may be numbers or arrays (one per axis). With ``op`` writing into
+    buffers (see :func:`warp`), ``s`` itself is overwritten by the fraction.
     """
-    s = xp.minimum(xp.maximum(s, -1.0), far)
-    corner = xp.minimum(xp.floor(s), last)
-    return corner, s - corner
+    op = op or _Ops(xp)
+    s = op("minimum", "s", op("maximum", "s", s, -1.0), far)
+    corner = op("minimum", "corner", op("floor", "corner", s), last)
+    return corner, op("subtract", "s", s, corner)
 
 
 def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:
@@ -177,27 +220,41 @@ class Augmenter:
         return out
 
     def _constants(self, backend, dtype, n: int):
-        """The device basis and :func:`warp_constants` for a batch of ``n`` (made once)."""
+        """The device basis, :func:`warp_constants` for a batch of ``n`` and, on the CPU,
+        the buffers :func:`warp` reuses (made once)."""
         key = (backend, str(dtype), n)
         if key not in self._cache:
             with backend.scope():
                 basis = backend.put(self.basis(), dtype)
                 consts = warp_constants(backend.xp, n, self.height, self.width, dtype, basis.device)
-            self._cache[key] = (basis, consts)
+            # CuPy's memory pool already reuses its blocks; NumPy's fresh arrays page-fault
+            buffers = {} if backend.writes_out and backend.kind == "cpu" else None
+            self._cache[key] = (basis, consts, buffers)
         return self._cache[key]
 
     def __call__(self, batch, coefficients, backend):
-        """Distort ``batch`` (N, H*W) by ``coefficients`` (N, 2, K) on ``backend``'s device."""
+        """Distort ``batch`` (N, H*W) by ``coefficients`` (N, 2, K) on ``backend``'s device.
+
+        On the CPU the result is a buffer the next call with a batch of this size
+        overwrites (the training step uses it before then).
+        """
         xp, n, dtype = backend.xp, batch.shape[0], batch.dtype
-        basis, consts = self._constants(backend, dtype, n)
+        basis, consts, buffers = self._constants(backend, dtype, n)
         k = self.n_coefficients
-        coords = xp.reshape(xp.reshape(coefficients, (2 * n, k)) @ basis, (n, 2, -1))
-        return warp(xp, batch, coords, self.height, self.width, consts)
+        op = _Ops(xp, buffers)
+        coords = op("matmul", "coords", xp.reshape(coefficients, (2 * n, k)), basis)
+        coords = xp.reshape(coords, (n, 2, -1))
+        return warp(xp, batch, coords, self.height, self.width, consts, buffers)
 
 
 def make_augmenter(name: str, image_shape=(28, 28)) -> Augmenter | None:
-    """The batch transform for ``name``, or ``None`` for ``"none"``."""
-    if validate("augment", name) == "none":
+    """The batch transform for ``name``, or ``None`` for ``"none"``.
+
+    ``"auto"`` is ``None`` here too: arrays carry no provenance, so nothing says their
+    labels survive a distortion. The command line decides ``auto`` by the data source
+    (:func:`mlp_xp.data.known.choose_augment`) before training.
+    """
+    if validate("augment", name) in ("none", "auto"):
         return None
     if image_shape is None:
         raise ConfigError("augmentation needs image inputs (an image_shape)")

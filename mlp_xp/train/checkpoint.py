@@ -2,7 +2,8 @@
 
 A checkpoint is a model file (:mod:`mlp_xp.checkpoint`: pickle-free, checksummed,
 atomic) of kind ``checkpoint`` that also holds the optimizer's state arrays
-(``optim/...``), early stopping's best parameters so far (``best/...``) and, in
+(``optim/...``), early stopping's best parameters so far (``best/...``), the
+weights' moving average with ``ema`` (``average/buffer``) and, in
 its metadata, the optimizer's settings and the loop's state: epoch, step, the
 training config, the history so far, the key of the host random generator and
 the loss and time of an interrupted epoch's first part. Resuming::
@@ -57,6 +58,8 @@ def save_checkpoint(path: str | os.PathLike, trainer: Trainer, **meta: Any) -> P
         arrays.update(
             {f"best/{k}": v for k, v in model.backend.get(dict(trainer.best_params)).items()}
         )
+    if trainer.average is not None:  # the weights' moving average (config.ema)
+        arrays["average/buffer"] = model.backend.get(trainer.average.buffer)
     merged = {
         **model.meta,
         **meta,
@@ -88,4 +91,6 @@ def load_checkpoint(path: str | os.PathLike, backend: str | Backend | None = Non
                 f"{path}: the checkpoint's best parameters do not match its network"
             )
         state = {**state, "best_params": best}
+    if "average/buffer" in arrays:  # host arrays beside the JSON state, for Trainer.restore
+        state = {**state, "average": arrays["average/buffer"]}
     return Checkpoint(model, config, (meta.get("optimizer") or {}, opt_arrays), state)

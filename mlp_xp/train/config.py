@@ -16,8 +16,10 @@ class TrainConfig:
 
     The defaults are the digit recipe chosen by 5-fold cross-validation
     (``docs/accuracy.md``): SGD with momentum 0.9, lr 0.05 on a cosine schedule,
-    batch 128, 60 epochs of random affine distortions. For inputs that are not
-    28x28 images pass ``augment="none"``.
+    batch 128, 60 epochs. ``augment="auto"`` (the default) distorts nothing here:
+    arrays carry no provenance; ``mlp-xp train`` resolves it by the data source
+    (:func:`mlp_xp.data.known.choose_augment`: the digit distortions for handwriting).
+    Pass ``augment="affine"`` for handwritten digits from Python.
 
     ``momentum`` is ``None`` unless given: the optimizer's own default then
     applies (0 for ``sgd``, plain gradient descent; 0.9 for ``momentum``).
@@ -36,8 +38,9 @@ class TrainConfig:
     seed: int = 0
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    augment: str = "affine"
+    augment: str = "auto"
     dropout: float = 0.0
+    ema: float = 0.0  # decay of the weights' moving average that replaces them (0 = off)
     patience: int = 0  # early stopping: epochs without improvement (0 = off)
     gpu_step: str = "auto"
 

@@ -37,6 +37,7 @@ from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
 from ..optim import Optimizer, make_optimizer
 from .augment import make_augmenter
+from .averaging import WeightAverage
 from .config import TrainConfig
 from .history import Callback, History
 from .plan import EpochPlan, make_plan
@@ -132,6 +133,9 @@ class Trainer:
                 f"inputs, the model has {model.n_inputs}; use augment='none'"
             )
         self.callbacks = list(callbacks or [])
+        self.average = WeightAverage(self, self.config.ema) if self.config.ema else None
+        if self.average is not None:  # first, so other callbacks see this step's average
+            self.callbacks.insert(0, self.average)
         self.history = History()
         self.epoch = 0  # epochs completed
         self.step = 0  # steps completed inside the current epoch
@@ -222,6 +226,8 @@ class Trainer:
             raise KeyboardInterrupt
         if not self.interrupted and self.best_params is not None and self.config.patience:
             self.model.set_params(self.best_params)
+        elif not self.interrupted and self.average is not None:
+            self.average.apply(self.model)  # the averaged weights are the result
         return self.history
 
     def plan(self, epoch: int) -> EpochPlan:
@@ -405,8 +411,12 @@ class Trainer:
         }
 
     def restore(self, optimizer_state: tuple[dict, dict], state: dict) -> None:
-        """Continue from a checkpoint: the optimizer's ``state_dict()`` and :meth:`state`."""
+        """Continue from a checkpoint: the optimizer's ``state_dict()`` and :meth:`state`,
+        with the host arrays :func:`~mlp_xp.train.load_checkpoint` adds to it (early
+        stopping's ``best_params``, the weights' moving ``average`` with ``config.ema``)."""
         self.optimizer.load_state_dict(*optimizer_state)
+        if self.average is not None and state.get("average") is not None:
+            self.average.load(state["average"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.history = History.from_dict(state.get("history", {}))
