@@ -81,6 +81,7 @@ def test_only_rank_0_speaks_and_writes(tmp_path):
         "history.csv",
         "history.json",
         "model.npz",
+        "reliability.json",
     ]
 
 
