@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def cross_fitted_ece(model, X, labels, bins: int = ECE_BINS) -> float:
     n = X.shape[0]
     xp = model.xp
     halves = [np.arange(0, n, 2), np.arange(1, n, 2)]
-    sums = 0.0
+    sums: Any = 0.0  # the pooled bins (a host array after the first half)
     for fit_on, score_on in (halves, halves[::-1]):
         rows_fit, rows_score = (model.backend.put(r) for r in (fit_on, score_on))
         with model.backend.scope():

@@ -329,7 +329,8 @@ def _train(args, world) -> int:
     if not root:
         return 0
     if model.task == "classify":  # on the whole held-out split, whatever the ranks
-        meta["calibration"] = _calibrate(model, *backend.put(held_out), run_dir, log)
+        X_val, y_val = backend.put(held_out)
+        meta["calibration"] = _calibrate(model, X_val, y_val, run_dir, log)
     save_model(out, model, **meta)
     if model.task == "regress":
         print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)

@@ -6,8 +6,9 @@ and never the other way round.
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .fit import fit
 from .history import Callback, History
-from .loop import Trainer, fit
+from .loop import Trainer
 
 __all__ = [
     "TrainConfig",

@@ -228,7 +228,7 @@ class Augmenter:
                 basis = backend.put(self.basis(), dtype)
                 consts = warp_constants(backend.xp, n, self.height, self.width, dtype, basis.device)
             # CuPy's memory pool already reuses its blocks; NumPy's fresh arrays page-fault
-            buffers = {} if backend.writes_out and backend.kind == "cpu" else None
+            buffers: dict | None = {} if backend.writes_out and backend.kind == "cpu" else None
             self._cache[key] = (basis, consts, buffers)
         return self._cache[key]
 

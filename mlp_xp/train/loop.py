@@ -21,9 +21,7 @@ line catches it, writes a checkpoint and exits 130).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import threading
 import time
 import warnings
@@ -40,11 +38,12 @@ from .augment import make_augmenter
 from .averaging import WeightAverage
 from .config import TrainConfig
 from .history import Callback, History
+from .interrupts import hold_ctrl_c
 from .plan import EpochPlan, make_plan
 from .schedules import Plan
 from .step import GenericStep
 
-__all__ = ["Trainer", "History", "Callback", "fit"]
+__all__ = ["Trainer", "History", "Callback"]
 
 
 class Trainer:
@@ -213,7 +212,7 @@ class Trainer:
         self._ctrl_c = self.interrupted = self.history.interrupted = False
         # the divergence guard reports non-finite losses itself: no NumPy warnings
         with (
-            self._ctrl_c_between_steps(),
+            hold_ctrl_c(self),
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
         ):
             while self.epoch < self.config.epochs:
@@ -347,32 +346,6 @@ class Trainer:
             return True
         return False
 
-    @contextlib.contextmanager
-    def _ctrl_c_between_steps(self):
-        """Hold a Ctrl-C that lands inside a step until the step is done.
-
-        Only where Python's own SIGINT handler is in place, in the main thread:
-        a caller's handler (the command line's, say) is left alone, and SIGTERM
-        is never touched. A second Ctrl-C raises at once.
-        """
-        if (
-            threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
-            yield
-            return
-
-        def hold(signum, frame):
-            self._ctrl_c = True
-            self.request_stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        signal.signal(signal.SIGINT, hold)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
     def _plan(self, stretches=()) -> Plan:
         spe = self.steps_per_epoch
         cfg = self.config
@@ -431,50 +404,3 @@ class Trainer:
             host = self.model.layout.pack_host(best, self.model.dtype)
             with self.backend.scope():
                 self.best_params = self.model.layout.views(self.backend.xp, self.backend.put(host))
-
-
-def fit(
-    model: MLP,
-    X: ArrayLike,
-    y: ArrayLike,
-    X_val: ArrayLike | None = None,
-    y_val: ArrayLike | None = None,
-    *,
-    callbacks: list[Callback] | None = None,
-    optimizer: str | Optimizer | None = "momentum",
-    **config: Any,
-) -> History:
-    """Train ``model`` in place and return its :class:`History`.
-
-    Parameters
-    ----------
-    model : MLP
-    X : array, shape (N, n_inputs)
-        Training inputs: NumPy, pandas, or any DLPack array (PyTorch, JAX, CuPy). An
-        array already on the model's device is used in place; host data is moved once.
-    y : array, shape (N,) or (N, n_outputs)
-        Class labels (classify), 0/1 (binary) or targets (regress).
-    X_val, y_val : arrays, optional
-        Held-out split, evaluated after each epoch (and used by early stopping).
-    optimizer : {"sgd", "momentum", "adam"} or Optimizer
-        A name, or an optimizer bound to ``model.params``.
-    callbacks : list of Callback, optional
-    **config
-        Other :class:`TrainConfig` fields: ``epochs``, ``batch_size``, ``lr``,
-        ``momentum``, ``seed``, ``schedule``, ``warmup_epochs``, ``augment``,
-        ``dropout``, ``patience``, ``gpu_step``.
-
-    Raises
-    ------
-    KeyboardInterrupt
-        On Ctrl-C, once the step in flight has finished: the model holds the
-        parameters after that step.
-
-    Examples
-    --------
-    >>> history = fit(model, X_train, y_train, X_val, y_val, epochs=5)  # doctest: +SKIP
-    """
-    if isinstance(optimizer, str):
-        config["optimizer"], optimizer = optimizer, None
-    cfg = TrainConfig.from_dict(config)
-    return Trainer(model, X, y, X_val, y_val, cfg, optimizer=optimizer, callbacks=callbacks).run()
