@@ -323,5 +323,6 @@ def test_a_callers_sigint_handler_is_left_in_charge(split):
 def test_the_default_recipe_reaches_97_percent_on_the_default_split(split):
     X, y, Xv, yv = split
     model = MLP(backend="cpu", seed=0, l2=1e-4)
-    history = fit(model, X, y, Xv, yv)  # all TrainConfig defaults: the recipe
+    # TrainConfig's defaults with what ``--augment auto`` picks for these digits: the recipe
+    history = fit(model, X, y, Xv, yv, augment="affine")
     assert history.val_accuracy[-1] >= 0.97
