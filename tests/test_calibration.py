@@ -117,10 +117,12 @@ def test_train_fits_it_evaluate_reports_ece_predict_uses_it(tmp_path, capsys):
     captured = capsys.readouterr()
     log = captured.out + captured.err
     assert "calibration: temperature" in log and "cross-fitted" in log
+    record_line = next(line for line in log.splitlines() if line.startswith("held-out accuracy"))
     model = load_model(out, "cpu")
     record = model.meta["calibration"]
     assert record["temperature"] == model.temperature != 1.0
     assert record["nll_after"] <= record["nll_before"]
+    assert record_line.endswith(f"ECE {100 * record['ece_after']:.2f}%")  # the model as saved
     saved = json.loads((run / "reliability.json").read_text())
     assert sum(saved["before"]["counts"]) == 1000 and saved["after"]["ece"] == record["ece_after"]
 

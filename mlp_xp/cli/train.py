@@ -331,6 +331,7 @@ def _train(args, world) -> int:
     if model.task == "classify":  # on the whole held-out split, whatever the ranks
         X_val, y_val = backend.put(held_out)
         meta["calibration"] = _calibrate(model, X_val, y_val, run_dir, log)
+        final["ece"] = meta["calibration"]["ece_after"]  # at the temperature saved
     save_model(out, model, **meta)
     if model.task == "regress":
         print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
