@@ -122,6 +122,8 @@ def test_the_checkpoints_own_values_typed_again_change_nothing(run_dir, capsys):
         "mnist-5k",
         "--optimizer",
         "momentum",
+        "--augment",
+        "auto",  # the default, typed: it chose the checkpoint's augmentation for this data
     )
     assert code == 0
     model = load_model(run_dir / "model.npz", "cpu")

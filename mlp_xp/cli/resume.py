@@ -70,7 +70,8 @@ def fixed_settings(ckpt: Checkpoint, data: dict) -> dict[str, tuple[Any, Callabl
         "lr": (cfg.lr, _same),
         "schedule": (cfg.schedule, _same),
         "warmup": (cfg.warmup_epochs, _same),
-        "augment": (cfg.augment, _same),
+        # auto decides by the data, which a resumed run keeps: it is what the run chose
+        "augment": (cfg.augment, lambda v: cfg.augment if v == "auto" else v),
         "dropout": (cfg.dropout, _same),
         "ema": (cfg.ema, _same),
         "patience": (cfg.patience, _same),
