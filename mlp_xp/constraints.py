@@ -242,6 +242,7 @@ PARAMETERS: dict[str, Param] = {
     "max_epochs": Param("max epochs", _POSITIVE_INT),
     "samples": Param("samples", _POSITIVE_INT),
     "repeats": Param("repeats", _POSITIVE_INT),
+    "ranks": Param("ranks", _POSITIVE_INT),
 }
 
 

@@ -6,6 +6,7 @@ instead of hanging it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -192,3 +193,31 @@ def test_distributed_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
     assert main(["train", "--distributed", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+
+
+def test_bench_ranks_times_each_number_of_ranks_side_by_side(capsys):
+    mpi.mpiexec()  # skips without the mpi extra, like every test here
+    argv = ["bench", "--ranks", "1,2", "--batch-sizes", "256", "--repeats", "1", "--json"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads(out.strip().splitlines()[-1])["ranks"]
+    assert [r["ranks"] for r in rows] == [1, 2] and all(r["batch_size"] == 256 for r in rows)
+    assert all(r["epochs_timed"] == 2 and r["epoch_seconds"] > 0 for r in rows)  # 2 rounds
+    assert rows[0]["speedup"] == 1.0 and rows[0]["efficiency"] == 1.0
+    two = rows[1]
+    assert two["speedup"] == pytest.approx(rows[0]["epoch_seconds"] / two["epoch_seconds"])
+    assert two["efficiency"] == pytest.approx(two["speedup"] / 2)
+    assert "ranks   s/epoch   speedup   efficiency" in err
+
+
+def test_bench_ranks_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert main(["bench", "--ranks", "1,2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+
+
+@pytest.mark.parametrize("ranks", ["0", "1,x", ","])
+def test_bench_ranks_must_be_positive_integers(capsys, ranks):
+    assert main(["bench", "--ranks", ranks]) == 2
+    assert "argument --ranks:" in capsys.readouterr().err

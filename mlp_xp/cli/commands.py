@@ -309,6 +309,8 @@ def cmd_bench(args) -> int:
             if parse_device(d).kind not in ("cpu", "gpu"):
                 raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
     log = log_stream(args)
+    if args.ranks is not None:
+        return _bench_ranks(args, log)
     result = run_bench(
         devices,
         args.batch_sizes,
@@ -325,6 +327,24 @@ def cmd_bench(args) -> int:
         print(f"wrote {bench_plot(result, resolve(args.plot))}", file=log)
     if args.json:
         emit_json(result)
+    return 0
+
+
+def _bench_ranks(args, log) -> int:
+    """``bench --ranks``: the same training run on each number of CPU ranks."""
+    from ..parallel.bench import format_ranks, time_ranks
+
+    data = args.data or "mnist-5k"
+    rows = time_ranks(
+        args.ranks,
+        args.batch_sizes[0],
+        args.repeats,
+        data=data,
+        log=lambda s: print(s, file=log, flush=True),
+    )
+    print(format_ranks(rows, data), file=log)
+    if args.json:
+        emit_json({"ranks": rows, "data": data})
     return 0
 
 

@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--no-augment-cost", action="store_true", help="skip timing affine augmentation separately"
     )
+    q.add_argument(
+        "--ranks",
+        type=_comma_list("ranks"),
+        default=None,
+        help="instead: time data-parallel training on these numbers of CPU ranks, e.g. 1,2 "
+        "(launched with mpiexec, one BLAS thread each; the mpi extra)",
+    )
     q.add_argument("--plot", default=None, metavar="FILE.png")
     q.add_argument("--json", action="store_true")
 
