@@ -132,10 +132,14 @@ def test_a_killed_rank_ends_the_job_within_a_minute(tmp_path):
 
 
 def test_a_rank_that_hangs_is_ended_by_the_watchdog(tmp_path):
+    # rank 1 freezes as its second epoch starts: training has provably begun on every rank
     stop_rank_1 = (
-        "from mpi4py import MPI; import os, threading, signal\n"
-        "if MPI.COMM_WORLD.rank == 1: threading.Timer(3, os.kill, "
-        "(os.getpid(), signal.SIGSTOP)).start()"
+        "from mpi4py import MPI; import os, signal\n"
+        "from mlp_xp.train.loop import Trainer\n"
+        "def run_epoch(self, original=Trainer.run_epoch):\n"
+        "    if self.epoch == 1: os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "    return original(self)\n"
+        "if MPI.COMM_WORLD.rank == 1: Trainer.run_epoch = run_epoch"
     )
     args = ["train", "--distributed", "--epochs", "50", "--watchdog", "5", "--quiet"]
     args += ["--out", str(tmp_path / "m.npz")]
