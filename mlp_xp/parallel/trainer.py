@@ -141,11 +141,12 @@ class DistributedTrainer(Trainer):
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
 
     def fingerprint(self) -> dict:
-        """What every rank must share: the configuration, the network and the data."""
+        """What every rank must share: the configuration, the network and the data (each
+        rank's device is its own: GPU ranks each drive a different GPU)."""
         labels = self.backend.get(self.T)
         return {
             **{f"config.{k}": v for k, v in self.config.as_dict().items() if k != "gpu_step"},
-            "network": repr(self.model),
+            "network": repr(self.model).replace(f", device={self.model.device!r}", ""),
             "training samples": int(self.X.shape[0]),
             "training targets": float(np.sum(labels * np.arange(1, labels.shape[-1] + 1))),
         }
