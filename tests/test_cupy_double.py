@@ -74,6 +74,7 @@ def test_the_compat_clip_trap_is_visible(xp):
         "h2d": 0,
         "d2h": 0,
         "graph_launches": 0,
+        "collectives": 0,
     }
 
 

@@ -85,6 +85,13 @@ class ndarray:
         return Device(self._device)
 
     @property
+    def data(self):
+        """Where the memory starts (CuPy's ``MemoryPointer``): a real address here."""
+        from .cuda import MemoryPointer
+
+        return MemoryPointer(self)
+
+    @property
     def T(self):
         self._meta("T")
         return view(self, self._a.T)

@@ -15,8 +15,9 @@ class Counts:
     copies; a fused kernel is one; a graph launch is one). ``syncs``: blocking
     device-to-host waits (``float``/``int``/``bool``/``item``/``get``/``asnumpy``, boolean
     masks, ``synchronize``). ``h2d``: host-to-device copies. ``graph_launches``: CUDA graph
-    replays. ``allocations``: new device arrays per device id. ``capture_allocations``:
-    arrays allocated while a stream was capturing.
+    replays. ``collectives``: NCCL collectives (each is also one launch). ``allocations``:
+    new device arrays per device id. ``capture_allocations``: arrays allocated while a
+    stream was capturing.
     """
 
     launches: int = 0
@@ -24,6 +25,7 @@ class Counts:
     h2d: int = 0
     d2h: int = 0
     graph_launches: int = 0
+    collectives: int = 0
     allocations: dict = field(default_factory=dict)
     capture_allocations: int = 0
 
@@ -34,6 +36,7 @@ class Counts:
             self.h2d,
             self.d2h,
             self.graph_launches,
+            self.collectives,
             dict(self.allocations),
             self.capture_allocations,
         )
@@ -46,6 +49,7 @@ class Counts:
             self.h2d - other.h2d,
             self.d2h - other.d2h,
             self.graph_launches - other.graph_launches,
+            self.collectives - other.collectives,
             {d: self.allocations.get(d, 0) - other.allocations.get(d, 0) for d in devices},
             self.capture_allocations - other.capture_allocations,
         )
@@ -57,6 +61,7 @@ class Counts:
             "h2d": self.h2d,
             "d2h": self.d2h,
             "graph_launches": self.graph_launches,
+            "collectives": self.collectives,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+import weakref
 
 from ._state import STATE, fault, launched, synced
 
@@ -191,6 +192,46 @@ def get_current_stream():
     return STATE.stream_stack[-1] if STATE.stream_stack else Stream.null
 
 
+class MemoryPointer:
+    """``ndarray.data``: ``ptr`` is the address of the array's first element.
+
+    In the double that is the NumPy buffer's real address, and every pointer handed out is
+    remembered (weakly) so that :mod:`.nccl` can find which device array a raw pointer, a
+    count and a data type denote -- and refuse one that points into no device array, as a
+    real GPU would fault on it.
+    """
+
+    def __init__(self, array):
+        self.ptr = int(array._a.__array_interface__["data"][0])
+        self.device_id = array._device
+        for ptr in [p for p, ref in _HANDED_OUT.items() if ref() is None]:
+            del _HANDED_OUT[ptr]
+        _HANDED_OUT[self.ptr] = weakref.ref(array)
+
+    @property
+    def device(self):
+        return Device(self.device_id)
+
+
+_HANDED_OUT: dict[int, weakref.ref] = {}
+
+
+def resolve(ptr: int, count: int, dtype):
+    """The (device array, flat NumPy view) of ``count`` elements of ``dtype`` at ``ptr``.
+
+    ``None`` when the range lies in no live device array whose pointer was handed out.
+    """
+    for start, ref in list(_HANDED_OUT.items()):
+        array = ref()
+        if array is None or array.dtype != dtype or not array._a.flags.c_contiguous:
+            continue
+        end = start + array._a.nbytes
+        if start <= ptr and ptr + count * array.itemsize <= end:
+            offset = (ptr - start) // array.itemsize
+            return array, array._a.reshape(-1)[offset : offset + count]
+    return None
+
+
 class MemoryPool:
     def used_bytes(self) -> int:
         return STATE.pool_used
@@ -202,8 +243,13 @@ class MemoryPool:
         pass
 
 
-memory = _module("memory", OutOfMemoryError=OutOfMemoryError, MemoryPool=MemoryPool)
+memory = _module(
+    "memory", OutOfMemoryError=OutOfMemoryError, MemoryPool=MemoryPool, MemoryPointer=MemoryPointer
+)
 device = _module("device", Device=Device)
 stream = _module("stream", Stream=Stream, Event=Event, get_current_stream=get_current_stream)
+
+from . import nccl  # noqa: E402  (it uses the names above)
+
 SUBMODULES = {"runtime": runtime, "graph": graph, "memory": memory, "device": device,
-              "stream": stream}  # fmt: skip
+              "stream": stream, "nccl": nccl}  # fmt: skip
