@@ -1,26 +1,62 @@
 """The GPU ranks' collectives: NCCL through CuPy (``cupy.cuda.nccl``), no host round trip.
 
-The communicator is made once: rank 0 draws NCCL's unique id, MPI broadcasts it (the
-rendezvous comes from the launcher's communicator), and every rank joins with its rank.
-:meth:`NcclCommunicator.allreduce` sums a flat CuPy buffer in place on the current
-stream -- one NCCL call, nothing copied to the host, no synchronisation (the next
-kernel on the stream waits for it, as any other). Nothing is overlapped with compute.
+The communicator is made once, at the first collective (the broadcast of rank 0's
+initial parameters): every rank says which GPU of which machine it drives, so two ranks
+on one GPU are refused with one line (NCCL needs one GPU per rank); rank 0 draws NCCL's
+unique id, MPI broadcasts it (the rendezvous comes from the launcher's communicator), and
+every rank joins with its rank, its GPU current.
 
-Not yet run on real GPUs: the calls follow CuPy's documented ``NcclCommunicator`` API.
+:meth:`NcclCommunicator.allreduce` sums a flat CuPy buffer in place on the current
+stream -- one NCCL call on the buffer's device pointer, nothing copied to the host, no
+synchronisation (the next kernel on the stream waits for it, as for any other). Nothing
+is overlapped with compute: the gradient is complete before the call and the update
+reads the sum after it, in stream order.
+
+Without the NCCL library (CuPy's wheels do not bring it), ``--distributed`` on GPUs is
+one line naming the package that does.
 """
 
 from __future__ import annotations
 
-__all__ = ["NcclCommunicator"]
+import socket
+
+from .world import DistributedError
+
+__all__ = ["NcclCommunicator", "NCCL_FIX"]
+
+#: How to get the NCCL library CuPy loads (its wheels, like CuPy's, match the CUDA major).
+NCCL_FIX = (
+    'install it with: pip install "mlp-xp[nccl]" (CUDA 12) or "mlp-xp[nccl-cuda13]" (CUDA 13)'
+)
+
+
+def _nccl_module():
+    try:
+        from cupy.cuda import nccl
+    except ImportError as exc:
+        raise DistributedError(f"GPU ranks need CuPy's NCCL module ({exc}); {NCCL_FIX}") from None
+    if not getattr(nccl, "available", True) or not hasattr(nccl, "NcclCommunicator"):
+        raise DistributedError(
+            f"GPU ranks sum their gradients with NCCL, which CuPy cannot load here; {NCCL_FIX}"
+        )
+    return nccl
 
 
 class NcclCommunicator:
     """NCCL over the ranks of ``world``, on ``backend``'s GPU."""
 
     def __init__(self, world, backend):
-        from cupy.cuda import nccl
-
+        nccl = _nccl_module()
         self.nccl, self.backend = nccl, backend
+        places = world.gather((socket.gethostname(), backend.index))
+        for r, place in enumerate(places):
+            first = places.index(place)
+            if first != r:
+                raise DistributedError(
+                    f"ranks {first} and {r} both use gpu:{place[1]} on {place[0]}; NCCL needs "
+                    "one GPU per rank: pass --device gpu (each rank takes the GPU of its local "
+                    "rank) and start at most as many ranks per machine as it has GPUs"
+                )
         uid = nccl.get_unique_id() if world.rank == 0 else None
         uid = world.comm.bcast(uid, root=0)
         with backend.scope():
@@ -32,11 +68,13 @@ class NcclCommunicator:
         return buffer.data.ptr, buffer.size, self.types[str(buffer.dtype)], stream
 
     def allreduce(self, buffer) -> None:
-        ptr, count, dtype, stream = self._args(buffer)
+        """Sum ``buffer`` over the ranks, in place (one ``ncclAllReduce``)."""
         with self.backend.scope():
+            ptr, count, dtype, stream = self._args(buffer)
             self.comm.allReduce(ptr, ptr, count, dtype, self.nccl.NCCL_SUM, stream)
 
     def broadcast(self, buffer) -> None:
-        ptr, count, dtype, stream = self._args(buffer)
+        """Overwrite ``buffer`` with rank 0's (one ``ncclBcast``)."""
         with self.backend.scope():
+            ptr, count, dtype, stream = self._args(buffer)
             self.comm.bcast(ptr, count, dtype, 0, stream)
