@@ -1,0 +1,125 @@
+"""GPU ranks under a real ``mpiexec``: NCCL sums the gradients on the device.
+
+On the counting CuPy double (every machine): each rank of ``train --distributed --device
+gpu`` drives the GPU of its local rank, sums its gradients with one NCCL allreduce per
+step on the flat buffer's device pointer, with no host sync and no host copy in a step,
+and ends with the parameters of one process. On real GPUs (``gpu`` marker): the same
+command with NCCL itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlp_xp.backend import gpu_probe
+from mlp_xp.cli import main
+
+from . import gpu_rank
+from . import mpi_helpers as mpi
+from .conftest import require_gpu
+from .cupy_double import installed
+
+pytestmark = pytest.mark.mpi
+
+RECIPE = ["--hidden", "64", "--epochs", "2", "--seed", "3", "--quiet", "--val-fraction", "0.5"]
+ARGS = [*RECIPE, "--batch-size", "100", "--augment", "affine", "--dropout", "0.2"]
+N_PARAMS = 784 * 64 + 64 + 64 * 10 + 10
+
+
+def _single(tmp_path, args, device="gpu"):
+    out = tmp_path / "one.npz"
+    with installed():
+        assert main(["train", "--device", device, *args, "--out", str(out)]) == 0
+    return out
+
+
+def _ranks(tmp_path, n):
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(n)]
+
+
+def test_gpu_ranks_allreduce_with_nccl_once_per_step_without_syncs_and_match_one_process(
+    tmp_path,
+):
+    out = tmp_path / "n.npz"
+    args = ["train", "--distributed", "--device", "gpu", *ARGS, "--out", str(out)]
+    job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path))
+    assert job.returncode == 0, job.stderr
+    assert "device: cupy on gpu:0" in job.stderr + job.stdout
+    mpi.assert_same_model(out, _single(tmp_path, ARGS))
+
+    steps_per_epoch = 2500 // 100
+    for r, rank in enumerate(_ranks(tmp_path, 2)):
+        [comm] = rank["communicators"]
+        assert (comm["device"], comm["rank"], comm["size"]) == (r, r, 2)  # gpu:<local rank>
+        names = [name for name, _, _ in comm["calls"]]
+        assert names == ["bcast"] + ["allReduce"] * (2 * steps_per_epoch)
+        assert all(count == N_PARAMS for _, count, _ in comm["calls"])  # the one flat buffer
+        assert len(rank["steps"]) == 2 * steps_per_epoch
+        for step in rank["steps"]:
+            assert step["collectives"] == 1, step
+            assert (step["syncs"], step["d2h"]) == (0, 0), step
+        # nothing is copied to the device in a step, but the augmentation's constants (the
+        # basis, the coordinate limits, the image offsets: 4 copies) in the run's first
+        assert [step["h2d"] for step in rank["steps"]] == [4] + [0] * (2 * steps_per_epoch - 1)
+
+
+def test_an_uneven_global_batch_over_three_gpu_ranks_matches_one_process(tmp_path):
+    args = [*RECIPE, "--batch-size", "50", "--augment", "elastic"]  # 17, 17, 16 rows a step
+    out = tmp_path / "n.npz"
+    job = mpi.run(
+        3,
+        ["train", "--distributed", "--device", "gpu", *args, "--out", str(out)],
+        prelude=gpu_rank.prelude(tmp_path, devices=3),
+    )
+    assert job.returncode == 0, job.stderr
+    mpi.assert_same_model(out, _single(tmp_path, args))
+    devices = [rank["communicators"][0]["device"] for rank in _ranks(tmp_path, 3)]
+    assert devices == [0, 1, 2]
+
+
+def test_two_ranks_on_one_gpu_are_refused_in_one_line(tmp_path):
+    args = ["train", "--distributed", "--device", "gpu:0", *RECIPE, "--out", str(tmp_path / "n")]
+    job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path))
+    assert job.returncode == 2
+    assert "both use gpu:0" in job.stderr and "one GPU per rank" in job.stderr
+    assert "Traceback" not in job.stderr
+    assert not (tmp_path / "n").exists()
+
+
+def test_gpu_ranks_without_the_nccl_library_are_one_line_naming_the_extra(tmp_path):
+    args = ["train", "--distributed", "--device", "gpu", *RECIPE, "--out", str(tmp_path / "n")]
+    job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, ("nccl",)))
+    assert job.returncode == 2
+    assert 'pip install "mlp-xp[nccl]"' in job.stderr
+    assert "Traceback" not in job.stderr
+    assert not (tmp_path / "n").exists()
+
+
+@pytest.mark.gpu
+def test_real_gpu_ranks_with_nccl_match_one_process(tmp_path, request):
+    """One rank per visible GPU (one rank on a one-GPU machine still runs NCCL)."""
+    probe = gpu_probe()
+    if not probe.ok:
+        message = f"no usable GPU: {probe.reason}"
+        if require_gpu(request.config):
+            pytest.fail(message + " (GPU required by --require-gpu/MLP_XP_REQUIRE_GPU)")
+        pytest.skip(message)
+    import cupy
+    from cupy.cuda import nccl
+
+    if not nccl.available:
+        message = "CuPy cannot load NCCL (pip install nvidia-nccl-cu12 or -cu13)"
+        if require_gpu(request.config):
+            pytest.fail(message + " (GPU required by --require-gpu/MLP_XP_REQUIRE_GPU)")
+        pytest.skip(message)
+    ranks = min(cupy.cuda.runtime.getDeviceCount(), 4)
+    out, one = tmp_path / "n.npz", tmp_path / "one.npz"
+    job = mpi.run(ranks, ["train", "--distributed", "--device", "gpu", *ARGS, "--out", str(out)])
+    assert job.returncode == 0, job.stderr
+    assert main(["train", "--device", "gpu", *ARGS, "--out", str(one)]) == 0
+    mpi.assert_same_model(out, one)
+    with np.load(out) as z:
+        assert z["param/0/W"].dtype == np.float32
