@@ -21,6 +21,7 @@ from . import gpu_rank
 from . import mpi_helpers as mpi
 from .conftest import require_gpu
 from .cupy_double import installed
+from .test_stream import _shards
 
 pytestmark = pytest.mark.mpi
 
@@ -78,6 +79,26 @@ def test_an_uneven_global_batch_over_three_gpu_ranks_matches_one_process(tmp_pat
     mpi.assert_same_model(out, _single(tmp_path, args))
     devices = [rank["communicators"][0]["device"] for rank in _ranks(tmp_path, 3)]
     assert devices == [0, 1, 2]
+
+
+def test_streamed_gpu_ranks_send_one_batch_a_step_and_match_the_set_on_the_device(tmp_path):
+    _shards(tmp_path / "d", [300, 250])
+    args = ["--data", str(tmp_path / "d"), "--hidden", "16", "--epochs", "2", "--quiet"]
+    args += ["--batch-size", "32", "--augment", "shift"]
+    out = tmp_path / "n.npz"
+    job = mpi.run(
+        2,
+        ["train", "--distributed", "--device", "gpu", "--stream", *args, "--out", str(out)],
+        prelude=gpu_rank.prelude(tmp_path),
+    )
+    assert job.returncode == 0, job.stderr
+    mpi.assert_same_model(out, _single(tmp_path, args))
+    for rank in _ranks(tmp_path, 2):
+        steps = rank["steps"]
+        assert all((s["collectives"], s["syncs"], s["d2h"]) == (1, 0, 0) for s in steps), steps
+        # one copy a step: its rows of the batch; the augmentation's 4 constants are sent
+        # with the first batch of each size (440 = 13 * 32 + 24: the last is shorter)
+        assert [s["h2d"] for s in steps] == [5] + [1] * 12 + [5] + [1] * 14
 
 
 def test_two_ranks_on_one_gpu_are_refused_in_one_line(tmp_path):
