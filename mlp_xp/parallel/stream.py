@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+#: Rows read from a memory map at a time (3 MB of 28x28 digits): the only temporary.
+READ_ROWS = 4096
+
+
 class Shards:
     """Several (N_i, H, W) uint8 image arrays (memory maps) seen as one (N, H*W) array.
 
@@ -62,12 +66,12 @@ class Shards:
         out = np.empty((rows.shape[0], self.width), dtype=np.uint8)
         part = np.searchsorted(self.starts, rows, side="right") - 1
         for i in np.unique(part):
-            mine = part == i
-            local = rows[mine] - self.starts[i]
+            where = np.flatnonzero(part == i)
+            local = rows[where] - self.starts[i]
             order = np.argsort(local, kind="stable")  # read each file front to back
-            picked = np.empty((local.shape[0], self.width), dtype=np.uint8)
-            picked[order] = np.reshape(self.parts[i][local[order]], (-1, self.width))
-            out[mine] = picked
+            for lo in range(0, order.shape[0], READ_ROWS):  # bounded temporaries
+                chunk = order[lo : lo + READ_ROWS]
+                out[where[chunk]] = np.reshape(self.parts[i][local[chunk]], (-1, self.width))
         return out
 
 
