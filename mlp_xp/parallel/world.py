@@ -158,6 +158,7 @@ class World:
         """Print ``message`` (one line) and end every rank of the job now."""
         print(message, file=sys.stderr, flush=True)
         self.comm.Abort(code)
+        os._exit(code)  # MPI_Abort may return while the launcher tears the job down
 
 
 class Watchdog:
