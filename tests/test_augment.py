@@ -58,6 +58,39 @@ def test_warp_reads_background_beyond_the_last_row_and_column(backend, dr, dc):
         np.testing.assert_array_equal(out[26, :27], 0.5)  # half ink, half background
 
 
+def _bilinear_reference(image, r, c):
+    """Bilinear sampling of ``image`` at (r, c), everything outside it 0, pixel by pixel."""
+    h, w = image.shape
+
+    def pixel(i, j):
+        return float(image[i, j]) if 0 <= i < h and 0 <= j < w else 0.0
+
+    r0, c0 = math.floor(r), math.floor(c)
+    fr, fc = r - r0, c - c0
+    top = pixel(r0, c0) * (1 - fc) + pixel(r0, c0 + 1) * fc
+    bottom = pixel(r0 + 1, c0) * (1 - fc) + pixel(r0 + 1, c0 + 1) * fc
+    return top * (1 - fr) + bottom * fr
+
+
+def test_warp_matches_bilinear_sampling_with_zeros_outside_for_any_coordinate(backend, images):
+    """Coordinates at and past every edge, near and far (the clipping never shows)."""
+    special = [-1e6, -40.0, -3.0, -2.0, -1.75, -1.0, -0.5, 0.0, 13.3, 26.5, 27.0, 27.25, 27.9]
+    special += [28.0, 28.5, 29.0, 31.0, 1e6]
+    rng = np.random.default_rng(5)
+    n = images.shape[0]
+    coords = rng.choice(np.array(special, np.float32), size=(n, 2, 784))
+    coords[:, :, ::3] = rng.uniform(-4, 32, size=(n, 2, 262)).astype(np.float32)
+    out = backend.get(warp(backend.xp, backend.put(images), backend.put(coords), 28, 28))
+    img = images.reshape(n, 28, 28)
+    expected = np.array(
+        [
+            [_bilinear_reference(img[i], float(r), float(c)) for r, c in coords[i].T]
+            for i in range(n)
+        ]
+    )
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+
+
 def test_warp_half_pixel_is_the_bilinear_average(images):
     out = warp(np, images, _grid(images.shape[0], dc=0.5), 28, 28).reshape(-1, 28, 28)
     assert not out[:, :, 27].any()  # the last column blends with the background

@@ -134,13 +134,9 @@ class StreamedStep(ShardedStep):
         super().__init__(world, model, optimizer, None, T, *args, **kwargs)
         self.source = source  # host (N, H*W) uint8, e.g. a Subset of Shards
 
-    def _gather(self, samples):
-        rows = self.plan.order[self._rows]  # the same rows as ``samples``, on the host
-        return self.backend.put(self.source[rows])
-
-    def batch(self, s: int):
-        self._rows = self.plan.rows(s)
-        return super().batch(s)
+    def _gather(self, samples, rows: slice, slot: int = 0):
+        # the same rows as ``samples``, read on the host
+        return self.backend.put(self.source[self.plan.order[rows]])
 
 
 class Subset:

@@ -39,49 +39,65 @@ __all__ = [
 ]
 
 
+#: Zero rows and columns around each image in :func:`warp`'s padded batch: two, so that
+#: coordinates clipped to ``[-2, H]`` need no further limit on the corner.
+BORDER = 2
+
+
 def warp(xp, images, coords, height: int, width: int, constants=None, buffers=None):
     """Bilinear resampling: output pixel ``(n, p)`` reads input ``n`` at ``coords[n, :, p]``.
 
     ``images`` is (N, H*W); ``coords`` is (N, 2, H*W), source rows then source
-    columns, in pixels. Each image gets a one-pixel ring of background (0) and the
-    coordinates are limited to that ring, so a sample outside the image reads 0 and
-    all four bilinear neighbours are valid indices (no masks, no syncs). The clipping
-    is done on the coordinates, never on images; the four neighbours are four takes of
-    one index from shifted views of the padded batch (no index arithmetic per
-    neighbour). ``constants`` (from :func:`warp_constants`, kept by the caller) saves
-    remaking the padded batch and the index offsets at every call.
+    columns, in pixels. Each image gets a border of two zero rows and columns and the
+    coordinates are clipped to ``[-2, H]`` (``[-2, W]``): a sample outside the image
+    then reads 0 and all four bilinear neighbours of any coordinate, the far edge's
+    included, are valid indices (no masks, no syncs, no limit on the corner). The
+    clipping is done on the coordinates, never on images; the flat index of each
+    top-left neighbour is computed in floating point (exact: it is below the padded
+    image's size) and converted once, and the four neighbours are four takes of it from
+    shifted views of the padded batch. ``constants`` (from :func:`warp_constants`, kept
+    by the caller) saves remaking the padded batch and the offsets at every call.
 
     ``buffers`` (a dict, kept by the caller; only where the backend takes ``out=``)
     makes every intermediate write into arrays made at the first call and reused after
-    (the result too: copy it to keep it past the next call). The arithmetic is the same; on the CPU
-    a fresh temporary of this size costs more in page faults than the work done in it.
+    (the result too: copy it to keep it past the next call), and each value is written
+    over one no longer needed, so few buffers are touched. The arithmetic is the same; on
+    the CPU a fresh temporary costs more in page faults than the work done in it, and
+    between two training steps every buffer has left the caches: the fewer there are, the
+    less the distortion costs.
     """
     n = images.shape[0]
-    hp, wp = height + 2, width + 2
+    wp = width + 2 * BORDER
     if constants is None:
         constants = warp_constants(xp, n, height, width, images.dtype, images.device)
-    padded, far, last, starts = constants
-    padded[:, 1 : height + 1, 1 : width + 1] = xp.reshape(images, (n, height, width))
+    padded, low, high, starts = constants
+    inside = (slice(None), slice(BORDER, BORDER + height), slice(BORDER, BORDER + width))
+    padded[inside] = xp.reshape(images, (n, height, width))
     op = _Ops(xp, buffers)
-    corner, frac = corner_and_fraction(xp, coords, far, last, op)
-    ci = op.astype(corner, xp.int64, "ci")
-    index = op("multiply", "index", ci[:, 0, :], wp)  # flat indices into the padded batch
-    index = op("add", "index", index, ci[:, 1, :])
-    index = xp.reshape(op("add", "index", index, starts), (n * height * width,))
-    flat = xp.reshape(padded, (n * hp * wp,))
+    s = op.clip(coords, low, high, "coords")  # in place where buffers are used
+    rows, cols = s[:, 0, :], s[:, 1, :]
+    corner = op("floor", "flat", rows)  # the top-left neighbour's row ...
+    fr = op.into("subtract", rows, rows, corner)  # ... and the distance from it
+    left = op("floor", "left", cols)
+    fc = op.into("subtract", cols, cols, left)
+    flat = op.into("add", corner, op.into("multiply", corner, corner, float(wp)), left)
+    index = op("add", "index", op.astype(flat, xp.int64, "index"), starts)
+    index = xp.reshape(index, (n * height * width,))
+    pixels = xp.reshape(padded, (-1,))
 
     def at(offset):  # the neighbour ``offset`` along the flat padded batch
-        taken = op("take", f"at{offset}", flat[offset:], index, axis=0)
+        taken = op("take", f"at{offset}", pixels[offset:], index, axis=0)
         return xp.reshape(taken, (n, height * width))
 
-    fr, fc = frac[:, 0, :], frac[:, 1, :]
-    top = at(0)
-    top = op("add", "top", top, op("multiply", "dx", fc, op("subtract", "dx", at(1), top)))
-    bottom = at(wp)
-    dx = op("multiply", "dx", fc, op("subtract", "dx", at(wp + 1), bottom))
-    bottom = op("add", "bottom", bottom, dx)
-    bottom = op("multiply", "bottom", fr, op("subtract", "bottom", bottom, top))
-    return op("add", "out", top, bottom)
+    # the blend, each step written over a value no longer needed (few buffers, on the CPU)
+    top, right = at(0), at(1)
+    right = op.into("multiply", right, op.into("subtract", right, right, top), fc)
+    top = op.into("add", top, top, right)
+    bottom, right = at(wp), at(wp + 1)
+    right = op.into("multiply", right, op.into("subtract", right, right, bottom), fc)
+    bottom = op.into("add", bottom, bottom, right)
+    bottom = op.into("multiply", bottom, op.into("subtract", bottom, bottom, top), fr)
+    return op.into("add", top, top, bottom)
 
 
 class _Ops:
@@ -103,6 +119,29 @@ class _Ops:
             self.buffers[key] = fn(*args, **kwargs)
             return self.buffers[key]
         return fn(*args, **kwargs, out=self.buffers[key])
+
+    def into(self, name: str, out, *args):
+        """``xp.<name>(*args)``, written over ``out`` where buffers are used (``out`` is a
+        buffer, or a view of one, whose value is no longer needed)."""
+        fn = getattr(self.xp, name)
+        return fn(*args) if self.buffers is None else fn(*args, out=out)
+
+    def clip(self, coords, low, high, key: str):
+        """(N, 2, P) ``coords`` limited to ``[low, high]`` ((2, 1) bounds, one per axis).
+
+        Where buffers are used (NumPy), one ``clip`` pass per axis with scalar bounds (with
+        broadcast array bounds NumPy's ``clip`` is several times slower); elsewhere
+        ``minimum(maximum(...))`` (array-api-compat's ``clip`` for CuPy syncs).
+        """
+        if self.buffers is None:
+            return self.xp.minimum(self.xp.maximum(coords, low), high)
+        if key not in self.buffers:
+            self.buffers[key] = self.xp.empty_like(coords)
+        out = self.xp.reshape(self.buffers[key], coords.shape)
+        for axis in (0, 1):
+            lo, hi = float(low[axis, 0]), float(high[axis, 0])
+            self.xp.clip(coords[:, axis, :], lo, hi, out=out[:, axis, :])
+        return out
 
     def astype(self, x, dtype, key: str):
         if self.buffers is None:
@@ -129,15 +168,15 @@ def corner_and_fraction(xp, s, far, last, op=None):
 
 
 def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:
-    """What :func:`warp` reuses for a batch of ``n``: a zero padded batch (N, H+2, W+2),
+    """What :func:`warp` reuses for a batch of ``n``: a zero padded batch (N, H+4, W+4),
     the coordinate limits as (2, 1) columns, and (N, 1) flat offsets of each padded
-    image's first pixel inside the ring."""
-    hp, wp = height + 2, width + 2
+    image's pixel (0, 0)."""
+    hp, wp = height + 2 * BORDER, width + 2 * BORDER
     padded = xp.zeros((n, hp, wp), dtype=dtype, device=device)
-    far = xp.asarray([[float(height)], [float(width)]], dtype=dtype, device=device)
-    last = xp.asarray([[height - 1.0], [width - 1.0]], dtype=dtype, device=device)
-    starts = (np.arange(n)[:, None] * (hp * wp) + wp + 1).astype(np.int64)
-    return padded, far, last, xp.asarray(starts, device=device)
+    low = xp.asarray([[-float(BORDER)], [-float(BORDER)]], dtype=dtype, device=device)
+    high = xp.asarray([[float(height)], [float(width)]], dtype=dtype, device=device)
+    starts = (np.arange(n)[:, None] * (hp * wp) + BORDER * wp + BORDER).astype(np.int64)
+    return padded, low, high, xp.asarray(starts, device=device)
 
 
 def _upsampler(size: int, knots: int) -> np.ndarray:
@@ -219,10 +258,10 @@ class Augmenter:
             out[:, :, 3:] = self.alpha * noise
         return out
 
-    def _constants(self, backend, dtype, n: int):
+    def _constants(self, backend, dtype, n: int, slot: int = 0):
         """The device basis, :func:`warp_constants` for a batch of ``n`` and, on the CPU,
-        the buffers :func:`warp` reuses (made once)."""
-        key = (backend, str(dtype), n)
+        the buffers :func:`warp` reuses (made once per ``slot``)."""
+        key = (backend, str(dtype), n, slot)
         if key not in self._cache:
             with backend.scope():
                 basis = backend.put(self.basis(), dtype)
@@ -232,14 +271,15 @@ class Augmenter:
             self._cache[key] = (basis, consts, buffers)
         return self._cache[key]
 
-    def __call__(self, batch, coefficients, backend):
+    def __call__(self, batch, coefficients, backend, slot: int = 0):
         """Distort ``batch`` (N, H*W) by ``coefficients`` (N, 2, K) on ``backend``'s device.
 
-        On the CPU the result is a buffer the next call with a batch of this size
-        overwrites (the training step uses it before then).
+        On the CPU the result is a buffer the next call with a batch of this size and
+        ``slot`` overwrites (the training step, which alternates two slots, uses it
+        before then).
         """
         xp, n, dtype = backend.xp, batch.shape[0], batch.dtype
-        basis, consts, buffers = self._constants(backend, dtype, n)
+        basis, consts, buffers = self._constants(backend, dtype, n, slot)
         k = self.n_coefficients
         op = _Ops(xp, buffers)
         coords = op("matmul", "coords", xp.reshape(coefficients, (2 * n, k)), basis)

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .lookahead import Lookahead, spare_core
+
 __all__ = ["GenericStep", "EpochLosses"]
 
 
@@ -60,12 +62,17 @@ class GenericStep:
         self.augmenter, self.dropout = augmenter, dropout
         self.grad_hooks: list = []
         self.plan: Any = None  # the EpochPlan of the epoch under way
-        self._inputs: dict = {}  # batch size -> the buffer the batch is gathered into
+        self._inputs: dict = {}  # (batch size, slot) -> the buffer a batch is gathered into
+        # on the CPU, distorted inputs are made a step ahead on a core BLAS leaves free
+        ahead = self.backend.kind == "cpu" and augmenter is not None and spare_core()
+        self.lookahead = Lookahead() if ahead else None
         with self.backend.scope():  # the step's gradient buffer, reused at every step
             params = model.params
             self.grads = params.layout.views(model.xp, model.xp.zeros_like(params.buffer))
 
     def begin_epoch(self, plan, start: int = 0) -> None:
+        if self.lookahead is not None:
+            self.lookahead.settle()
         self.plan = plan
         self.order = self.backend.put(plan.order, np.int64)
         self.coefficients: Any = None
@@ -73,15 +80,31 @@ class GenericStep:
             self.coefficients = self.backend.put(plan.coefficients, self.model.dtype)
         self.losses: list = []
 
+    def inputs(self, s: int):
+        """Step ``s``'s model inputs: its rows gathered, scaled and distorted.
+
+        Into one of two buffer sets, by the step's parity, so that inputs made ahead
+        (:mod:`mlp_xp.train.lookahead`) never overwrite the ones in use.
+        """
+        rows, slot = self.plan.rows(s), (s % 2 if self.lookahead is not None else 0)
+        xb = self._gather(self.order[rows], rows, slot)
+        if self.pixels is not None:
+            xb = self.scale(xb)
+        if self.augmenter is not None:
+            xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend, slot=slot)
+        return xb
+
     def batch(self, s: int):
         """Step ``s``'s inputs (augmented), targets and dropout masks, on the device."""
         xp, rows = self.backend.xp, self.plan.rows(s)
         samples = self.order[rows]
-        xb = self._gather(samples)
-        if self.pixels is not None:
-            xb = self.scale(xb)
-        if self.augmenter is not None:
-            xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend)
+        if self.lookahead is None:
+            xb = self.inputs(s)
+        else:
+            xb = self.lookahead.take(s, lambda: self.inputs(s))
+            after = self.plan.rows(s + 1) if s + 1 < self.plan.steps else slice(0, 0)
+            if after.stop > after.start:
+                self.lookahead.ahead(s + 1, lambda: self.inputs(s + 1))
         masks = None
         if self.dropout:
             masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
@@ -96,16 +119,17 @@ class GenericStep:
             x += self.pixels.offset
         return x
 
-    def _gather(self, samples):
-        """The batch's inputs; where ``take`` has ``out=``, into a buffer reused every step
-        (on the CPU a new array of this size each step costs page faults, not copying)."""
+    def _gather(self, samples, rows: slice, slot: int = 0):
+        """The batch's inputs (``samples``, the plan's ``rows``); where ``take`` has
+        ``out=``, into a buffer of ``slot`` reused every other step (on the CPU a new
+        array of this size each step costs page faults, not copying)."""
         xp, X = self.backend.xp, self.X
         if not self.backend.writes_out:
             return xp.take(X, samples, axis=0)
-        n = samples.shape[0]
-        if n not in self._inputs:
-            self._inputs[n] = xp.empty((n, X.shape[1]), dtype=X.dtype, device=X.device)
-        return xp.take(X, samples, axis=0, out=self._inputs[n])
+        key = (samples.shape[0], slot)
+        if key not in self._inputs:
+            self._inputs[key] = xp.empty((key[0], X.shape[1]), dtype=X.dtype, device=X.device)
+        return xp.take(X, samples, axis=0, out=self._inputs[key])
 
     def __call__(self, s: int):
         with self.backend.scope():
@@ -121,6 +145,8 @@ class GenericStep:
         return loss
 
     def end_epoch(self) -> EpochLosses:
+        if self.lookahead is not None:
+            self.lookahead.settle()
         return summarize(self.backend, self.losses, self.plan)
 
 
