@@ -98,3 +98,5 @@ def test_a_core_is_spare_only_when_blas_threads_were_limited_below_the_cores(
         lookahead.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False
     )
     assert lookahead.spare_core() is spare
+    # two ranks of one BLAS thread each on two cores: none is spare
+    assert lookahead.spare_core(processes=cores) is False

@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import ConfigError
+from ..train.lookahead import spare_core
 from ..train.loop import Trainer
 from ..train.plan import EpochPlan
 from ..train.step import EpochLosses, GenericStep
@@ -67,6 +68,8 @@ class ShardedStep(GenericStep):
     def __init__(self, world: World, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.world = world
+        if self.lookahead is not None and not spare_core(world.local_size):
+            self.lookahead = None  # the machine's other ranks take the cores
         self.grad_hooks.append(self._allreduce)
         self._scale = 1.0
         self._zero = None

@@ -35,8 +35,9 @@ __all__ = ["Lookahead", "spare_core"]
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def spare_core() -> bool:
-    """Whether the BLAS threads leave a core of this process's free (see the module doc)."""
+def spare_core(processes: int = 1) -> bool:
+    """Whether the BLAS threads of ``processes`` such processes on this machine (the ranks
+    of a data-parallel run) leave one of the cores this process may use free."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -44,7 +45,7 @@ def spare_core() -> bool:
     for name in BLAS_THREAD_VARS:
         value = os.environ.get(name, "").strip()
         if value.isdigit():
-            return int(value) < cores
+            return int(value) * processes < cores
     return False
 
 
