@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -35,27 +34,30 @@ def start(out: str, faults: tuple[str, ...] = (), devices: int = 2) -> None:
 
     _HELD.append(installed(devices=devices, faults=faults))  # held: for the life of the process
     _HELD[-1].__enter__()
+    atexit.register(_HELD[-1].__exit__, None, None, None)  # closed after the report below
     steps: list[dict] = []
+    where: dict = {}
     plain = ShardedStep.__call__
 
     def counted(self, s):
+        where["rank"] = self.world.rank
         before = STATE.counts.copy()
         result = plain(self, s)
         steps.append({"step": s, **(STATE.counts.copy() - before).as_dict()})
         return result
 
     ShardedStep.__call__ = counted
-    atexit.register(_report, Path(out), steps)
+    atexit.register(_report, Path(out), steps, where)
 
 
-def _report(out: Path, steps: list[dict]) -> None:
+def _report(out: Path, steps: list[dict], where: dict) -> None:
     from cupy.cuda import nccl
 
     communicators = [
         {"device": c.device_id(), "rank": c.rank_id(), "size": c.size(), "calls": c.calls}
         for c in getattr(nccl, "COMMUNICATORS", [])
     ]
-    rank = os.environ.get("PMI_RANK", "0")
+    rank = where.get("rank", "-none")  # a job refused before its first step writes no rank
     record = {"steps": steps, "communicators": communicators}
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     sys.stdout.flush()

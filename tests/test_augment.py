@@ -72,15 +72,15 @@ def _bilinear_reference(image, r, c):
     return top * (1 - fr) + bottom * fr
 
 
-def test_warp_matches_bilinear_sampling_with_zeros_outside_for_any_coordinate(backend, images):
-    """Coordinates at and past every edge, near and far (the clipping never shows)."""
+def _edge_cases(images):
+    """Coordinates at and past every edge, near and far, and what bilinear sampling with
+    zeros outside gives there."""
     special = [-1e6, -40.0, -3.0, -2.0, -1.75, -1.0, -0.5, 0.0, 13.3, 26.5, 27.0, 27.25, 27.9]
     special += [28.0, 28.5, 29.0, 31.0, 1e6]
     rng = np.random.default_rng(5)
     n = images.shape[0]
     coords = rng.choice(np.array(special, np.float32), size=(n, 2, 784))
     coords[:, :, ::3] = rng.uniform(-4, 32, size=(n, 2, 262)).astype(np.float32)
-    out = backend.get(warp(backend.xp, backend.put(images), backend.put(coords), 28, 28))
     img = images.reshape(n, 28, 28)
     expected = np.array(
         [
@@ -88,7 +88,25 @@ def test_warp_matches_bilinear_sampling_with_zeros_outside_for_any_coordinate(ba
             for i in range(n)
         ]
     )
+    return coords, expected
+
+
+def test_warp_matches_bilinear_sampling_with_zeros_outside_for_any_coordinate(backend, images):
+    """The clipping of the coordinates never shows."""
+    coords, expected = _edge_cases(images)
+    out = backend.get(warp(backend.xp, backend.put(images), backend.put(coords), 28, 28))
     np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+
+
+def test_warp_into_reused_buffers_matches_bilinear_sampling_for_any_coordinate(images):
+    """The training step's path on the CPU: every value written over one no longer needed,
+    the coordinates clipped in place, the buffers of one call reused by the next."""
+    coords, expected = _edge_cases(images)
+    buffers: dict = {}
+    for _ in range(2):
+        out = warp(np, images, coords.copy(), 28, 28, buffers=buffers)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+    assert np.shares_memory(out, buffers["at0"])  # the result is one of the reused buffers
 
 
 def test_warp_half_pixel_is_the_bilinear_average(images):

@@ -51,6 +51,17 @@ def test_inputs_made_ahead_train_exactly_as_inputs_made_in_step(data, monkeypatc
         np.testing.assert_array_equal(a, b)
 
 
+def test_inputs_of_neighbouring_steps_live_in_separate_buffers(data, monkeypatch):
+    """What the worker writes for step s + 1 never lands where step s's inputs are."""
+    trainer, _ = _train(data, True, monkeypatch, epochs=1)
+    runner = trainer.runner
+    runner.begin_epoch(trainer.plan(0))
+    a, b, c = runner.inputs(0), runner.inputs(1), runner.inputs(2)
+    assert not np.shares_memory(a, b) and not np.shares_memory(b, c)
+    assert np.shares_memory(a, c)  # two sets, alternating
+    runner.end_epoch()
+
+
 def test_a_run_stopped_mid_epoch_and_resumed_with_inputs_made_ahead_is_unchanged(data, monkeypatch):
     _, whole = _train(data, True, monkeypatch)
     trainer, _ = _train(data, True, monkeypatch, callbacks=[StopAt(1, 5)])
@@ -83,6 +94,7 @@ def test_an_error_on_the_worker_is_raised_by_the_step(data, monkeypatch):
         ({"OPENBLAS_NUM_THREADS": "1"}, 2, True),
         ({"OMP_NUM_THREADS": "2"}, 2, False),
         ({"MKL_NUM_THREADS": "3"}, 8, True),
+        ({"MKL_NUM_THREADS": "3"}, 4, True),  # 3 BLAS threads and the worker
         ({}, 8, False),  # BLAS takes every core unless told otherwise
         ({"OPENBLAS_NUM_THREADS": "1"}, 1, False),
     ],
@@ -98,5 +110,14 @@ def test_a_core_is_spare_only_when_blas_threads_were_limited_below_the_cores(
         lookahead.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False
     )
     assert lookahead.spare_core() is spare
-    # two ranks of one BLAS thread each on two cores: none is spare
+    # as many ranks as cores, each with its BLAS threads and a worker: none is spare
     assert lookahead.spare_core(processes=cores) is False
+
+
+def test_four_ranks_of_one_blas_thread_need_eight_cores_for_their_workers(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    for cores, spare in ((5, False), (7, False), (8, True)):
+        monkeypatch.setattr(
+            lookahead.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False
+        )
+        assert lookahead.spare_core(processes=4) is spare

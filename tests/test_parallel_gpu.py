@@ -101,12 +101,36 @@ def test_streamed_gpu_ranks_send_one_batch_a_step_and_match_the_set_on_the_devic
         assert [s["h2d"] for s in steps] == [5] + [1] * 12 + [5] + [1] * 14
 
 
+@pytest.mark.parametrize("visible, local_rank, expected", [(2, 1, "gpu:1"), (1, 3, "gpu:0")])
+def test_each_rank_takes_the_gpu_of_its_local_rank_among_those_it_sees(
+    visible, local_rank, expected
+):
+    """One rank per GPU of a machine; where a scheduler shows each rank only its own GPU
+    (CUDA_VISIBLE_DEVICES per rank), that one is gpu:0 for every rank."""
+    from types import SimpleNamespace
+
+    from mlp_xp.parallel.launch import device_for
+
+    world = SimpleNamespace(local_rank=local_rank)
+    with installed(devices=visible):
+        assert device_for("gpu", world) == expected
+        assert device_for("auto", world) == expected
+        assert device_for("gpu:1", world) == "gpu:1"  # as given
+    assert device_for("cpu", world) == "cpu"
+
+
+def _one_error_line(job) -> str:
+    lines = [line for line in job.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mlp-xp train: error: "), job.stderr
+    return lines[0]
+
+
 def test_two_ranks_on_one_gpu_are_refused_in_one_line(tmp_path):
     args = ["train", "--distributed", "--device", "gpu:0", *RECIPE, "--out", str(tmp_path / "n")]
     job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path))
     assert job.returncode == 2
-    assert "both use gpu:0" in job.stderr and "one GPU per rank" in job.stderr
-    assert "Traceback" not in job.stderr
+    line = _one_error_line(job)
+    assert "ranks 0 and 1 both use gpu:0 (0000:18:00.0)" in line and "one GPU per rank" in line
     assert not (tmp_path / "n").exists()
 
 
@@ -114,8 +138,8 @@ def test_gpu_ranks_without_the_nccl_library_are_one_line_naming_the_extra(tmp_pa
     args = ["train", "--distributed", "--device", "gpu", *RECIPE, "--out", str(tmp_path / "n")]
     job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, ("nccl",)))
     assert job.returncode == 2
-    assert 'pip install "mlp-xp[nccl]"' in job.stderr
-    assert "Traceback" not in job.stderr
+    line = _one_error_line(job)
+    assert "which CuPy cannot load on rank 0" in line and 'pip install "mlp-xp[nccl]"' in line
     assert not (tmp_path / "n").exists()
 
 

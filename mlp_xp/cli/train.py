@@ -151,8 +151,11 @@ def cmd_train(args) -> int:
         from ..parallel import launch
 
         world = launch.start(args)
-        with launch.abort_on_error(world, "train"):
-            return _train(args, world)
+        try:
+            with launch.abort_on_error(world, "train"):
+                return _train(args, world)
+        except launch.Quiet as quiet:  # rank 0 says why the job ends
+            return quiet.code
     return _train(args, None)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..train.lookahead import BLAS_THREAD_VARS
 
 __all__ = ["mpiexec", "time_ranks", "format_ranks"]
 
@@ -42,7 +43,7 @@ def mpiexec() -> str:
 def _job(launcher: str, ranks: int, train_args: list[str]) -> list[float]:
     """Rank 0's epoch times of one ``train --distributed`` job."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "HYDRA_"))}
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # one BLAS thread per rank
     command = [launcher, "-n", str(ranks), sys.executable, "-m", "mlp_xp", "train"]
     command += ["--distributed", "--json", "--quiet", *train_args]
     try:

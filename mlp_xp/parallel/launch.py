@@ -1,7 +1,9 @@
 """``mlp-xp train --distributed``: what the command does differently as one rank of many.
 
-- the device: ``--device gpu`` (or ``auto`` with a GPU) becomes ``gpu:<local rank>``,
-  one GPU per process of a machine; ``--device gpu:N`` is taken as given;
+- the device: ``--device gpu`` (or ``auto`` with a GPU) becomes ``gpu:<local rank>``
+  (modulo the GPUs this process sees: a scheduler that shows each rank only its own GPU
+  gives ``gpu:0`` everywhere), one GPU per process of a machine; ``--device gpu:N`` is
+  taken as given;
 - one voice, one writer: only rank 0 prints progress and writes the model, the run log
   and checkpoints; the other ranks are silent unless something goes wrong;
 - faults: an error on any rank prints its one line and ends every rank
@@ -18,12 +20,9 @@ import contextlib
 import sys
 
 from ..errors import MlpXpError
-from .world import World, start_world
+from .world import AgreedError, World, start_world
 
-__all__ = ["start", "device_for", "abort_on_error", "Silent", "THREAD_VARS"]
-
-#: The BLAS/OpenMP thread counts a rank sets to one (``bench --ranks``), before NumPy loads.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+__all__ = ["start", "device_for", "abort_on_error", "Quiet", "Silent"]
 
 
 def start(args) -> World | None:
@@ -37,22 +36,32 @@ def device_for(device: str, world: World | None) -> str:
     """The device a rank uses: its local GPU for ``gpu``/``auto`` with GPUs, else ``device``."""
     if world is None or device not in ("gpu", "auto"):
         return device
-    if device == "auto":
-        from ..backend import gpu_probe
+    from ..backend import gpu_probe
 
-        if not gpu_probe().ok:
-            return "cpu"
-    return f"gpu:{world.local_rank}"
+    probe = gpu_probe()
+    if device == "auto" and not probe.ok:
+        return "cpu"
+    # the GPUs this process sees, in turn (one each where a scheduler shows each rank its own)
+    return f"gpu:{world.local_rank % max(probe.device_count, 1)}"
 
 
 @contextlib.contextmanager
 def abort_on_error(world: World | None, command: str):
-    """On any rank, an error ends the whole job with its one line (not a hang)."""
+    """On any rank, an error ends the whole job with its one line (not a hang).
+
+    A refusal every rank reaches together (:class:`AgreedError`) ends the job in order:
+    rank 0 raises it (the command prints its one line and exits 2), the others exit 2
+    without a word.
+    """
     if world is None or world.size == 1:
         yield
         return
     try:
         yield
+    except AgreedError:
+        if world.is_root:
+            raise
+        raise Quiet(2) from None
     except MlpXpError as exc:
         world.abort(f"mlp-xp {command}: error: rank {world.rank}: {exc}", code=2)
     except Exception as exc:  # a bug or a device fault: still end every rank
@@ -60,6 +69,14 @@ def abort_on_error(world: World | None, command: str):
 
         error = device_error_for(exc) or f"{type(exc).__name__}: {exc}"
         world.abort(f"mlp-xp {command}: error: rank {world.rank}: {error}", code=1)
+
+
+class Quiet(Exception):
+    """This rank ends with exit status ``code`` and nothing to print (rank 0 speaks)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
 class Silent:

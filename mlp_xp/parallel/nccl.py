@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import socket
 
-from .world import DistributedError
+from .world import AgreedError
 
 __all__ = ["NcclCommunicator", "NCCL_FIX"]
 
@@ -31,32 +31,53 @@ NCCL_FIX = (
 
 
 def _nccl_module():
+    """CuPy's NCCL module, or None where CuPy cannot load the library."""
     try:
         from cupy.cuda import nccl
-    except ImportError as exc:
-        raise DistributedError(f"GPU ranks need CuPy's NCCL module ({exc}); {NCCL_FIX}") from None
+    except ImportError:
+        return None
     if not getattr(nccl, "available", True) or not hasattr(nccl, "NcclCommunicator"):
-        raise DistributedError(
-            f"GPU ranks sum their gradients with NCCL, which CuPy cannot load here; {NCCL_FIX}"
-        )
+        return None
     return nccl
 
 
+def _physical_id(backend) -> str:
+    """The GPU's PCI bus id: the same device whatever number a rank's view gives it."""
+    try:
+        return str(backend.cupy.cuda.Device(backend.index).pci_bus_id)
+    except Exception:  # no bus id to read: the number is what there is
+        return f"gpu:{backend.index}"
+
+
 class NcclCommunicator:
-    """NCCL over the ranks of ``world``, on ``backend``'s GPU."""
+    """NCCL over the ranks of ``world``, on ``backend``'s GPU.
+
+    Every check is made on values gathered from every rank, so every rank refuses
+    together (:class:`AgreedError`: one line, from rank 0).
+    """
 
     def __init__(self, world, backend):
         nccl = _nccl_module()
         self.nccl, self.backend = nccl, backend
-        places = world.gather((socket.gethostname(), backend.index))
+        host = socket.gethostname()
+        ranks = world.gather((nccl is not None, host, _physical_id(backend), backend.index))
+        missing = [r for r, (ok, *_) in enumerate(ranks) if not ok]
+        if missing:
+            raise AgreedError(
+                f"GPU ranks sum their gradients with NCCL, which CuPy cannot load on rank "
+                f"{missing[0]} ({ranks[missing[0]][1]}); {NCCL_FIX}"
+            )
+        places = [(host, bus) for _, host, bus, _ in ranks]
         for r, place in enumerate(places):
             first = places.index(place)
             if first != r:
-                raise DistributedError(
-                    f"ranks {first} and {r} both use gpu:{place[1]} on {place[0]}; NCCL needs "
-                    "one GPU per rank: pass --device gpu (each rank takes the GPU of its local "
-                    "rank) and start at most as many ranks per machine as it has GPUs"
+                raise AgreedError(
+                    f"ranks {first} and {r} both use gpu:{ranks[r][3]} ({place[1]}) on "
+                    f"{place[0]}; NCCL needs one GPU per rank: pass --device gpu (each rank "
+                    "takes the GPU of its local rank) and start at most as many ranks per "
+                    "machine as it has GPUs"
                 )
+        assert nccl is not None
         uid = nccl.get_unique_id() if world.rank == 0 else None
         uid = world.comm.bcast(uid, root=0)
         with backend.scope():

@@ -149,7 +149,7 @@ class DistributedTrainer(Trainer):
         labels = self.backend.get(self.T)
         return {
             **{f"config.{k}": v for k, v in self.config.as_dict().items() if k != "gpu_step"},
-            "network": repr(self.model).replace(f", device={self.model.device!r}", ""),
+            "network": self.model.config(),
             "training samples": int(self.X.shape[0]),
             "training targets": float(np.sum(labels * np.arange(1, labels.shape[-1] + 1))),
         }

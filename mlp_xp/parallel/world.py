@@ -28,7 +28,14 @@ import numpy as np
 
 from ..errors import MlpXpError
 
-__all__ = ["World", "LocalWorld", "DistributedError", "start_world", "launched_size"]
+__all__ = [
+    "World",
+    "LocalWorld",
+    "DistributedError",
+    "AgreedError",
+    "start_world",
+    "launched_size",
+]
 
 #: Environment variables launchers set on every process they start.
 LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS", "MPI_LOCALNRANKS")
@@ -36,6 +43,11 @@ LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS"
 
 class DistributedError(MlpXpError, RuntimeError):
     """A data-parallel run cannot start or go on (no MPI, ranks that disagree, a lost rank)."""
+
+
+class AgreedError(DistributedError):
+    """A refusal every rank reaches together, from values they all gathered: the job ends
+    in order, rank 0 saying why in one line (no rank is left waiting, nothing to abort)."""
 
 
 def launched_size() -> int | None:
@@ -127,7 +139,7 @@ class World:
             differing = [r for r, v in enumerate(values) if v != values[0]]
             if differing:
                 r = differing[0]
-                raise DistributedError(
+                raise AgreedError(
                     f"ranks were started with different {what}: {name} is {values[0]!r} on "
                     f"rank 0 but {values[r]!r} on rank {r}; start every rank with the same "
                     "command and data"

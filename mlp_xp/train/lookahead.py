@@ -15,10 +15,11 @@ is raised where the step takes the batch; a batch made ahead but never taken (th
 stopped, the epoch ended) is waited for and dropped.
 
 It pays only where a core is free while the step computes: :func:`spare_core` says so
-when the BLAS threads were limited below the cores this process may use
-(``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``, as data-parallel
-ranks and ``mlp-xp bench`` runs set them). Where BLAS already uses every core, the worker
-would only compete with it, and the step makes its inputs itself.
+when the BLAS threads, limited by ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or
+``MKL_NUM_THREADS`` (set before the program starts, as ``mlp-xp bench --ranks`` sets them
+for its ranks and as the benchmark commands in the docs do), leave a core of this
+process's for the worker. Where BLAS already uses every core, the worker would only
+compete with it, and the step makes its inputs itself.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def spare_core(processes: int = 1) -> bool:
-    """Whether the BLAS threads of ``processes`` such processes on this machine (the ranks
-    of a data-parallel run) leave one of the cores this process may use free."""
+    """Whether ``processes`` such processes on this machine (the ranks of a data-parallel
+    run), each with its BLAS threads and one worker, fit the cores this process may use."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -45,7 +46,7 @@ def spare_core(processes: int = 1) -> bool:
     for name in BLAS_THREAD_VARS:
         value = os.environ.get(name, "").strip()
         if value.isdigit():
-            return int(value) * processes < cores
+            return (int(value) + 1) * processes <= cores
     return False
 
 

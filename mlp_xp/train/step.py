@@ -62,7 +62,7 @@ class GenericStep:
         self.augmenter, self.dropout = augmenter, dropout
         self.grad_hooks: list = []
         self.plan: Any = None  # the EpochPlan of the epoch under way
-        self._inputs: dict = {}  # (batch size, slot) -> the buffer a batch is gathered into
+        self._gathered: dict = {}  # (batch size, slot) -> the buffer a batch is gathered into
         # on the CPU, distorted inputs are made a step ahead on a core BLAS leaves free
         ahead = self.backend.kind == "cpu" and augmenter is not None and spare_core()
         self.lookahead = Lookahead() if ahead else None
@@ -102,13 +102,16 @@ class GenericStep:
             xb = self.inputs(s)
         else:
             xb = self.lookahead.take(s, lambda: self.inputs(s))
-            after = self.plan.rows(s + 1) if s + 1 < self.plan.steps else slice(0, 0)
-            if after.stop > after.start:
+            if s + 1 < self.plan.steps and self._has_rows(s + 1):
                 self.lookahead.ahead(s + 1, lambda: self.inputs(s + 1))
         masks = None
         if self.dropout:
             masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
         return xb, xp.take(self.T, samples, axis=0), masks
+
+    def _has_rows(self, s: int) -> bool:
+        rows = self.plan.rows(s)  # a rank's share of a small global batch may be empty
+        return rows.stop > rows.start
 
     def scale(self, pixels):
         """A batch of uint8 pixels as the model's inputs (``pixel * scale + offset``)."""
@@ -127,9 +130,9 @@ class GenericStep:
         if not self.backend.writes_out:
             return xp.take(X, samples, axis=0)
         key = (samples.shape[0], slot)
-        if key not in self._inputs:
-            self._inputs[key] = xp.empty((key[0], X.shape[1]), dtype=X.dtype, device=X.device)
-        return xp.take(X, samples, axis=0, out=self._inputs[key])
+        if key not in self._gathered:
+            self._gathered[key] = xp.empty((key[0], X.shape[1]), dtype=X.dtype, device=X.device)
+        return xp.take(X, samples, axis=0, out=self._gathered[key])
 
     def __call__(self, s: int):
         with self.backend.scope():

@@ -67,6 +67,10 @@ class Device:
         return "90"
 
     @property
+    def pci_bus_id(self) -> str:
+        return f"0000:{0x18 + self.id:02X}:00.0"
+
+    @property
     def mem_info(self):
         return (STATE.memory // 2, STATE.memory)
 
@@ -204,16 +208,16 @@ class MemoryPointer:
     def __init__(self, array):
         self.ptr = int(array._a.__array_interface__["data"][0])
         self.device_id = array._device
-        for ptr in [p for p, ref in _HANDED_OUT.items() if ref() is None]:
-            del _HANDED_OUT[ptr]
-        _HANDED_OUT[self.ptr] = weakref.ref(array)
+        for key in [k for k, ref in _HANDED_OUT.items() if ref() is None]:
+            del _HANDED_OUT[key]
+        _HANDED_OUT[id(array)] = weakref.ref(array)
 
     @property
     def device(self):
         return Device(self.device_id)
 
 
-_HANDED_OUT: dict[int, weakref.ref] = {}
+_HANDED_OUT: dict[int, weakref.ref] = {}  # id(array) -> the array whose pointer was handed out
 
 
 def resolve(ptr: int, count: int, dtype):
@@ -221,10 +225,11 @@ def resolve(ptr: int, count: int, dtype):
 
     ``None`` when the range lies in no live device array whose pointer was handed out.
     """
-    for start, ref in list(_HANDED_OUT.items()):
+    for ref in list(_HANDED_OUT.values()):
         array = ref()
         if array is None or array.dtype != dtype or not array._a.flags.c_contiguous:
             continue
+        start = int(array._a.__array_interface__["data"][0])
         end = start + array._a.nbytes
         if start <= ptr and ptr + count * array.itemsize <= end:
             offset = (ptr - start) // array.itemsize

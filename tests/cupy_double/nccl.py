@@ -119,7 +119,7 @@ class _NcclCommunicator:
             source = self._MPI.IN_PLACE if sendbuf == recvbuf else send
             self._comm.Allreduce(source, recv, op=mpi_op)
             if op == NCCL_AVG:
-                recv[...] /= self._size
+                recv[...] = recv / self._size  # NCCL averages floats; integers truncate
 
         self._launch("allReduce", count, work, stream)
 
