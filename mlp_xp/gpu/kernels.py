@@ -5,10 +5,11 @@ the module it is given (``cp``), so the same body runs under CuPy's fusion (one 
 kernel) and under any NumPy-backed module (the tests' CuPy double runs it there). The
 bodies hold as little math of their own as they can: the activations and their
 derivatives come from :mod:`mlp_xp.functional`, the dropout mask from its counter-based
-hash, the update from the optimizer's own in-place rule, the bilinear corner from
-:mod:`mlp_xp.train.augment`. What is new here -- the softmax cross-entropy delta in
-fused form -- is checked against the generic step, in the tests and, on each device, at
-run time (:mod:`mlp_xp.gpu.check`).
+hash, the update from the optimizer's own in-place rule; the bilinear blend is
+:func:`mlp_xp.train.augment.warp`'s, over the fast step's training set padded with a
+one-pixel ring (:func:`_corner_and_fraction`). What is new here -- the softmax
+cross-entropy delta in fused form -- is checked against the generic step, in the tests
+and, on each device, at run time (:mod:`mlp_xp.gpu.check`).
 
 Kernels write their results into arrays they are given (``out[...] = ...`` or in-place
 operators), never into new ones, so a step allocates nothing and can be captured as a
@@ -18,9 +19,20 @@ CUDA graph.
 from __future__ import annotations
 
 from .. import functional as F
-from ..train.augment import corner_and_fraction
 
 __all__ = ["Kernels"]
+
+
+def _corner_and_fraction(cp, s, far: float, last: float):
+    """The top-left neighbour of source coordinates ``s`` and the distance from it.
+
+    ``s`` is limited to the one-pixel ring, ``[-1, far]``; the corner stops at ``last``
+    (one short of the far ring), so at the far edge the fraction is 1 and the ring (0)
+    is read -- the same samples as :func:`~mlp_xp.train.augment.warp`'s wider border.
+    """
+    s = cp.minimum(cp.maximum(s, -1.0), far)
+    corner = cp.minimum(cp.floor(s), last)
+    return corner, s - corner
 
 
 class Kernels:
@@ -125,8 +137,8 @@ class Kernels:
         @fuse(kernel_name="mlp_xp_warp_index")
         def warp_index(rows, cols, samples, offsets, index):
             """Flat indices of the 2x2 neighbours in the padded training set."""
-            r0, _ = corner_and_fraction(cp, rows, float(height), height - 1.0)
-            c0, _ = corner_and_fraction(cp, cols, float(width), width - 1.0)
+            r0, _ = _corner_and_fraction(cp, rows, float(height), height - 1.0)
+            c0, _ = _corner_and_fraction(cp, cols, float(width), width - 1.0)
             index[...] = (
                 samples * (hp * wp) + r0.astype(cp.int32) * wp + c0.astype(cp.int32) + offsets
             )
@@ -134,8 +146,8 @@ class Kernels:
         @fuse(kernel_name="mlp_xp_warp_blend")
         def warp_blend(v0, v1, v2, v3, rows, cols, out):
             """Bilinear blend of the four neighbours, as :func:`~mlp_xp.train.augment.warp`."""
-            _, fr = corner_and_fraction(cp, rows, float(height), height - 1.0)
-            _, fc = corner_and_fraction(cp, cols, float(width), width - 1.0)
+            _, fr = _corner_and_fraction(cp, rows, float(height), height - 1.0)
+            _, fc = _corner_and_fraction(cp, cols, float(width), width - 1.0)
             top = v0 + fc * (v1 - v0)
             bottom = v2 + fc * (v3 - v2)
             out[...] = top + fr * (bottom - top)

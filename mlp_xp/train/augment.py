@@ -35,7 +35,6 @@ __all__ = [
     "Augmenter",
     "warp",
     "warp_constants",
-    "corner_and_fraction",
 ]
 
 
@@ -151,20 +150,6 @@ class _Ops:
         else:
             self.buffers[key][...] = x
         return self.buffers[key]
-
-
-def corner_and_fraction(xp, s, far, last, op=None):
-    """The top-left neighbour of source coordinates ``s`` and the distance from it.
-
-    ``s`` is limited to the ring, ``[-1, far]``; the corner stops at ``last`` (one short
-    of the far ring), so at the far edge the fraction is 1 and the ring (0) is read.
-    ``far``/``last`` may be numbers or arrays (one per axis). With ``op`` writing into
-    buffers (see :func:`warp`), ``s`` itself is overwritten by the fraction.
-    """
-    op = op or _Ops(xp)
-    s = op("minimum", "s", op("maximum", "s", s, -1.0), far)
-    corner = op("minimum", "corner", op("floor", "corner", s), last)
-    return corner, op("subtract", "s", s, corner)
 
 
 def warp_constants(xp, n: int, height: int, width: int, dtype, device) -> tuple:
