@@ -30,19 +30,26 @@ DEFAULT = {**vars(TrainConfig()), "augment": choose_augment("auto", "mnist-5k").
 RECIPES = {
     "default recipe": {},
     "baseline: plain SGD, 20 epochs, no augmentation": dict(
-        optimizer="sgd", momentum=0.0, lr=0.1, epochs=20, schedule="constant", augment="none"
+        optimizer="sgd",
+        momentum=0.0,
+        lr=0.1,
+        epochs=20,
+        schedule="constant",
+        augment="none",
+        ema=0.0,
     ),
 }
 VARIANTS = {
-    "constant lr + weight average (ema 0.999)": dict(schedule="constant", ema=0.999),
-    "elastic, constant lr + weight average": dict(
-        augment="elastic", schedule="constant", ema=0.999
+    "previous default (0.1.0): lr 0.05, cosine schedule, no average": dict(
+        lr=0.05, schedule="cosine", ema=0.0
     ),
-    "cosine lr + weight average (ema 0.999)": dict(ema=0.999),
-    "elastic + weight average": dict(augment="elastic", ema=0.999),
-    "120 epochs": dict(epochs=120),
-    "100 epochs, dropout 0.1": dict(epochs=100, dropout=0.1),
-    "momentum, 20 epochs, no augmentation": dict(epochs=20, augment="none", schedule="constant"),
+    "no weight average (constant lr 0.08)": dict(ema=0.0),
+    "lr 0.1 + weight average 0.99": dict(lr=0.1),
+    "lr 0.1 + weight average 0.999": dict(lr=0.1, ema=0.999),
+    "elastic + weight average": dict(augment="elastic"),
+    "momentum, 20 epochs, no augmentation": dict(
+        lr=0.05, epochs=20, augment="none", schedule="constant", ema=0.0
+    ),
 }
 
 

@@ -71,7 +71,7 @@ def test_cli_optimizer_sgd_is_plain_gradient_descent_checked_by_hand(tmp_path, c
                 str(lr),
                 "--l2",
                 str(l2),
-                *"--hidden 8 --epochs 1 --batch-size 40 --schedule constant".split(),
+                *"--hidden 8 --epochs 1 --batch-size 40 --schedule constant --ema 0".split(),
                 *"--augment none --seed".split(),
                 str(seed),
                 *"--device cpu --out".split(),
@@ -136,7 +136,7 @@ def test_the_model_file_and_run_log_record_the_momentum_used(tmp_path, flags, mo
     )
     used = load_model(tmp_path / "run" / "model.npz", "cpu").meta["training"]["optimizer"]
     logged = json.loads((tmp_path / "run" / "history.json").read_text())["optimizer"]
-    expected = {"name": "sgd", "momentum": momentum, "lr": 0.05}  # both are the SGD class
+    expected = {"name": "sgd", "momentum": momentum, "lr": 0.08}  # both are the SGD class
     assert used == logged == expected
 
 

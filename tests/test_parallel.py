@@ -96,7 +96,13 @@ def _interrupted(job, run_dir):
     return run_dir / "checkpoint.npz"
 
 
-RESUMABLE = ["--hidden", "64", "--epochs", "4", "--batch-size", "8", "--seed", "1", "--quiet"]
+# lr 0.05 on a cosine schedule, the recipe this comparison was made with: at batch 8 the
+# default constant rate 0.08 let the two runs, which round their summed gradients
+# differently, drift apart past the tolerance
+RESUMABLE = [
+    *"--hidden 64 --epochs 4 --batch-size 8 --lr 0.05 --schedule cosine".split(),
+    *"--seed 1 --quiet".split(),
+]
 
 
 def test_a_checkpoint_of_2_ranks_resumes_on_1_and_ends_like_an_uninterrupted_run(tmp_path):

@@ -19,7 +19,10 @@ from mlp_xp.train.schedules import Plan, make_schedule, stretch
 
 from .helpers import StopAt, idx_folder
 
-RUN = "--hidden 16 --epochs 3 --batch-size 128 --augment none --seed 5 --device cpu --quiet"
+RUN = (
+    "--hidden 16 --epochs 3 --batch-size 128 --lr 0.05 --schedule cosine --augment none --seed 5 "
+    "--device cpu --quiet"
+)
 
 
 def interrupt(monkeypatch, args, at=(2, 3)):

@@ -81,10 +81,11 @@ def benchmark_trainer(
     **recipe,
 ) -> Trainer:
     """A trainer with the benchmark configuration: exactly ``mlp-xp train --optimizer sgd
-    --momentum 0.9 --lr 0.05 --batch-size B --augment none`` (784-300-100-10, float32,
-    L2 1e-4); ``recipe`` overrides other :class:`TrainConfig` fields."""
+    --momentum 0.9 --lr 0.05 --batch-size B --augment none --ema 0`` (784-300-100-10,
+    float32, L2 1e-4; no weight average, as the peers compared with have none);
+    ``recipe`` overrides other :class:`TrainConfig` fields."""
     model = MLP(*NETWORK, backend=backend, l2=1e-4, seed=seed)
-    settings: dict[str, Any] = dict(optimizer="sgd", momentum=0.9, lr=0.05)
+    settings: dict[str, Any] = dict(optimizer="sgd", momentum=0.9, lr=0.05, ema=0.0)
     settings.update(recipe)
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, augment=augment, seed=seed, **settings

@@ -159,7 +159,7 @@ class BaseMLP(BaseEstimator):
         config = TrainConfig(
             epochs=self._epochs_done + epochs, batch_size=batch, optimizer=s["solver"],
             lr=s["learning_rate_init"], seed=self._seed, schedule=s["schedule"],
-            augment=s["augment"], dropout=s["dropout"],
+            augment=s["augment"], dropout=s["dropout"], ema=0.0,
         )  # fmt: skip
         monitor = _Monitor(self, s, val, incremental, X_train.shape[0])
         trainer = Trainer(

@@ -43,7 +43,9 @@ def fit(
     **config
         Other :class:`TrainConfig` fields: ``epochs``, ``batch_size``, ``lr``,
         ``momentum``, ``seed``, ``schedule``, ``warmup_epochs``, ``augment``,
-        ``dropout``, ``patience``, ``gpu_step``.
+        ``dropout``, ``ema``, ``patience``, ``gpu_step``. With ``ema`` (0.99 by
+        default; 0 turns it off) the model ends holding the weights' moving average;
+        the history's per-epoch figures are those of the raw weights.
 
     Raises
     ------
