@@ -108,6 +108,25 @@ def test_a_wrong_kernel_is_caught_and_the_run_falls_back_to_the_generic_step(
         assert train(gpu, data, "auto", epochs=1)[2] == "generic"
 
 
+def test_a_wrong_average_kernel_is_caught_and_leaves_no_trace(gpu, data, monkeypatch):
+    """The weights' moving average is updated inside the fast step: the check compares it
+    too, and restores it (and everything else) after trying the fast step."""
+    real = kernels.Kernels.__init__
+
+    def init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        average = self.average
+        self.average = lambda avg, p, w: average(avg, p, w * 2)
+
+    _, reference, _ = train(gpu, data, "generic")
+    monkeypatch.setattr(kernels.Kernels, "__init__", init)
+    with pytest.warns(UserWarning, match="did not match"):
+        _, params, kind = train(gpu, data, "auto")
+    assert kind == "generic"
+    for k, v in reference.items():
+        np.testing.assert_array_equal(params[k], v, err_msg=k)
+
+
 def test_a_wrong_kernel_with_gpu_step_fast_is_an_error(gpu, data, wrong_bias):
     with pytest.raises(DeviceError, match="did not match the generic step"):
         train(gpu, data, "fast")

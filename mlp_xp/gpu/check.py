@@ -32,21 +32,27 @@ def signature(trainer) -> tuple:
         bool(getattr(opt, "momentum", 0.0)),
         cfg.augment,
         bool(cfg.dropout),
+        bool(cfg.ema),
         trainer.batch_size,
     )
 
 
-def _state(trainer) -> list:
-    """Device copies of the parameters and the optimizer's state (one array each)."""
-    xp, opt = trainer.backend.xp, trainer.optimizer
+def _buffers(trainer) -> list:
+    """The parameters, the optimizer's state and the weights' moving average, if any."""
+    opt, average = trainer.optimizer, trainer.average
     buffers = [trainer.model.params.buffer] + [opt.state[s].buffer for s in opt.slots]
-    return [xp.asarray(b, copy=True) for b in buffers]
+    return buffers + ([average.buffer] if average is not None else [])
+
+
+def _state(trainer) -> list:
+    """Device copies of :func:`_buffers` (one array each)."""
+    xp = trainer.backend.xp
+    return [xp.asarray(b, copy=True) for b in _buffers(trainer)]
 
 
 def _restore(trainer, saved: list, t: int, lr: float) -> None:
     opt = trainer.optimizer
-    buffers = [trainer.model.params.buffer] + [opt.state[s].buffer for s in opt.slots]
-    for live, copy in zip(buffers, saved, strict=True):
+    for live, copy in zip(_buffers(trainer), saved, strict=True):
         live[...] = copy
     opt.t, opt.lr = t, lr
 
@@ -76,8 +82,11 @@ def compare_steps(trainer, generic, fast, plan) -> str:
         before, t, lr = _state(trainer), opt.t, opt.lr
         try:
             generic.begin_epoch(plan, first)
+            epoch_start = trainer.epoch * trainer.steps_per_epoch
             for s in steps:
                 generic(s)
+                if trainer.average is not None:  # as its callback would (the fast step's own)
+                    trainer.average.update(trainer.model.params.buffer, epoch_start + s)
             want = _state(trainer)
             want_loss = generic.end_epoch().mean
             for how in ("kernel by kernel", "as a CUDA graph"):

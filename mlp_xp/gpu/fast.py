@@ -3,7 +3,8 @@
 What makes it fast is what it leaves out. Every array a step touches is allocated once,
 when the step is built: the batch, the activations, the gradient (one flat buffer), the
 step's row of the epoch plan. The epoch plan -- every full step's sample indices and
-labels, learning rate (a device scalar) and augmentation coefficients, the dropout key,
+labels, learning rate and weight of the moving average (device scalars) and augmentation
+coefficients, the dropout key,
 a step counter and the epoch's loss bookkeeping -- is one device buffer that one
 host-to-device copy fills at the start of each epoch; inside the step, a counter on the
 device picks the step's row. So a step needs nothing from the host, and the whole step
@@ -47,7 +48,8 @@ class _PlanBuffer:
 
     def __init__(self, steps: int, batch: int, n_coefficients: int, dtype):
         self.dtype = np.dtype(dtype)
-        self.row = 1 + 2 * batch * n_coefficients  # lr, then (batch, 2, K) coefficients
+        # lr, the average's weight, then (batch, 2, K) coefficients
+        self.row = 2 + 2 * batch * n_coefficients
         parts = [
             ("ints", (steps, 2, batch), np.uint32),  # sample indices, labels
             ("scalars", (3,), np.uint32),  # counter, dropout key, first bad step
@@ -97,6 +99,7 @@ class FastStep:
             trainer.config.dropout,
             None if aug is None else (aug.height, aug.width),
         )
+        self.average = trainer.average  # updated inside the step (and its graph) when set
         self.graph = None
         with self.backend.scope():
             self._allocate(trainer)
@@ -124,7 +127,7 @@ class FastStep:
         self.samples = self.irow[0]
         self.samples_col = self.irow[0].reshape(B, 1)
         self.labels_col = self.irow[1].reshape(B, 1)
-        self.lr = self.frow[0]
+        self.lr, self.average_weight = self.frow[0], self.frow[1]
         X = trainer.X
         self.x = cp.empty((B, model.n_inputs), dtype=dtype)
         if aug is not None:
@@ -133,7 +136,7 @@ class FastStep:
             padded[:, 1 : h + 1, 1 : w + 1] = X.reshape(self.n, h, w)
             self.source = padded.reshape(-1)
             self.basis = self.backend.put(aug.basis(), dtype)
-            self.coefficients = self.frow[1:].reshape(2 * B, K)
+            self.coefficients = self.frow[2:].reshape(2 * B, K)
             self.coords = cp.empty((B, 2, h * w), dtype=dtype)
             wp = w + 2  # top-left, top-right, bottom-left, bottom-right past the ring
             corners = np.array([wp + 1, wp + 2, 2 * wp + 1, 2 * wp + 2], dtype=np.int32)
@@ -221,6 +224,8 @@ class FastStep:
                 cp.matmul(delta, params[f"W{i}"].T, out=self.dh[i - 2])
                 delta = self.dh[i - 2]
         k.update(params.buffer, grads.buffer, self.l2, self.lr, *self.slots)
+        if self.average is not None:
+            k.average(self.average.buffer, params.buffer, self.average_weight)
 
     def capture(self) -> None:
         """Capture :meth:`body` as a CUDA graph (recorded, not run) for one-launch steps."""
@@ -248,14 +253,21 @@ class FastStep:
             for s in range(full)
         ]
         host["floats"][:, 0] = lrs
+        if self.average is not None:
+            first = self.trainer.epoch * self.trainer.steps_per_epoch
+            host["floats"][:, 1] = [self.average.weight(first + s) for s in range(full)]
         if plan.coefficients is not None:
-            host["floats"][:, 1:] = plan.coefficients[: full * B].reshape(full, -1)
+            host["floats"][:, 2:] = plan.coefficients[: full * B].reshape(full, -1)
         host["book"][:] = 0.0
         with self.backend.scope():
             self.plan_device.set(self.plan_host)
         self.start, self.plan = start, plan
         if plan.steps > full:  # the last, smaller batch goes to the generic step
             self.generic.begin_epoch(plan, start)
+
+    def averages(self, s: int) -> bool:
+        """Whether step ``s`` updates the weights' moving average itself (the full ones)."""
+        return self.average is not None and s < self.full_steps
 
     def __call__(self, s: int):
         if s >= self.full_steps:

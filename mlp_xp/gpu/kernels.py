@@ -125,6 +125,12 @@ class Kernels:
         def update(p, g, l2, lr, *slots):
             optimizer.rule(p, g + l2 * p, *slots, lr=lr)
 
+        @fuse(kernel_name="mlp_xp_average")
+        def average(avg, p, weight):
+            """The weights' moving average (:mod:`mlp_xp.train.averaging`), in place."""
+            avg += weight * (p - avg)
+
+        self.average = average
         self.add_bias, self.exp_shifted = add_bias, exp_shifted
         self.softmax_xent, self.bookkeeping, self.update = softmax_xent, bookkeeping, update
         if image_shape is not None:
