@@ -85,8 +85,7 @@ def warp(xp, images, coords, height: int, width: int, constants=None, buffers=No
     pixels = xp.reshape(padded, (-1,))
 
     def at(offset):  # the neighbour ``offset`` along the flat padded batch
-        taken = op("take", f"at{offset}", pixels[offset:], index, axis=0)
-        return xp.reshape(taken, (n, height * width))
+        return xp.reshape(op.take(pixels[offset:], index, f"at{offset}"), (n, height * width))
 
     # the blend, each step written over a value no longer needed (few buffers, on the CPU)
     top, right = at(0), at(1)
@@ -118,6 +117,17 @@ class _Ops:
             self.buffers[key] = fn(*args, **kwargs)
             return self.buffers[key]
         return fn(*args, **kwargs, out=self.buffers[key])
+
+    def take(self, x, index, key: str):
+        """``xp.take(x, index, axis=0)``; into a buffer with NumPy's ``mode="wrap"``, which
+        writes straight into ``out`` (the default mode first gathers into a temporary, in
+        case an index is out of range: here none is, the clipping sees to that)."""
+        if self.buffers is None:
+            return self.xp.take(x, index, axis=0)
+        if key not in self.buffers:
+            self.buffers[key] = self.xp.take(x, index, axis=0)
+            return self.buffers[key]
+        return self.xp.take(x, index, axis=0, out=self.buffers[key], mode="wrap")
 
     def into(self, name: str, out, *args):
         """``xp.<name>(*args)``, written over ``out`` where buffers are used (``out`` is a
