@@ -1,12 +1,14 @@
 """The benchmark harness: FLOP counting, the CLI table/JSON/plot, the peer script."""
 
 import json
+import statistics
 
+import numpy as np
 import pytest
 
-from mlp_xp.backend import gpu_probe
+from mlp_xp.backend import get_backend, gpu_probe
 from mlp_xp.cli import main
-from mlp_xp.cli.bench import _speedups, format_table, training_flops
+from mlp_xp.cli.bench import _speedups, format_table, time_augmentation, training_flops
 
 from .test_scripts import load
 
@@ -44,6 +46,33 @@ def test_bench_cli_json_table_and_plot(tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if not gpu_probe().ok:
         assert "gpu" in result["unavailable"] and "gpu: not available" in captured.err
+
+
+def test_the_augmentation_cost_alternates_plain_and_augmented_epochs(monkeypatch):
+    """Each trainer's epochs interleave with the other's; the figure is the two medians."""
+    from mlp_xp.train import Trainer
+
+    order, run_epoch = [], Trainer.run_epoch
+
+    def recorded(self):
+        order.append(self.config.augment)
+        return run_epoch(self)
+
+    monkeypatch.setattr(Trainer, "run_epoch", recorded)
+    r = np.random.default_rng(0)
+    X, y = r.random((256, 784), dtype=np.float32), r.integers(0, 10, 256)
+    cost = time_augmentation(get_backend("cpu"), X, y, batch_size=64, repeats=3)
+    assert order == ["none", "affine"] * 4  # a warm-up each, then three timed
+    assert len(cost["all_epoch_seconds"]) == len(cost["all_plain_epoch_seconds"]) == 3
+    assert cost["epoch_seconds"] == statistics.median(cost["all_epoch_seconds"])
+    assert cost["plain_epoch_seconds"] == statistics.median(cost["all_plain_epoch_seconds"])
+    table = format_table(
+        {"network": "n", "data": "d", "results": [], "devices": [], "unavailable": {},
+         "speedup": {}, "augment_cost": [cost]}
+    )  # fmt: skip
+    extra = cost["epoch_seconds"] - cost["plain_epoch_seconds"]
+    assert f"affine augmentation on numpy, batch 64: {cost['epoch_seconds']:.3f} s/epoch" in table
+    assert f"({extra:+.3f} s, {100 * extra / cost['plain_epoch_seconds']:+.0f}% over plain" in table
 
 
 def test_speedup_and_crossover_from_rows():

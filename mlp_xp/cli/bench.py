@@ -4,7 +4,9 @@ Timing rules: a warm-up epoch is excluded; the device is synchronised before
 every clock read (the training loop does this at epoch boundaries); each
 configuration is timed over several epochs and the median is reported. The
 large-matmul rate of the same device is measured in the same run, so achieved
-GFLOP/s can be read as a fraction of what the hardware does on this process.
+GFLOP/s can be read as a fraction of what the hardware does on this process. The
+cost of augmentation is the difference between augmented and plain epochs timed
+alternately (:func:`time_augmentation`).
 
 Where the array module can count what a step asks of the device (the counting CuPy
 double the tests use), the result also holds ``counted``: kernel launches, blocking
@@ -28,6 +30,7 @@ __all__ = [
     "training_flops",
     "matmul_rate",
     "time_training",
+    "time_augmentation",
     "counted_steps",
     "run_bench",
     "format_table",
@@ -112,6 +115,43 @@ def time_training(
         "step": trainer.runner.name,
         "inputs_ahead": getattr(trainer.runner, "lookahead", None) is not None,
         **backend.memory_info(),
+    }
+
+
+def time_augmentation(
+    backend: Backend,
+    X: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 128,
+    repeats: int = 3,
+    augment: str = "affine",
+    seed: int = 0,
+) -> dict:
+    """Median seconds per epoch of the benchmark configuration with and without ``augment``.
+
+    The two trainers' epochs alternate (plain, augmented, plain, ...), the first of each
+    a warm-up, so both medians come from the same stretch of time: on a shared machine
+    another job's burst lands on both, where timing one after the other can put it on
+    either and turn the difference into noise.
+    """
+    trainers = [
+        benchmark_trainer(backend, X, y, batch_size, 1 + repeats, kind, seed)
+        for kind in ("none", augment)
+    ]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(1 + repeats):
+            for trainer in trainers:
+                trainer.run_epoch()
+    plain, distorted = (t.history.seconds[1:] for t in trainers)
+    return {
+        "backend": backend.name,
+        "batch_size": batch_size,
+        "augment": augment,
+        "epoch_seconds": statistics.median(distorted),
+        "plain_epoch_seconds": statistics.median(plain),
+        "all_epoch_seconds": distorted,
+        "all_plain_epoch_seconds": plain,
+        "inputs_ahead": getattr(trainers[1].runner, "lookahead", None) is not None,
     }
 
 
@@ -236,23 +276,8 @@ def run_bench(
             out["results"].append(row)
             log(f"  batch {bs:>5d}: {r['epoch_seconds']:.3f} s/epoch")
         if augment_cost:
-            r = time_training(backend, X, y, 128, repeats, augment="affine")
-            swept = {
-                row["batch_size"]: row["epoch_seconds"]
-                for row in out["results"]
-                if row["backend"] == backend.name
-            }
-            base = swept.get(128) or time_training(backend, X, y, 128, repeats)["epoch_seconds"]
-            out.setdefault("augment_cost", []).append(
-                {
-                    "backend": backend.name,
-                    "batch_size": 128,
-                    "augment": "affine",
-                    "epoch_seconds": r["epoch_seconds"],
-                    "plain_epoch_seconds": base,
-                    "inputs_ahead": r["inputs_ahead"],
-                }
-            )
+            cost = time_augmentation(backend, X, y, 128, repeats)
+            out.setdefault("augment_cost", []).append(cost)
         counted = counted_steps(backend, X[:512], y[:512])
         if counted is not None:
             out.setdefault("counted", []).extend(dict(r, backend=backend.name) for r in counted)
@@ -302,9 +327,10 @@ def format_table(result: dict) -> str:
         extra = a["epoch_seconds"] - a["plain_epoch_seconds"]
         ahead = "; inputs made a step ahead on a spare core" if a.get("inputs_ahead") else ""
         lines.append(
-            f"affine augmentation on {a['backend']}, batch 128: "
+            f"{a['augment']} augmentation on {a['backend']}, batch {a['batch_size']}: "
             f"{a['epoch_seconds']:.3f} s/epoch ({extra:+.3f} s, "
-            f"{100 * extra / a['plain_epoch_seconds']:+.0f}% over plain training{ahead})"
+            f"{100 * extra / a['plain_epoch_seconds']:+.0f}% over plain training, "
+            f"epochs alternated{ahead})"
         )
     for c in result.get("counted", []):
         n = c["per_step"]
