@@ -71,7 +71,7 @@ def test_the_generic_step_never_waits_for_the_gpu_and_copies_nothing_per_step(gp
         assert step.syncs == 0 and step.h2d == 0, step
     assert rows[0].syncs <= 1 and rows[0].h2d <= 2  # the epoch's plan: order, coefficients
     if recipe == "default":
-        assert max(step.launches for step in rows) <= 80  # 72 today (119 before)
+        assert max(step.launches for step in rows) <= 80  # 73 today with the average (119 before)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
