@@ -41,6 +41,10 @@ __all__ = [
 LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS", "MPI_LOCALNRANKS")
 
 
+#: Seconds a rank that ends the job waits between printing why and ``MPI_Abort``.
+ABORT_GRACE = 0.5
+
+
 class DistributedError(MlpXpError, RuntimeError):
     """A data-parallel run cannot start or go on (no MPI, ranks that disagree, a lost rank)."""
 
@@ -169,6 +173,7 @@ class World:
     def abort(self, message: str, code: int = 2) -> None:
         """Print ``message`` (one line) and end every rank of the job now."""
         print(message, file=sys.stderr, flush=True)
+        time.sleep(ABORT_GRACE)  # the launcher forwards the line before it ends the job
         self.comm.Abort(code)
         os._exit(code)  # MPI_Abort may return while the launcher tears the job down
 
