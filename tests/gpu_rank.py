@@ -18,12 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 _HELD: list = []  # the double's context, kept open (a dropped one would restore CuPy)
 
 
-def prelude(out: Path, faults: tuple[str, ...] = (), devices: int = 2) -> str:
-    """The lines that make a rank of ``mpiexec ... python -c`` one of these."""
-    return (
-        f"sys.path.insert(0, {str(ROOT)!r}); import tests.gpu_rank as rank; "
-        f"rank.start({str(out)!r}, {tuple(faults)!r}, {devices})"
-    )
+def prelude(
+    out: Path, faults: tuple[str, ...] = (), devices: int = 2, only: tuple[int, ...] | None = None
+) -> str:
+    """The lines that make a rank of ``mpiexec ... python -c`` one of these (every rank,
+    or the ranks in ``only``: the others see no GPU)."""
+    start = f"rank.start({str(out)!r}, {tuple(faults)!r}, {devices})"
+    if only is not None:
+        start = f"from mpi4py import MPI\nif MPI.COMM_WORLD.Get_rank() in {tuple(only)!r}: {start}"
+    return f"sys.path.insert(0, {str(ROOT)!r}); import tests.gpu_rank as rank\n{start}"
 
 
 def start(out: str, faults: tuple[str, ...] = (), devices: int = 2) -> None:

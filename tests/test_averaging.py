@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mlp_xp import MLP
 from mlp_xp.train import Callback, TrainConfig, Trainer, load_checkpoint, save_checkpoint
@@ -66,3 +67,24 @@ def test_a_resumed_run_keeps_its_average(tmp_path):
     second.restore(ckpt.optimizer, ckpt.state)
     second.run()
     np.testing.assert_array_equal(second.model.params.buffer, whole.model.params.buffer)
+
+
+def test_a_checkpoint_from_before_the_average_resumes_without_one(tmp_path):
+    """Checkpoints written before ``ema`` existed lack it: they ran without an average."""
+    from mlp_xp.checkpoint import read_file, write_file
+
+    first = _trainer("cpu", [StopAt(1, 2)], decay=0.0)
+    first.run()
+    save_checkpoint(tmp_path / "c.npz", first)
+    meta, arrays = read_file(tmp_path / "c.npz")
+    del meta["state"]["config"]["ema"]
+    kept = {k: v for k, v in meta.items() if k not in ("format", "format_version", "kind")}
+    write_file(tmp_path / "old.npz", "checkpoint", kept, arrays)
+    assert load_checkpoint(tmp_path / "old.npz", "cpu").config.ema == 0.0
+
+
+def test_early_stopping_with_an_average_says_the_average_is_not_used():
+    X, y = _data()
+    config = TrainConfig(epochs=2, batch_size=32, patience=1, ema=0.99)
+    with pytest.warns(UserWarning, match="moving average is not used; pass ema=0"):
+        Trainer(MLP(12, (6,), 3, backend="cpu"), X, y, X, y, config=config, image_shape=None)

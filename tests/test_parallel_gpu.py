@@ -134,6 +134,17 @@ def test_two_ranks_on_one_gpu_are_refused_in_one_line(tmp_path):
     assert not (tmp_path / "n").exists()
 
 
+def test_a_job_of_gpu_and_cpu_ranks_is_refused_in_one_line(tmp_path):
+    """--device auto where only rank 0 sees a GPU: refused at start-up, not left waiting
+    (rank 0 would join NCCL while rank 1 waited in MPI)."""
+    args = ["train", "--distributed", "--device", "auto", *RECIPE, "--out", str(tmp_path / "n")]
+    job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, only=(0,)), limit=60)
+    assert job.returncode == 2
+    line = _one_error_line(job)
+    assert "device kind is 'gpu' on rank 0 but 'cpu' on rank 1" in line
+    assert not (tmp_path / "n").exists()
+
+
 def test_gpu_ranks_without_the_nccl_library_are_one_line_naming_the_extra(tmp_path):
     args = ["train", "--distributed", "--device", "gpu", *RECIPE, "--out", str(tmp_path / "n")]
     job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, ("nccl",)))

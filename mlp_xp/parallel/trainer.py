@@ -144,10 +144,12 @@ class DistributedTrainer(Trainer):
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
 
     def fingerprint(self) -> dict:
-        """What every rank must share: the configuration, the network and the data (each
+        """What every rank must share: the configuration, the kind of device (the ranks'
+        collectives go through MPI or NCCL, not both), the network and the data (each
         rank's device is its own: GPU ranks each drive a different GPU)."""
         labels = self.backend.get(self.T)
         return {
+            "device kind": self.backend.kind,
             **{f"config.{k}": v for k, v in self.config.as_dict().items() if k != "gpu_step"},
             "network": self.model.config(),
             "training samples": int(self.X.shape[0]),

@@ -77,7 +77,8 @@ def load_checkpoint(path: str | os.PathLike, backend: str | Backend | None = Non
     if meta.get("kind") != "checkpoint" or not isinstance(state, dict):
         raise ModelFileError(f"{path}: not a resumable checkpoint (it is a plain model file)")
     try:
-        config = TrainConfig.from_dict(state["config"]).validate()
+        # a checkpoint from before the weights' average existed ran without one
+        config = TrainConfig.from_dict({"ema": 0.0, **state["config"]}).validate()
     except (KeyError, TypeError, MlpXpError) as exc:
         raise ModelFileError(
             f"{path}: the checkpoint's training config is unusable ({exc})"

@@ -132,6 +132,12 @@ class Trainer:
                 f"inputs, the model has {model.n_inputs}; use augment='none'"
             )
         self.callbacks = list(callbacks or [])
+        if self.config.ema and self.config.patience:
+            warnings.warn(
+                "early stopping keeps the best epoch's raw weights, so the weights' moving "
+                "average is not used; pass ema=0 (--ema 0) to say so",
+                stacklevel=2,
+            )
         self.average = WeightAverage(self, self.config.ema) if self.config.ema else None
         if self.average is not None:  # first, so other callbacks see this step's average
             self.callbacks.insert(0, self.average)
