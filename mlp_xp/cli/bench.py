@@ -113,7 +113,6 @@ def time_training(
         "epoch_seconds": seconds,
         "all_epoch_seconds": history.seconds,
         "step": trainer.runner.name,
-        "inputs_ahead": getattr(trainer.runner, "lookahead", None) is not None,
         **backend.memory_info(),
     }
 
