@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .constraints import validate
+from .errors import DataError
 
 __all__ = [
     "Activation",
@@ -230,6 +231,41 @@ class Loss:
         """Encode labels as the target array t that matches z's shape."""
         raise NotImplementedError
 
+    def check_targets(self, xp, y, n_outputs: int, name: str) -> None:
+        """Refuse, in one :class:`~mlp_xp.errors.DataError` naming ``name``, targets ``y``
+        (labels or values, one entry or row per sample) this loss cannot learn from.
+
+        Reads a few reductions of ``y`` back to the host: call it once, at the door.
+        """
+        raise NotImplementedError
+
+
+def _dtype_kind(xp, dtype) -> str:
+    """``"b"``, ``"i"``, ``"f"`` or ``"?"``, in any Array API namespace."""
+    for kind, name in (("b", "bool"), ("i", "integral"), ("f", "real floating")):
+        if xp.isdtype(dtype, name):
+            return kind
+    return "?"
+
+
+def _numeric(xp, y, name: str, expected: str) -> str:
+    """The dtype kind of numeric, finite ``y``; else a :class:`DataError`."""
+    kind = _dtype_kind(xp, y.dtype)
+    if kind == "?":
+        raise DataError(f"{name} are of dtype {y.dtype}; expected {expected}")
+    if kind == "f" and not bool(xp.all(xp.isfinite(y))):
+        raise DataError(f"{name} hold NaN or Inf; expected {expected}")
+    return kind
+
+
+def _one_per_row(y, name: str, expected: str):
+    """``y`` as (N,): (N,) itself or an (N, 1) column."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{name} have shape {tuple(y.shape)}; expected {expected}")
+    return y
+
 
 class SoftmaxCrossEntropy(Loss):
     """Softmax output, E = -(1/N) sum_n sum_k t_nk ln y_nk (multi-class)."""
@@ -250,6 +286,23 @@ class SoftmaxCrossEntropy(Loss):
     def targets(self, xp, labels, n_outputs, dtype):
         return one_hot(xp, labels, n_outputs, dtype)
 
+    def check_targets(self, xp, y, n_outputs, name):
+        expected = f"class labels 0..{n_outputs - 1}, one per row"
+        if y.ndim == 2 and y.shape[1] == n_outputs and n_outputs > 1:
+            raise DataError(
+                f"{name} are one-hot rows of shape {tuple(y.shape)}; expected {expected} "
+                "(the argmax of each row)"
+            )
+        y = _one_per_row(y, name, expected)
+        kind = _numeric(xp, y, name, expected)
+        if kind == "b":
+            raise DataError(f"{name} are booleans; expected {expected}")
+        if kind == "f" and not bool(xp.all(y == xp.round(y))):
+            raise DataError(f"{name} hold values that are not whole numbers; expected {expected}")
+        low, high = float(xp.min(y)), float(xp.max(y))
+        if low < 0 or high > n_outputs - 1:
+            raise DataError(f"{name} hold labels {low:g}..{high:g}; expected {expected}")
+
 
 class SigmoidBinaryCrossEntropy(Loss):
     """Sigmoid output, E = -(1/N) sum_n [t ln y + (1-t) ln(1-y)] (one unit, t in {0, 1}).
@@ -268,6 +321,14 @@ class SigmoidBinaryCrossEntropy(Loss):
     def targets(self, xp, labels, n_outputs, dtype):
         return xp.reshape(xp.astype(labels, dtype), (-1, 1))
 
+    def check_targets(self, xp, y, n_outputs, name):
+        expected = "0 or 1 (False or True), one per row"
+        y = _one_per_row(y, name, expected)
+        if _numeric(xp, y, name, expected) != "b" and not bool(xp.all((y == 0) | (y == 1))):
+            low, high = float(xp.min(y)), float(xp.max(y))
+            raise DataError(f"{name} hold values other than 0 and 1 ({low:g}..{high:g}); "
+                            f"expected {expected}")  # fmt: skip
+
 
 class SquaredError(Loss):
     """Linear output, E = (1/2N) sum_n ||y_n - t_n||^2 (regression)."""
@@ -284,6 +345,17 @@ class SquaredError(Loss):
     def targets(self, xp, labels, n_outputs, dtype):
         t = xp.astype(labels, dtype)
         return xp.reshape(t, (-1, n_outputs))
+
+    def check_targets(self, xp, y, n_outputs, name):
+        expected = "one value per row, shape (N,)" if n_outputs == 1 else (
+            f"{n_outputs} values per row, shape (N, {n_outputs})"
+        )  # fmt: skip
+        if n_outputs == 1:
+            y = _one_per_row(y, name, expected)
+        elif y.ndim != 2 or y.shape[1] != n_outputs:
+            raise DataError(f"{name} have shape {tuple(y.shape)}; expected {expected}")
+        if _numeric(xp, y, name, expected) == "b":
+            raise DataError(f"{name} are booleans; expected {expected} (numbers)")
 
 
 LOSSES: dict[str, Loss] = {

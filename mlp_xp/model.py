@@ -27,7 +27,7 @@ from .arrays import Array, ArrayLike, as_rows, device_array
 from .backend import Backend, get_backend
 from .calibration import Reliability, bin_sums
 from .constraints import validate
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .flat import FlatParams, Layout
 from .init import xavier_uniform
 from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
@@ -383,6 +383,11 @@ class MLP:
         X = self.check_input(X)
         labels = device_array(self.backend, labels, "labels")
         xp, n = self.xp, X.shape[0]
+        if n == 0:
+            raise DataError("evaluate: the inputs are empty (0 rows)")
+        if labels.shape[0] != n:
+            raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
+        self.loss.check_targets(xp, labels, self.n_outputs, "the labels given to evaluate")
         data_loss, hits, bins = 0.0, 0.0, 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices

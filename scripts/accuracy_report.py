@@ -22,11 +22,11 @@ import numpy as np
 
 from mlp_xp import MLP, fit
 from mlp_xp.data import load_digits, scale_images, stratified_folds
-from mlp_xp.data.known import choose_augment
 from mlp_xp.train import TrainConfig
+from mlp_xp.train.autoaugment import choose_augment
 
 # the default recipe as `mlp-xp train` runs it on the embedded digits (auto -> affine)
-DEFAULT = {**vars(TrainConfig()), "augment": choose_augment("auto", "mnist-5k").augment}
+DEFAULT = {**vars(TrainConfig()), "augment": choose_augment("auto", load_digits()).augment}
 RECIPES = {
     "default recipe": {},
     "baseline: plain SGD, 20 epochs, no augmentation": dict(

@@ -147,7 +147,7 @@ def test_a_cupy_array_given_to_a_cpu_model_is_a_mismatch_error(request, data):
     model = MLP(backend="cpu", hidden=(4,))
     with pytest.raises(BackendMismatchError, match="cupy array on gpu:0"):
         model.set_params({**model.params_numpy(), "W1": get_backend("gpu").put(np.zeros((784, 4)))})
-    with pytest.raises(BackendMismatchError, match="training inputs is a cupy array"):
+    with pytest.raises(BackendMismatchError, match="training inputs X is a cupy array"):
         Trainer(model, on_gpu, np.zeros(8, int))
     with pytest.raises(BackendMismatchError, match="cupy array"):
         fit(model, on_gpu, np.zeros(8, int), epochs=1, augment="none")

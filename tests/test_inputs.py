@@ -95,7 +95,7 @@ def test_an_array_on_another_device_is_the_mismatch_error_naming_both(request, d
     named = r"tensorlib.CudaTensor on gpu:1 .*cupy \(gpu:0\)"
     with pytest.raises(BackendMismatchError, match=named):
         model.forward(CudaTensor(on_1))
-    with pytest.raises(BackendMismatchError, match=r"training inputs is a cupy array on gpu:1"):
+    with pytest.raises(BackendMismatchError, match=r"training inputs X is a cupy array on gpu:1"):
         fit(model, on_1, y, epochs=1, augment="none")
     cpu = MLP(12, (8,), 3, backend="cpu", seed=0)
     with pytest.raises(BackendMismatchError, match=r"CudaTensor on gpu:1 but .*numpy \(cpu\)"):

@@ -1,70 +1,137 @@
-"""augment='auto': digit distortions only for data known to be handwriting."""
+"""augment='auto': the same bytes get the same recipe, decided from the data itself."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
+import pytest
 
 from mlp_xp.checkpoint import load_model
 from mlp_xp.cli import main
-from mlp_xp.data import known, write_idx
-from mlp_xp.data.known import choose_augment, identify
+from mlp_xp.data import known, load_digits, write_idx
+from mlp_xp.data.digits import Digits
+from mlp_xp.data.embedded import embedded_dir
+from mlp_xp.data.known import fingerprint, identify
+from mlp_xp.train.autoaugment import MAX_INTERIOR, choose_augment, stroke_interior
 
 from .helpers import idx_folder
 
+IMAGES, LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 
-def _recognise(monkeypatch, folder, entry):
-    """Make ``folder``'s training images count as the set ``entry`` (no download)."""
-    md5 = known._md5(folder / "train-images-idx3-ubyte.gz")
-    monkeypatch.setattr(known, "KNOWN_SETS", {md5: entry})
+
+def _copy_of_the_embedded_digits(folder, raw: bool, gz: bool):
+    """A folder holding byte-identical copies of the embedded files (raw = gunzip'd)."""
+    folder.mkdir()
+    for name in (IMAGES, LABELS):
+        packed = (embedded_dir() / f"{name}.gz").read_bytes()
+        if gz:
+            (folder / f"{name}.gz").write_bytes(packed)
+        if raw:
+            (folder / name).write_bytes(gzip.decompress(packed))
+    return folder
 
 
 def test_the_embedded_digits_get_the_digit_distortions():
-    choice = choose_augment("auto", "mnist-5k")
+    choice = choose_augment("auto", load_digits())
     assert choice.augment == known.DIGIT_AUGMENT == "affine"
     assert choice.requested == "auto" and "handwriting" in choice.reason
+    assert choice.dataset == "the embedded MNIST digits"
 
 
-def test_a_recognised_handwriting_folder_gets_the_digit_distortions(tmp_path, monkeypatch):
+@pytest.mark.parametrize("raw, gz", [(False, True), (True, False), (True, True)])
+def test_the_same_bytes_get_the_same_recipe_however_they_are_delivered(tmp_path, raw, gz):
+    embedded = choose_augment("auto", load_digits())
+    for mapped in (False, True):
+        folder = tmp_path / f"copy-{mapped}"
+        copy = load_digits(_copy_of_the_embedded_digits(folder, raw, gz), mapped=mapped)
+        assert choose_augment("auto", copy) == embedded
+
+
+def test_a_published_files_checksum_still_recognises_its_set(tmp_path, monkeypatch):
     folder = idx_folder(tmp_path)
-    _recognise(monkeypatch, folder, ("MNIST", "handwriting", "affine"))
-    choice = choose_augment("auto", folder)
+    md5 = known.file_md5(folder / f"{IMAGES}.gz")
+    monkeypatch.setattr(known, "KNOWN_FILES", {md5: known.Known("MNIST", "handwriting", "affine")})
+    choice = choose_augment("auto", load_digits(folder))
     assert (choice.augment, choice.dataset) == ("affine", "MNIST")
+    assert "published checksum" in choice.reason
 
 
-def test_a_recognised_non_handwriting_folder_gets_its_fields_augmentation(tmp_path, monkeypatch):
-    folder = idx_folder(tmp_path)
-    fashion = known.DATASETS["fashion-mnist"][1][known._IMAGES]
-    _recognise(monkeypatch, folder, known.KNOWN_SETS[fashion])
-    choice = choose_augment("auto", folder)
-    assert (choice.augment, choice.dataset) == ("shift", "Fashion-MNIST")
+def test_fashion_mnist_is_known_by_its_pixels_and_gets_no_distortion(monkeypatch):
+    digits = load_digits()
+    fashion = known.KNOWN_CONTENT["0738d0d0cca4666a9967ce765fdfd75e"]
+    monkeypatch.setattr(known, "KNOWN_CONTENT", {fingerprint(digits.images): fashion})
+    choice = choose_augment("auto", digits)
+    assert (choice.augment, choice.dataset) == ("none", "Fashion-MNIST")
+    assert identify(digits).how == "recognised by its pixels"
 
 
-def test_an_unknown_folder_gets_none_and_says_how_to_turn_it_on(tmp_path):
-    folder = idx_folder(tmp_path)
-    choice = choose_augment("auto", folder)
-    assert choice.augment == "none" and choice.dataset is None
+def test_unknown_handwriting_is_recognised_from_its_images(digits):
+    half = Digits(digits.images[1::2].copy(), digits.labels[1::2], "half")  # not the set
+    choice = choose_augment("auto", half)
+    assert choice.augment == "affine" and choice.dataset is None
+    evidence = choice.evidence
+    assert evidence["method"] == "measured"
+    assert evidence["stroke_interior"] < MAX_INTERIOR < 0.5
+    assert evidence["survival"] >= evidence["min_survival"]
+    assert evidence["nn_accuracy"] > 0.85  # nearest neighbours on digits
+
+
+def _filled_shapes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Solid discs and squares of 5 sizes (10 classes), as objects are: filled, not drawn."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    r, c = np.mgrid[0:28, 0:28]
+    cy, cx = rng.uniform(12, 16, (2, n))
+    size = 5 + (labels % 5)[:, None, None] * 1.5
+    dr, dc = np.abs(r - cy[:, None, None]), np.abs(c - cx[:, None, None])
+    disc = np.hypot(dr, dc) < size
+    square = np.maximum(dr, dc) < size
+    shape = np.where((labels < 5)[:, None, None], disc, square)
+    return (shape * rng.uniform(120, 255, (n, 1, 1))).astype(np.uint8), labels
+
+
+def test_filled_shapes_are_not_handwriting():
+    images, labels = _filled_shapes(400, 0)
+    assert stroke_interior(images.astype(np.float32)) > MAX_INTERIOR
+    choice = choose_augment("auto", Digits(images, labels, "shapes"))
+    assert choice.augment == "none" and "filled shapes, not pen strokes" in choice.reason
     assert "--augment affine" in choice.line()
 
 
-def test_an_uncompressed_copy_cannot_be_matched(tmp_path, monkeypatch):
-    (tmp_path / "gz").mkdir()
-    gz = idx_folder(tmp_path / "gz")
-    _recognise(monkeypatch, gz, ("MNIST", "handwriting", "affine"))
-    (tmp_path / "raw").mkdir()
-    assert identify(gz)[0] == "MNIST"
-    assert identify(idx_folder(tmp_path / "raw", gz=False)) is None
+def test_images_without_class_structure_get_none(tmp_path):
+    choice = choose_augment("auto", load_digits(idx_folder(tmp_path)))  # random pixels
+    assert choice.augment == "none" and "no class structure" in choice.reason
+
+
+def test_the_decision_does_not_depend_on_the_runs_seed(tmp_path, capsys):
+    folder = _copy_of_the_embedded_digits(tmp_path / "d", raw=True, gz=False)
+    sub = load_digits(folder)
+    half = tmp_path / "half"
+    half.mkdir()
+    write_idx(half / IMAGES, sub.images[::2])
+    write_idx(half / LABELS, sub.labels[::2].astype(np.uint8))
+    chosen = set()
+    for seed in ("0", "7"):
+        args = ["train", "--data", str(half), "--device", "cpu", "--epochs", "1", "--seed", seed]
+        assert main([*args, "--out", str(tmp_path / f"{seed}.npz"), "--json", "--quiet"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        chosen.add(json.dumps(result["augment"]["evidence"] | {"seconds": 0}, sort_keys=True))
+        meta = load_model(tmp_path / f"{seed}.npz").meta["augmentation"]
+        assert meta["augment"] == "affine" and meta["evidence"]["method"] == "measured"
+    assert len(chosen) == 1
 
 
 def test_an_explicit_choice_is_kept(tmp_path):
-    assert choose_augment("elastic", idx_folder(tmp_path)).augment == "elastic"
+    assert choose_augment("elastic", load_digits(idx_folder(tmp_path))).augment == "elastic"
 
 
-def test_the_table_holds_the_published_checksums():
-    kinds = {name: (kind, aug) for name, kind, aug in known.KNOWN_SETS.values()}
+def test_the_tables_hold_the_published_checksums_and_the_fingerprints():
+    kinds = {k.name: (k.kind, k.augment) for k in known.KNOWN_FILES.values()}
     assert kinds["MNIST"] == kinds["KMNIST"] == ("handwriting", "affine")
-    assert kinds["Fashion-MNIST"][1] == "shift"
+    assert kinds["Fashion-MNIST"][1] == "none"
+    assert known.KNOWN_CONTENT[fingerprint(load_digits().images)].kind == "handwriting"
 
 
 def _orientations(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mlp_xp.cli import main
-from mlp_xp.data import write_idx
-from mlp_xp.parallel.stream import Shards, open_digits
+from mlp_xp.data import load_digits, write_idx
+from mlp_xp.data.shards import Shards
 
 from .mpi_helpers import assert_same_model, env
 
@@ -32,7 +32,7 @@ def _shards(folder, sizes, seed=0):
 
 def test_shards_are_memory_mapped_and_joined_without_copying(tmp_path):
     images, labels = _shards(tmp_path / "d", [7, 5, 9])
-    digits = open_digits(tmp_path / "d")
+    digits = load_digits(tmp_path / "d", mapped=True)
     assert isinstance(digits.images, Shards)
     assert all(isinstance(p, np.memmap) for p in digits.images.parts)
     rows = np.array([20, 0, 7, 6, 11, 12, 3])
@@ -42,8 +42,8 @@ def test_shards_are_memory_mapped_and_joined_without_copying(tmp_path):
 
 def test_shards_read_any_rows_a_bounded_chunk_at_a_time(tmp_path, monkeypatch):
     images, _ = _shards(tmp_path / "d", [40, 3, 25])
-    monkeypatch.setattr("mlp_xp.parallel.stream.READ_ROWS", 4)
-    digits = open_digits(tmp_path / "d")
+    monkeypatch.setattr("mlp_xp.data.shards.READ_ROWS", 4)
+    digits = load_digits(tmp_path / "d", mapped=True)
     rows = np.random.default_rng(1).permutation(68)[:50]
     np.testing.assert_array_equal(digits.images[rows], images.reshape(68, -1)[rows])
     np.testing.assert_array_equal(digits.images[10:60], images.reshape(68, -1)[10:60])

@@ -166,7 +166,7 @@ def test_nan_inputs_and_count_mismatch_are_data_errors(split):
     bad[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         fit(MLP(784, (4,), 10, backend="cpu"), bad, y[:10], epochs=1)
-    with pytest.raises(DataError, match="10 training inputs but 9 labels"):
+    with pytest.raises(DataError, match="y have 9 rows but training inputs X have 10"):
         fit(MLP(784, (4,), 10, backend="cpu"), X[:10], y[:9], epochs=1)
 
 

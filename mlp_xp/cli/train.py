@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -13,13 +14,14 @@ from typing import Any
 from ..backend import get_backend
 from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
-from ..data import DIGITS, Normalization, stratified_split, task_targets
-from ..data.known import AugmentChoice, choose_augment
+from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
+from ..data.shards import Subset
 from ..errors import ConfigError, DivergenceError, ModelFileError
 from ..fileio import atomic_write_text, check_writable
 from ..model import MLP
-from ..parallel.stream import Subset, open_digits, report_and_check
+from ..parallel.stream import report_and_check
 from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from ..train.autoaugment import AugmentChoice, choose_augment
 from . import resume
 from .console import EXIT_INTERRUPTED, data_source, emit_json, log_stream, resolve
 from .progress import EpochLog, ProgressBar, RunLog
@@ -176,7 +178,7 @@ def _train(args, world) -> int:
         file=log,
         flush=True,
     )
-    checkpoint, extend_to = None, None
+    checkpoint, extend_to, choice = None, None, None
     if args.resume:
         resume_from = resolve(args.resume)
         checkpoint = load_checkpoint(resume_from, backend)
@@ -199,7 +201,6 @@ def _train(args, world) -> int:
             if args.out
             else (run_dir / "model.npz" if run_dir else Path("model.npz"))
         )
-        choice = choose_augment(args.augment, data_source(args.data))
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -209,7 +210,7 @@ def _train(args, world) -> int:
             seed=args.seed,
             schedule=args.schedule,
             warmup_epochs=args.warmup,
-            augment=choice.augment,
+            augment=args.augment,  # "auto" is decided below, from the data
             dropout=args.dropout,
             ema=args.ema,
             patience=args.patience,
@@ -240,7 +241,7 @@ def _train(args, world) -> int:
     for path in (out, ckpt_path) if root else ():  # somewhere to go before it starts
         check_writable(path)
     # uncompressed IDX files memory-mapped
-    digits = open_digits(data_info["source"], image_shape=(28, 28))
+    digits = load_digits(data_info["source"], image_shape=(28, 28), mapped=True)
     targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
     train_idx, val_idx = stratified_split(
         digits.labels, data_info["val_fraction"], data_info["split_seed"]
@@ -250,6 +251,9 @@ def _train(args, world) -> int:
     # --stream, stay in their memory maps); the held-out split is normalized here
     stream = args.stream
     report_and_check(log, len(train_idx), model.n_outputs, config.batch_size, backend, stream)
+    if choice is None:  # from the data: a fingerprint, or a look at a sample of its images
+        choice = choose_augment(args.augment, digits)
+        config = dataclasses.replace(config, augment=choice.augment)
     images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
     if _fast_step_possible(args, backend, world):
         images = normalization.apply(images, model.dtype)

@@ -11,12 +11,15 @@ import numpy as np
 from ..constraints import validate
 from ..errors import ConfigError, DataError
 from .embedded import EMBEDDED, embedded_dir
-from .idx import read_idx
+from .files import SPLIT_PREFIX, Part, split_parts
+from .idx import map_idx, read_idx
+from .shards import Shards, as_images
 
 __all__ = [
     "Digits",
     "load_digits",
     "validate_digits",
+    "validate_labels",
     "stratified_split",
     "stratified_folds",
     "task_targets",
@@ -28,43 +31,23 @@ N_CLASSES = 10
 
 @dataclass
 class Digits:
-    """Images (N, H, W) and integer labels (N,) on the host, plus where they came from."""
+    """Images and integer labels (N,) on the host, where they came from, and the files read.
+
+    ``images`` is an (N, H, W) array, or with ``load_digits(..., mapped=True)`` a
+    :class:`~mlp_xp.data.shards.Shards` indexed like an (N, H*W) uint8 array.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     source: str
+    files: tuple[Path, ...] = ()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
 
-def _find(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
-    raise DataError(f"{folder}: no {stem} or {stem}.gz (expected MNIST-format IDX files)")
-
-
-def load_digits(
-    source: str | os.PathLike = EMBEDDED,
-    split: str = "train",
-    n_classes: int = N_CLASSES,
-    image_shape: tuple[int, int] | None = None,
-) -> Digits:
-    """Load images and labels from the embedded subset or a folder of IDX files.
-
-    Parameters
-    ----------
-    source : "mnist-5k" or path
-        A folder with ``train-images-idx3-ubyte[.gz]`` and
-        ``train-labels-idx1-ubyte[.gz]`` (and ``t10k-*`` for ``split="test"``).
-    split : {"train", "test"}
-        Which files; the held-out validation split is cut from ``train`` by
-        :func:`stratified_split`.
-    image_shape : (rows, cols), optional
-        Refuse images of any other size (the command line's networks take 28x28).
-    """
-    if split not in ("train", "test"):
+def _folder(source: str | os.PathLike, split: str) -> Path:
+    if split not in SPLIT_PREFIX:
         raise DataError(f"unknown split {split!r}: choose train or test")
     if str(source) == EMBEDDED:
         if split == "test":
@@ -72,26 +55,87 @@ def load_digits(
                 "the embedded mnist-5k subset has no test split: use --split val, "
                 "or --data DIR with t10k-* files"
             )
-        folder = embedded_dir()
+        return embedded_dir()
+    folder = Path(source)
+    if not folder.exists():
+        raise DataError(f"{folder}: no such folder (use --data mnist-5k or a folder of IDX files)")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of IDX files")
+    return folder
+
+
+def _read_part(part: Part, mapped: bool, width: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+    images = map_idx(part.images) if mapped else read_idx(part.images)
+    labels = read_idx(part.labels)
+    if mapped and images.dtype != np.uint8:
+        raise DataError(f"{part.images}: expected uint8 pixels, got {images.dtype}")
+    if images.ndim != 3:
+        raise DataError(f"{part.images}: images must be 3-D (N, rows, cols), got {images.shape}")
+    if labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{part.images}: {len(images)} images but labels of shape "
+                        f"{labels.shape} in {part.labels.name}")  # fmt: skip
+    if width is not None and images.shape[1:] != width:
+        raise DataError(f"{part.images}: images of {images.shape[1:]}, the first shard's are "
+                        f"{width}")  # fmt: skip
+    return images, labels
+
+
+def load_digits(
+    source: str | os.PathLike = EMBEDDED,
+    split: str = "train",
+    n_classes: int = N_CLASSES,
+    image_shape: tuple[int, int] | None = None,
+    *,
+    mapped: bool = False,
+) -> Digits:
+    """Load images and labels from the embedded subset or a folder of IDX files.
+
+    The one reader of every command: the folder's files are found by
+    :func:`~mlp_xp.data.files.split_parts` (shards joined in name order, a file present
+    raw and gzip'd read once), every part's header checked against its payload and the
+    labels against ``n_classes``.
+
+    Parameters
+    ----------
+    source : "mnist-5k" or path
+        A folder with ``train-images-idx3-ubyte[.gz]`` and
+        ``train-labels-idx1-ubyte[.gz]`` (and ``t10k-*`` for ``split="test"``), or
+        shards ``train-00-images-idx3-ubyte[.gz]``, ...
+    split : {"train", "test"}
+        Which files; the held-out validation split is cut from ``train`` by
+        :func:`stratified_split`.
+    image_shape : (rows, cols), optional
+        Refuse images of any other size (the command line's networks take 28x28).
+    mapped : bool
+        Memory-map uncompressed files and return the images as a
+        :class:`~mlp_xp.data.shards.Shards` (an (N, H*W) uint8 array read a rows at a
+        time) instead of reading them into one (N, H, W) array.
+    """
+    folder = _folder(source, split)
+    images, labels = [], []
+    width: tuple[int, ...] = ()
+    parts = split_parts(folder, split)
+    for part in parts:
+        part_images, part_labels = _read_part(part, mapped, width or None)
+        width = part_images.shape[1:]
+        images.append(part_images)
+        labels.append(part_labels)
+    all_labels = np.concatenate(labels) if len(labels) > 1 else labels[0]
+    if mapped:
+        joined = as_images(Shards(images))
     else:
-        folder = Path(source)
-        if not folder.exists():
-            raise DataError(
-                f"{folder}: no such folder (use --data mnist-5k or a folder of IDX files)"
-            )
-        if not folder.is_dir():
-            raise DataError(f"{folder}: not a folder of IDX files")
-    prefix = "train" if split == "train" else "t10k"
-    images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
-    validate_digits(images, labels, n_classes, str(folder))
-    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        joined = np.concatenate(images) if len(images) > 1 else images[0]
+    name = str(folder if len(parts) == 1 else folder / f"{SPLIT_PREFIX[split]}-*")
+    validate_labels(all_labels, n_classes, name)
+    if image_shape is not None and width != tuple(image_shape):
         rows, cols = image_shape
         raise DataError(
-            f"{folder}: images are {images.shape[1]}x{images.shape[2]} pixels; "
-            f"the network takes {rows}x{cols}"
+            f"{folder}: images are {width[0]}x{width[1]} pixels; the network takes {rows}x{cols}"
         )
-    return Digits(images, labels.astype(np.int64), str(source))
+    if not mapped and joined.dtype.kind == "f" and not np.all(np.isfinite(joined)):
+        raise DataError(f"{name}: images contain NaN or Inf")
+    files = tuple(path for part in parts for path in (part.images, part.labels))
+    return Digits(joined, all_labels.astype(np.int64), str(source), files)
 
 
 def validate_digits(images: np.ndarray, labels: np.ndarray, n_classes: int, name: str) -> None:
@@ -102,7 +146,14 @@ def validate_digits(images: np.ndarray, labels: np.ndarray, n_classes: int, name
         raise DataError(f"{name}: labels must be 1-D, got shape {labels.shape}")
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
-    if images.shape[0] == 0:
+    validate_labels(labels, n_classes, name)
+    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+        raise DataError(f"{name}: images contain NaN or Inf")
+
+
+def validate_labels(labels: np.ndarray, n_classes: int, name: str) -> None:
+    """A set's labels: not empty, integers, in ``0..n_classes-1``."""
+    if labels.shape[0] == 0:
         raise DataError(f"{name}: the dataset is empty")
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise DataError(f"{name}: labels must be integers")
@@ -110,8 +161,6 @@ def validate_digits(images: np.ndarray, labels: np.ndarray, n_classes: int, name
         raise DataError(
             f"{name}: labels must be in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}"
         )
-    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
-        raise DataError(f"{name}: images contain NaN or Inf")
 
 
 def stratified_split(

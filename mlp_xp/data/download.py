@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..fileio import replace
 
-__all__ = ["DATASETS", "download"]
+__all__ = ["DATASETS", "download", "file_md5"]
 
 _FILES = (
     "train-images-idx3-ubyte.gz",
@@ -78,7 +78,8 @@ DATASETS: dict[str, tuple[list[str], dict[str, str]]] = {
 _CHUNK = 1 << 16
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
+    """md5 of a file's bytes, read in blocks (the checksums datasets publish)."""
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
@@ -119,7 +120,7 @@ def download(name: str, folder, timeout: float = 30.0, log=print) -> Path:
         raise DataError(f"{folder}: cannot create the folder ({exc.strerror})") from None
     for filename, md5 in files.items():
         target = folder / filename
-        if target.exists() and _md5(target) == md5:
+        if target.exists() and file_md5(target) == md5:
             log(f"{filename}: already present, checksum ok")
             continue
         part = folder / (filename + ".part")
@@ -131,7 +132,7 @@ def download(name: str, folder, timeout: float = 30.0, log=print) -> Path:
                 reason = getattr(exc, "reason", exc)
                 errors.append(f"{mirror}: {reason}")
                 continue
-            if _md5(part) == md5:
+            if file_md5(part) == md5:
                 replace(part, target)
                 log(f"{filename}: downloaded, checksum ok")
                 break

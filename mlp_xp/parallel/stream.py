@@ -2,9 +2,10 @@
 
 - On the device the training images stay **uint8**, the pixels themselves (4x less than
   float32); each batch is scaled as it is gathered (``Trainer(pixels=...)``).
-- Uncompressed IDX files are read by memory map (:func:`~mlp_xp.data.idx.map_idx`), and a
+- Uncompressed IDX files are read by memory map (``load_digits(..., mapped=True)``), and a
   folder may hold several shards (``train-00-images-idx3-ubyte``,
-  ``train-00-labels-idx1-ubyte``, ...): :class:`Shards` joins them without copying.
+  ``train-00-labels-idx1-ubyte``, ...): :class:`~mlp_xp.data.shards.Shards` joins them
+  without copying.
 - With ``--stream`` the images never move to the device as a whole: each step reads its
   rows (a rank only those of its share) from the memory maps and sends them as one uint8
   host-to-device copy (:class:`StreamedStep`), so a set larger than RAM trains a batch
@@ -17,112 +18,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import cast
 
-import numpy as np
-
-from ..data.digits import EMBEDDED, Digits, load_digits
-from ..data.idx import map_idx
 from ..errors import DataError
 from .trainer import ShardedStep
 
 __all__ = [
-    "Shards",
-    "Subset",
-    "open_digits",
     "StreamedStep",
     "data_bytes",
     "check_fits",
     "report_and_check",
 ]
-
-
-#: Rows read from a memory map at a time (3 MB of 28x28 digits): the only temporary.
-READ_ROWS = 4096
-
-
-class Shards:
-    """Several (N_i, H, W) uint8 image arrays (memory maps) seen as one (N, H*W) array.
-
-    Indexing with a slice or an index array reads only the rows asked for.
-    """
-
-    def __init__(self, parts: list):
-        self.parts = parts
-        self.starts = np.cumsum([0] + [len(p) for p in parts])
-        self.width = int(np.prod(parts[0].shape[1:]))
-        self.shape = (int(self.starts[-1]), self.width)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows) -> np.ndarray:
-        if isinstance(rows, slice):
-            rows = np.arange(*rows.indices(len(self)))
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], self.width), dtype=np.uint8)
-        part = np.searchsorted(self.starts, rows, side="right") - 1
-        for i in np.unique(part):
-            where = np.flatnonzero(part == i)
-            local = rows[where] - self.starts[i]
-            order = np.argsort(local, kind="stable")  # read each file front to back
-            for lo in range(0, order.shape[0], READ_ROWS):  # bounded temporaries
-                chunk = order[lo : lo + READ_ROWS]
-                out[where[chunk]] = np.reshape(self.parts[i][local[chunk]], (-1, self.width))
-        return out
-
-
-def open_digits(source, image_shape: tuple[int, int] | None = None) -> Digits:
-    """The training split of ``source``; uncompressed IDX files memory-mapped, shards joined.
-
-    ``image_shape``: refuse images of another size (as :func:`~mlp_xp.data.load_digits`).
-
-    ``images`` is a :class:`Shards` (indexable like an (N, H*W) uint8 array); labels are
-    read into memory (one byte per sample on disk, 8 here).
-    """
-    if str(source) == EMBEDDED:
-        digits = load_digits(source, "train", image_shape=image_shape)
-        return Digits(_as_images(Shards([digits.images])), digits.labels, digits.source)
-    folder = Path(source)
-    if not folder.is_dir():
-        return load_digits(source, "train", image_shape=image_shape)  # its one-line error
-    images = sorted(p for p in folder.glob("train*images-idx3-ubyte*") if p.is_file())
-    if not images:
-        return load_digits(source, "train", image_shape=image_shape)
-    parts: list[np.ndarray] = []
-    label_parts: list[np.ndarray] = []
-    for path in images:
-        twin = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
-        if not twin.is_file():
-            raise DataError(f"{path}: no labels beside it (expected {twin.name})")
-        part, part_labels = map_idx(path), map_idx(twin)
-        if part.dtype != np.uint8:
-            raise DataError(f"{path}: expected uint8 pixels, got {part.dtype}")
-        if part.ndim != 3 or len(part) != len(part_labels):
-            raise DataError(f"{path}: {part.shape} images but {part_labels.shape} labels")
-        if parts and part.shape[1:] != parts[0].shape[1:]:
-            raise DataError(f"{path}: images of {part.shape[1:]}, the first shard's are "
-                            f"{parts[0].shape[1:]}")  # fmt: skip
-        parts.append(part)
-        label_parts.append(np.asarray(part_labels, dtype=np.int64))
-    labels = np.concatenate(label_parts)
-    if image_shape is not None and parts[0].shape[1:] != tuple(image_shape):
-        raise DataError(
-            f"{folder}: images are {parts[0].shape[1]}x{parts[0].shape[2]} pixels; "
-            f"the network takes {image_shape[0]}x{image_shape[1]}"
-        )
-    if labels.size == 0 or labels.min() < 0 or labels.max() >= 10:
-        raise DataError(f"{folder}: labels must be in 0..9 and the set not empty")
-    return Digits(_as_images(Shards(parts)), labels, str(source))
-
-
-def _as_images(shards: Shards) -> np.ndarray:
-    """``shards`` where :class:`~mlp_xp.data.Digits` holds an image array: it is indexed
-    like one (rows, ``len``, ``shape``, ``dtype``), which is all the training reads."""
-    return cast(np.ndarray, shards)
 
 
 class StreamedStep(ShardedStep):
@@ -137,21 +42,6 @@ class StreamedStep(ShardedStep):
     def _gather(self, samples, rows: slice, slot: int = 0):
         # the same rows as ``samples``, read on the host
         return self.backend.put(self.source[self.plan.order[rows]])
-
-
-class Subset:
-    """Rows ``index`` of ``array`` (a :class:`Shards`), read only when indexed."""
-
-    def __init__(self, array, index):
-        self.array, self.index = array, np.asarray(index, dtype=np.int64)
-        self.shape = (self.index.shape[0], array.shape[1])
-        self.dtype = array.dtype
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows):
-        return self.array[self.index[rows]]
 
 
 def megabytes(n: int) -> str:

@@ -29,6 +29,7 @@ import dataclasses
 
 import numpy as np
 
+from ..data.door import check_targets
 from ..errors import ConfigError
 from ..train.lookahead import spare_core
 from ..train.loop import Trainer
@@ -129,7 +130,11 @@ class DistributedTrainer(Trainer):
         self.world, self.stream = world, stream
         if stream and kwargs.get("pixels") is None:
             raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
-        if X_val is not None:
+        if X_val is not None and y_val is not None:
+            if len(X_val) != len(y_val):  # the door checks the rest, on this rank's share
+                check_targets(
+                    model, y_val, len(X_val), "held-out targets y_val", "held-out inputs X_val"
+                )
             rows = share(0, len(y_val), world.rank, world.size)
             X_val, y_val = X_val[rows], y_val[rows]
         super().__init__(model, X, y, X_val, y_val, config, **kwargs)

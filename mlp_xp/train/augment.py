@@ -286,8 +286,8 @@ def make_augmenter(name: str, image_shape=(28, 28)) -> Augmenter | None:
     """The batch transform for ``name``, or ``None`` for ``"none"``.
 
     ``"auto"`` is ``None`` here too: arrays carry no provenance, so nothing says their
-    labels survive a distortion. The command line decides ``auto`` by the data source
-    (:func:`mlp_xp.data.known.choose_augment`) before training.
+    labels survive a distortion. The command line decides ``auto`` from the data
+    (:func:`mlp_xp.train.autoaugment.choose_augment`) before training.
     """
     if validate("augment", name) in ("none", "auto"):
         return None

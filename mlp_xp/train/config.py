@@ -17,10 +17,11 @@ class TrainConfig:
     The defaults are the digit recipe chosen by 5-fold cross-validation
     (``docs/accuracy.md``): SGD with momentum 0.9 at a constant lr 0.08, batch 128,
     60 epochs, and the weights' moving average (decay 0.99) evaluated and saved in
-    their place. ``augment="auto"`` (the default) distorts nothing here:
-    arrays carry no provenance; ``mlp-xp train`` resolves it by the data source
-    (:func:`mlp_xp.data.known.choose_augment`: the digit distortions for handwriting).
-    Pass ``augment="affine"`` for handwritten digits from Python.
+    their place. ``augment="auto"`` (the default) distorts nothing here: a
+    Trainer sees scaled arrays, not a data set; ``mlp-xp train`` decides it from the data
+    (:func:`mlp_xp.train.autoaugment.choose_augment`: the digit distortions for
+    handwriting), and so can a caller holding the images. Pass ``augment="affine"`` for
+    handwritten digits from Python.
 
     ``momentum`` is ``None`` unless given: the optimizer's own default then
     applies (0 for ``sgd``, plain gradient descent; 0.9 for ``momentum``).

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..arrays import Array, ArrayLike
 from ..constraints import validate
+from ..data.door import check_data
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import MLP
 from ..optim import Optimizer, make_optimizer
@@ -97,17 +98,14 @@ class Trainer:
                 f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
                 "use gpu_step='auto' or 'generic'"
             )
+        check_data(model, X, y, X_val, y_val)  # the door: nothing has reached the device yet
         self.X = self._inputs(X)
-        y = self._to_device(y, None, "training labels")
-        if self.X.shape[0] != y.shape[0]:
-            raise DataError(f"{self.X.shape[0]} training inputs but {y.shape[0]} labels")
-        if self.X.shape[0] == 0:
-            raise DataError("the training set is empty")
-        self.T = model.targets(y)  # encoded once; each step takes its rows
+        labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
+        self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once
         self.has_val = X_val is not None
         if self.has_val:
-            self.X_val = self._to_device(X_val, model.dtype, "validation inputs")
-            self.y_val = self._to_device(y_val, None, "validation labels")
+            self.X_val = self._to_device(X_val, model.dtype, "held-out inputs X_val")
+            self.y_val = self._to_device(y_val, labels, "held-out targets y_val")
         n = self.X.shape[0]
         self.batch_size = self.config.batch_size
         if self.batch_size > n:
@@ -164,25 +162,21 @@ class Trainer:
         return self.model.check_input(self._to_device(X, np.uint8, "training images"))
 
     def _to_device(self, a: ArrayLike, dtype: Any, what: str) -> Array:
-        """Move an array to the device once (in ``dtype``), checking it is numeric and finite.
+        """Move an array the door has checked (:func:`~mlp_xp.data.door.check_data`) to the
+        device once, in ``dtype`` (integers as int64 and floats in the model's dtype when
+        ``None``).
 
         An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in
         place when its dtype is ``dtype``; host data is copied once.
         """
-        xp = self.backend.xp
         a = self.backend.accept(a, what)  # in place on its device, host data, or a mismatch
         if not self.backend.owns(a):
-            if a.dtype.kind not in "biuf":
-                raise DataError(f"{what} must be numeric, got {a.dtype}")
             if dtype is None:
                 dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
-            a = self.backend.put(a, dtype)
-        elif dtype is not None and a.dtype != self.backend.dtype(dtype):
+            return self.backend.put(a, dtype)
+        if dtype is not None and a.dtype != self.backend.dtype(dtype):
             with self.backend.scope():  # e.g. float64 rows on the device, a float32 model
-                a = xp.astype(a, self.backend.dtype(dtype))
-        with self.backend.scope():
-            if a.dtype in (xp.float32, xp.float64) and not bool(xp.all(xp.isfinite(a))):
-                raise DataError(f"{what} contain NaN or Inf")
+                a = self.backend.xp.astype(a, self.backend.dtype(dtype))
         return a
 
     # -- the loop --------------------------------------------------------------------
