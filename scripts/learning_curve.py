@@ -56,9 +56,13 @@ def splits(data: str, folds: int):
     return train, X, [(np.arange(len(train)), scale_images(test.images), test.labels)]
 
 
-def curve(data: str, sizes: list[int], folds: int, seeds: int, device: str) -> list[dict]:
+def curve(
+    data: str, sizes: list[int], folds: int, seeds: int, device: str, epochs: int | None = None
+) -> list[dict]:
     train, X, scored = splits(data, folds)
     config = {**vars(TrainConfig()), "augment": choose_augment("auto", train).augment}
+    if epochs is not None:
+        config["epochs"] = epochs
     rows = []
     for n in sizes:
         scores, seconds = [], []
@@ -85,6 +89,15 @@ def curve(data: str, sizes: list[int], folds: int, seeds: int, device: str) -> l
     return rows
 
 
+def table_row(row: dict) -> str:
+    """One row of the Markdown table the script prints (docs/accuracy.md takes it as is)."""
+    acc = 100 * np.array(row["accuracy"])
+    return (
+        f"| {row['size']:,} | {acc.mean():.2f}% | {np.std(acc, ddof=1) if acc.size > 1 else 0:.2f} "
+        f"| {acc.min():.2f}-{acc.max():.2f}% | {acc.size} | {row['seconds_per_run']:.0f} |"
+    )
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=EMBEDDED)
@@ -92,23 +105,18 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--folds", type=int, default=5, help="CV folds on the embedded digits")
     p.add_argument("--seeds", type=int, default=2, help="subsets (and initial weights) per fold")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")]
-    if not args.json:
-        print(f"{'digits':>7s} {'mean':>7s} {'std':>6s} {'min':>7s} {'max':>7s} {'runs':>5s} s/run")
-    rows = []
-    for row in curve(args.data, sizes, args.folds, args.seeds, args.device):
-        rows.append(row)
-        if not args.json:
-            acc = 100 * np.array(row["accuracy"])
-            print(
-                f"{row['size']:7d} {acc.mean():6.2f}% {100 * row['std']:5.2f}% {acc.min():6.2f}% "
-                f"{acc.max():6.2f}% {acc.size:5d} {row['seconds_per_run']:5.1f}",
-                flush=True,
-            )
+    rows = curve(args.data, sizes, args.folds, args.seeds, args.device, args.epochs)
     if args.json:
         print(json.dumps(rows))
+    else:
+        print("| training digits | mean | std (points) | range | runs | s / run |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in rows:
+            print(table_row(row))
     return rows
 
 

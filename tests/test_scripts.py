@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .helpers import load_module
+from .helpers import idx_folder, load_module
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -22,6 +22,21 @@ def test_accuracy_report_cross_validates(capsys):
     for r in rows:
         assert len(r["accuracy"]) == 2 and 0.5 < r["mean"] <= 1.0
     assert "2-fold stratified cross-validation" in capsys.readouterr().out
+
+
+def test_learning_curve_draws_stratified_subsets_and_scores_unseen_digits(tmp_path, capsys):
+    module = load("learning_curve")
+    labels = np.repeat(np.arange(10), 50)
+    picked = module.subset(labels, np.arange(0, 500, 2), 100, seed=0)
+    assert picked.size == 100 and np.all(np.bincount(labels[picked]) == 10)
+    assert np.all(picked % 2 == 0)  # only from the pool
+    rows = module.main("--sizes 100,200 --folds 2 --seeds 1 --epochs 1".split())
+    assert [r["size"] for r in rows] == [100, 200] and rows[0]["augment"] == "affine"
+    assert all(len(r["accuracy"]) == 2 for r in rows)
+    assert capsys.readouterr().out.splitlines()[2].startswith("| 100 | ")
+    folder = idx_folder(tmp_path, n=200, test=True)  # scored on its t10k files
+    rows = module.main(f"--data {folder} --sizes 50 --seeds 2 --epochs 1 --json".split())
+    assert len(rows[0]["accuracy"]) == 2 and rows[0]["augment"] == "none"
 
 
 def test_sklearn_comparison_runs_every_estimator_on_the_same_split(capsys):
