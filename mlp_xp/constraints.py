@@ -61,7 +61,10 @@ class Interval:
                 raise _Rejected
             value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int past float's range, e.g. 10**400
+                raise _Rejected from None
             if not math.isfinite(value):
                 raise _Rejected
         low_ok = self.low is None or (

@@ -133,3 +133,9 @@ def test_a_seed_numpy_refuses_is_one_line_and_exit_2_from_the_real_command(tmp_p
         f"mlp-xp train: error: argument --seed: seed must be an integer >= 0, got {seed!r}"
     ]
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_an_integer_past_floats_range_is_the_one_line_config_error(value):
+    with pytest.raises(ConfigError, match="learning rate must be a finite number > 0, got "):
+        C.validate("lr", value)

@@ -328,3 +328,12 @@ def test_the_default_recipe_reaches_97_percent_on_the_default_split(split):
     # TrainConfig's defaults with what ``--augment auto`` picks for these digits: the recipe
     history = fit(model, X, y, Xv, yv, augment="affine")
     assert history.val_accuracy[-1] >= 0.97
+
+
+def test_the_trainer_works_on_a_copy_of_the_callers_config(split):
+    X, y, X_val, y_val = split
+    config = TrainConfig(epochs=1, batch_size=256, augment="none")
+    trainer = Trainer(MLP(784, (8,), 10, backend="cpu"), X[:512], y[:512], config=config)
+    trainer.extend(3)
+    assert len(trainer.run().epoch) == 3
+    assert trainer.config.epochs == 3 and config.epochs == 1

@@ -285,7 +285,7 @@ def _train(args, world) -> int:
         "data": data_info,
         "augmentation": choice.to_meta(),
         "training": {
-            "config": config.as_dict(),
+            "config": trainer.config.as_dict(),
             "optimizer": optimizer,
             "backend": backend.name,
             "device": backend.device,

@@ -21,6 +21,7 @@ line catches it, writes a checkpoint and exits 130).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -92,7 +93,8 @@ class Trainer:
         self.model = model
         self.pixels = pixels
         self.backend = model.backend
-        self.config = (config or TrainConfig()).validate()
+        # a copy: extend() and the data-parallel trainer write to it, never to the caller's
+        self.config = dataclasses.replace(config or TrainConfig()).validate()
         if self.config.gpu_step == "fast" and self.backend.kind != "gpu":
             raise ConfigError(
                 f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
