@@ -61,9 +61,9 @@ def parse_device(spec: str) -> DeviceSpec:
         return DeviceSpec("auto")
     if key in _CPU:
         return DeviceSpec("cpu")
-    base, _, device = key.partition(":")
-    if base in _STRICT:
-        return DeviceSpec("strict", name=device)
+    base, _, _ = key.partition(":")
+    if base in _STRICT:  # array-api-strict's device names are case-sensitive: CPU_DEVICE
+        return DeviceSpec("strict", name=str(spec).strip().partition(":")[2])
     match = _GPU.match(key)
     if match:
         return DeviceSpec("gpu", int(match.group(2) or 0))

@@ -165,3 +165,12 @@ def test_array_api_strict_devices_prove_the_math_names_its_device(data):
     assert runs[0][0] == runs[1][0]
     for k, v in runs[0][1].items():
         np.testing.assert_array_equal(runs[1][1][k], v)
+
+
+def test_array_api_strict_device_names_keep_their_case():
+    from mlp_xp.backend import get_backend
+
+    assert get_backend("array-api-strict:CPU_DEVICE") == get_backend("array-api-strict")
+    assert get_backend("array-api-strict:device1").spec == "array-api-strict:device1"
+    with pytest.raises(DeviceError, match="no device 'cpu_device'"):
+        get_backend("array-api-strict:cpu_device")
