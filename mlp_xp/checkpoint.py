@@ -158,7 +158,25 @@ def save_model(path: str | os.PathLike, model: MLP, **meta: Any) -> Path:
     Typical ``meta`` keys: ``normalization``, ``training``, ``data``.
     """
     merged = {**model.meta, **meta, "model": model.config()}
+    calibration = _calibration_record(merged.get("calibration"), model.temperature)
+    merged.pop("calibration", None)
+    if calibration is not None:
+        merged["calibration"] = calibration
     return write_file(path, "model", merged, param_arrays(model))
+
+
+def _calibration_record(record: Any, temperature: float) -> dict | None:
+    """What the file says of calibration: ``model.temperature`` is the one source.
+
+    A record made at this temperature (by ``mlp-xp train``) is kept whole; a temperature
+    set on the model since then replaces it, so the figures of another temperature are
+    not saved beside it.
+    """
+    if isinstance(record, dict) and record.get("temperature") == temperature:
+        return record
+    if temperature == 1.0:
+        return None
+    return {"temperature": temperature, "fitted_on": "set on the model (MLP.temperature)"}
 
 
 def build_model(

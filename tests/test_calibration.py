@@ -105,7 +105,10 @@ def test_the_temperature_travels_in_the_model_file(tmp_path, overconfident):
     assert loaded.temperature == 2.5
     np.testing.assert_allclose(loaded.forward(X[:5]), expected, rtol=1e-6)
     assert loaded.to("cpu").temperature == 2.5
-    save_model(path, model, calibration={"temperature": -1})
+    from mlp_xp.checkpoint import param_arrays, write_file  # a file save_model never writes
+
+    meta = {"model": model.config(), "calibration": {"temperature": -1}}
+    write_file(path, "model", meta, param_arrays(model))
     with pytest.raises(ModelFileError, match="calibration temperature"):
         load_model(path, "cpu")
 
@@ -157,3 +160,25 @@ def test_onnx_export_carries_the_temperature(tmp_path):
     probs, label = session.run(None, {"input": X})
     np.testing.assert_allclose(probs, model.forward(X), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(label, model.predict(X))
+
+
+def test_the_models_temperature_is_the_one_source_a_file_records(tmp_path):
+    from mlp_xp.checkpoint import load_model, save_model
+
+    model = MLP(6, (4,), 10, backend="cpu", seed=0)
+    model.temperature = 1.5
+    save_model(tmp_path / "a.npz", model, calibration={"temperature": 1.5, "ece_after": 0.01})
+    loaded = load_model(tmp_path / "a.npz")
+    assert loaded.temperature == 1.5 and loaded.meta["calibration"]["ece_after"] == 0.01
+    loaded.temperature = 1.0  # set one, save, load: the other must not come back
+    save_model(tmp_path / "b.npz", loaded)
+    again = load_model(tmp_path / "b.npz")
+    assert again.temperature == 1.0 and "calibration" not in again.meta
+    again.temperature = 2.0
+    save_model(tmp_path / "c.npz", again)
+    third = load_model(tmp_path / "c.npz")
+    assert third.temperature == 2.0
+    assert third.meta["calibration"] == {
+        "temperature": 2.0,
+        "fitted_on": "set on the model (MLP.temperature)",
+    }
