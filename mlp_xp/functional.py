@@ -231,9 +231,10 @@ class Loss:
         """Encode labels as the target array t that matches z's shape."""
         raise NotImplementedError
 
-    def check_targets(self, xp, y, n_outputs: int, name: str) -> None:
-        """Refuse, in one :class:`~mlp_xp.errors.DataError` naming ``name``, targets ``y``
-        (labels or values, one entry or row per sample) this loss cannot learn from.
+    def check_targets(self, xp, y, n_outputs: int, name: str):
+        """``y`` (labels or values, one entry or row per sample) in the form :meth:`targets`
+        takes -- labels as (N,), an (N, 1) column included -- or, for targets this loss
+        cannot learn from, one :class:`~mlp_xp.errors.DataError` naming ``name``.
 
         Reads a few reductions of ``y`` back to the host: call it once, at the door.
         """
@@ -302,6 +303,7 @@ class SoftmaxCrossEntropy(Loss):
         low, high = float(xp.min(y)), float(xp.max(y))
         if low < 0 or high > n_outputs - 1:
             raise DataError(f"{name} hold labels {low:g}..{high:g}; expected {expected}")
+        return y if kind == "i" else xp.astype(y, xp.int64)  # 3.0 is class 3
 
 
 class SigmoidBinaryCrossEntropy(Loss):
@@ -324,10 +326,13 @@ class SigmoidBinaryCrossEntropy(Loss):
     def check_targets(self, xp, y, n_outputs, name):
         expected = "0 or 1 (False or True), one per row"
         y = _one_per_row(y, name, expected)
-        if _numeric(xp, y, name, expected) != "b" and not bool(xp.all((y == 0) | (y == 1))):
+        if _numeric(xp, y, name, expected) == "b":
+            return y
+        if not bool(xp.all((y == 0) | (y == 1))):
             low, high = float(xp.min(y)), float(xp.max(y))
             raise DataError(f"{name} hold values other than 0 and 1 ({low:g}..{high:g}); "
                             f"expected {expected}")  # fmt: skip
+        return y
 
 
 class SquaredError(Loss):
@@ -356,6 +361,7 @@ class SquaredError(Loss):
             raise DataError(f"{name} have shape {tuple(y.shape)}; expected {expected}")
         if _numeric(xp, y, name, expected) == "b":
             raise DataError(f"{name} are booleans; expected {expected} (numbers)")
+        return y
 
 
 LOSSES: dict[str, Loss] = {

@@ -373,21 +373,26 @@ class MLP:
         return E + self.penalty() if self.l2 else E
 
     @on_device
-    def evaluate(self, X: ArrayLike, labels: ArrayLike, batch_size: int = 4096) -> dict:
+    def evaluate(
+        self, X: ArrayLike, labels: ArrayLike, batch_size: int = 4096, *, check: bool = True
+    ) -> dict:
         """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
 
         Returns host floats: ``{"loss", "accuracy" or "mse", "samples"}``, and for
         classifiers ``"ece"``, the 15-bin expected calibration error; the loss and ECE
-        are of the probabilities at :attr:`temperature`.
+        are of the probabilities at :attr:`temperature`. ``check=False`` skips checking
+        ``labels`` (a few values read back to the host): for labels already checked and
+        encoded, as the trainer's held-out split is.
         """
         X = self.check_input(X)
         labels = device_array(self.backend, labels, "labels")
         xp, n = self.xp, X.shape[0]
         if n == 0:
             raise DataError("evaluate: the inputs are empty (0 rows)")
-        if labels.shape[0] != n:
-            raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
-        self.loss.check_targets(xp, labels, self.n_outputs, "the labels given to evaluate")
+        if check:
+            labels = self.loss.check_targets(xp, labels, self.n_outputs, "evaluate's labels")
+            if labels.shape[0] != n:
+                raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
         data_loss, hits, bins = 0.0, 0.0, 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices
@@ -399,7 +404,8 @@ class MLP:
                 hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
                 bins = bins + bin_sums(xp, z, lb)
             elif self.task == "binary":
-                hits = hits + xp.sum(xp.astype((z[:, 0] > 0) == (lb > 0), xp.float64))
+                hit = (z[:, 0] > 0) == xp.astype(xp.reshape(lb, (-1,)), xp.bool)
+                hits = hits + xp.sum(xp.astype(hit, xp.float64))
         out = {
             "loss": float(data_loss) / n + (float(self.penalty()) if self.l2 else 0.0),
             "samples": int(n),

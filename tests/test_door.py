@@ -91,24 +91,61 @@ def test_a_held_out_pair_is_checked_against_itself_and_the_model(backend, mutate
         ("classify", 10, lambda y: y.astype(np.float64)),  # 3.0 is class 3
         ("binary", 1, lambda y: (y % 2).astype(bool)),
         ("binary", 1, lambda y: (y % 2).reshape(-1, 1)),
+        ("classify", 10, lambda y: y.reshape(-1, 1)),  # a column of labels
         ("regress", 1, lambda y: y.astype(np.float32).reshape(-1, 1)),
         ("regress", 2, lambda y: np.stack([y, -y], 1).astype(np.float32)),
     ],
 )
-def test_valid_targets_in_every_accepted_form_train(backend, task, n_outputs, targets):
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_valid_targets_in_every_accepted_form_train_and_score(
+    backend, task, n_outputs, targets, on_device
+):
     X, y = _data()
     X_val, y_val = _data(rows=12, seed=1)
+    y, y_val = targets(y), targets(y_val)
+    if on_device:
+        y, y_val = backend.put(y), backend.put(y_val)
     model = MLP(6, (5,), n_outputs, task=task, backend=backend, seed=0)
-    history = fit(model, X, targets(y), X_val, targets(y_val), epochs=1, batch_size=8)
+    history = fit(model, X, y, X_val, y_val, epochs=1, batch_size=8)
     assert np.isfinite(history.val_loss[-1])
+    scored = model.evaluate(X_val, y_val)
+    if task == "regress":
+        assert scored["mse"] >= 0
+    else:  # a fraction of the 12 rows, however the labels were given
+        assert 0 <= scored["accuracy"] <= 1 and scored["accuracy"] * 12 % 1 < 1e-9
+        assert history.val_accuracy[-1] == pytest.approx(scored["accuracy"])
 
 
 def test_evaluate_refuses_labels_it_cannot_score_and_empty_sets(backend):
     X, y = _data()
     model = MLP(6, (5,), 10, backend=backend, seed=0)
-    with pytest.raises(DataError, match=r"labels given to evaluate hold labels 3\.\.12"):
+    with pytest.raises(DataError, match=r"evaluate's labels hold labels 3\.\.12"):
         model.evaluate(X, y + 3)
     with pytest.raises(DataError, match="23 labels for 24 input rows"):
         model.evaluate(X, y[:-1])
     with pytest.raises(DataError, match="empty"):
         model.evaluate(X[:0], y[:0])
+
+
+def test_a_rank_refuses_with_the_others_and_an_empty_held_out_share_trains():
+    """The data-parallel trainer checks the whole sets before taking its share, so a
+    label in another rank's share is refused on every rank, and a rank whose share of
+    the held-out split is empty still trains (3 held-out rows, 4 ranks)."""
+    from mlp_xp.parallel import DistributedTrainer, LocalWorld
+    from mlp_xp.train import TrainConfig
+
+    class Rank(LocalWorld):
+        def __init__(self, rank, size):
+            super().__init__()
+            self.rank, self.size = rank, size
+
+    X, y = _data()
+    X_val, y_val = _data(rows=3, seed=1)
+    config = TrainConfig(epochs=1, batch_size=8, augment="none")
+    for rank in range(4):
+        model = MLP(6, (5,), 10, backend="cpu", seed=0)
+        bad = np.where(np.arange(3) == 2, 11, y_val)  # in the last rank's share only
+        with pytest.raises(DataError, match=r"y_val hold labels 0\.\.11"):
+            DistributedTrainer(Rank(rank, 4), model, X, y, X_val, bad, config)
+        trainer = DistributedTrainer(Rank(rank, 4), model, X, y, X_val, y_val, config)
+        assert trainer.n_val == (rank > 0)

@@ -114,3 +114,38 @@ def test_labels_missing_beside_the_images_are_named(tmp_path, digits):
     (folder / LABELS).unlink()
     with pytest.raises(DataError, match=f"no {LABELS} or {LABELS}.gz beside the images"):
         load_digits(folder)
+
+
+def test_a_whole_file_beside_shards_is_refused(tmp_path, digits):
+    folder = _subset(tmp_path / "d", digits, gz=False)
+    shutil.copy(folder / IMAGES, folder / IMAGES.replace("train-", "train-00-"))
+    shutil.copy(folder / LABELS, folder / LABELS.replace("train-", "train-00-"))
+    with pytest.raises(DataError, match="holds both train-images-idx3-ubyte and shards"):
+        load_digits(folder)
+
+
+def test_labels_without_images_are_refused(tmp_path, digits):
+    folder = _subset(tmp_path / "d", digits, gz=False)
+    shutil.copy(folder / LABELS, folder / LABELS.replace("train-", "train-01-"))
+    with pytest.raises(DataError, match="train-01-labels-idx1-ubyte: labels with no images"):
+        load_digits(folder)
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (["perceptron", "--digits", "3,5", "--json"], '"data": "40 digits'),
+        (["bench", "--devices", "cpu", "--batch-sizes", "64", "--json"], "(200 digits)"),
+        (["train", "--device", "cpu", "--epochs", "1", "--stream"], "160 training / 40 held-out"),
+    ],
+    ids=["perceptron", "bench", "stream"],
+)
+def test_every_command_reads_a_raw_and_gzipd_folder_once(
+    tmp_path, digits, capsys, command, expected
+):
+    folder = _subset(tmp_path / "both", digits)
+    args = [command[0], "--data", str(folder), *command[1:]]
+    if command[0] == "train":
+        args += ["--out", str(tmp_path / "m.npz")]
+    assert main(args) == 0
+    assert expected in capsys.readouterr().out

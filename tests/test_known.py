@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_filled_shapes_are_not_handwriting():
 
 
 def test_images_without_class_structure_get_none(tmp_path):
-    choice = choose_augment("auto", load_digits(idx_folder(tmp_path)))  # random pixels
+    choice = choose_augment("auto", load_digits(idx_folder(tmp_path, n=300)))  # random pixels
     assert choice.augment == "none" and "no class structure" in choice.reason
 
 
@@ -167,3 +168,32 @@ def test_on_a_non_digit_image_set_the_defaults_do_no_worse_than_none(tmp_path, c
     meta = load_model(tmp_path / "default.npz").meta
     assert meta["augmentation"]["requested"] == "auto"
     assert meta["augmentation"]["augment"] == "none"
+
+
+def test_too_few_images_of_a_class_to_test_a_distortion_get_none(digits):
+    keep = np.concatenate([np.flatnonzero(digits.labels == c)[:5] for c in range(10)])
+    small = Digits(digits.images[keep], digits.labels[keep], "small")
+    choice = choose_augment("auto", small)
+    assert choice.augment == "none" and "too few images of each class" in choice.reason
+
+
+def test_a_raw_file_is_matched_through_the_published_gzipd_copy_beside_it(tmp_path, monkeypatch):
+    folder = idx_folder(tmp_path)
+    md5 = known.file_md5(folder / f"{IMAGES}.gz")
+    monkeypatch.setattr(known, "KNOWN_FILES", {md5: known.Known("KMNIST", "handwriting", "affine")})
+    for name in (IMAGES, LABELS):  # gunzip -k: the reader takes the raw file
+        (folder / name).write_bytes(gzip.decompress((folder / f"{name}.gz").read_bytes()))
+    digits = load_digits(folder)
+    assert digits.files[0].name == IMAGES
+    assert choose_augment("auto", digits).dataset == "KMNIST"
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_real_fashion_mnist_is_known_by_its_pixels_and_gets_no_distortion():
+    for mapped in (False, True):
+        choice = choose_augment("auto", load_digits(FASHION, mapped=mapped))
+        assert (choice.augment, choice.dataset) == ("none", "Fashion-MNIST")
+        assert choice.evidence == {"method": "recognised by its pixels"}

@@ -46,7 +46,7 @@ def _check_inputs(model, X: ArrayLike, name: str) -> int:
     if xp is None:
         return shape[0]
     kind = "?"
-    for k, dtypes in (("i", "integral"), ("f", "real floating")):
+    for k, dtypes in (("b", "bool"), ("i", "integral"), ("f", "real floating")):
         kind = k if xp.isdtype(X.dtype, dtypes) else kind
     if kind == "?":
         raise DataError(f"{name} are of dtype {X.dtype}; expected numbers")
@@ -56,15 +56,15 @@ def _check_inputs(model, X: ArrayLike, name: str) -> int:
     return shape[0]
 
 
-def check_targets(model, y: ArrayLike, n_rows: int, name: str, inputs: str = "the inputs") -> None:
+def check_targets(model, y: ArrayLike, n_rows: int, name: str, inputs: str = "the inputs"):
     """``y`` pairs with ``n_rows`` rows of ``inputs`` and is what ``model``'s output learns
-    from."""
+    from; returns it as the loss takes it (labels as (N,); host data stays on the host)."""
     y, xp = _as_checked(model.backend, y, name)
     rows = int(y.shape[0]) if len(y.shape) else 0
     if rows != n_rows:
         raise DataError(f"{name} have {rows} rows but {inputs} have {n_rows}; expected one a row")
     with model.backend.scope():
-        model.loss.check_targets(xp, y, model.n_outputs, name)
+        return model.loss.check_targets(xp, y, model.n_outputs, name)
 
 
 def check_data(
@@ -73,13 +73,18 @@ def check_data(
     y: ArrayLike,
     X_val: ArrayLike | None = None,
     y_val: ArrayLike | None = None,
-) -> None:
-    """Refuse, before anything reaches a device, data ``model`` cannot train on."""
+) -> tuple[Any, Any]:
+    """Refuse, before anything reaches a device, data ``model`` cannot train on.
+
+    Returns the targets ``(y, y_val)`` as the loss takes them (:func:`check_targets`).
+    """
     n = _check_inputs(model, X, "training inputs X")
-    check_targets(model, y, n, "training targets y", "training inputs X")
+    y = check_targets(model, y, n, "training targets y", "training inputs X")
     if (X_val is None) != (y_val is None):
         given = "X_val" if y_val is None else "y_val"
         raise DataError(f"the held-out split needs X_val and y_val together; got only {given}")
     if X_val is not None:
         n_val = _check_inputs(model, X_val, "held-out inputs X_val")
-        check_targets(model, y_val, n_val, "held-out targets y_val", "held-out inputs X_val")
+        held_out = ("held-out targets y_val", "held-out inputs X_val")
+        y_val = check_targets(model, y_val, n_val, *held_out)
+    return y, y_val

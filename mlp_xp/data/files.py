@@ -96,6 +96,13 @@ def split_parts(folder: Path, split: str) -> list[Part]:
             f"{folder}: no {prefix}-images-idx3-ubyte or {prefix}-images-idx3-ubyte.gz "
             "(expected MNIST-format IDX files)"
         )
+    whole = [stem for stem, match in images.items() if not match.group("shard")]
+    if whole and len(images) > len(whole):
+        shard = next(stem for stem, match in images.items() if match.group("shard"))
+        raise DataError(
+            f"{folder}: holds both {whole[0]} and shards such as {shard}; a split is one "
+            "or the other (move one away)"
+        )
     parts: list[Part] = []
     seen: dict[tuple[int, int], Path] = {}
     for stem, match in images.items():
@@ -110,4 +117,13 @@ def split_parts(folder: Path, split: str) -> list[Part]:
                 raise DataError(f"{path} and {seen[key]} are one file: a split reads it once")
             seen[key] = path
         parts.append(part)
+    _refuse_orphans(folder, prefix, parts)
     return parts
+
+
+def _refuse_orphans(folder: Path, prefix: str, parts: list[Part]) -> None:
+    """Labels files of the split that no images file pairs with are a one-line error."""
+    paired = {part.labels.name.removesuffix(".gz") for part in parts}
+    for stem in _stems(folder, _pattern(prefix, "labels", "idx1")):
+        if stem not in paired:
+            raise DataError(f"{folder / stem}: labels with no images beside them")

@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from ..data.door import check_targets
+from ..data.door import check_data
 from ..errors import ConfigError
 from ..train.lookahead import spare_core
 from ..train.loop import Trainer
@@ -130,11 +130,10 @@ class DistributedTrainer(Trainer):
         self.world, self.stream = world, stream
         if stream and kwargs.get("pixels") is None:
             raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
+        # the door sees the whole sets on every rank, so every rank refuses together (a
+        # rank's share of the held-out split may be empty)
+        y, y_val = check_data(model, X, y, X_val, y_val)
         if X_val is not None and y_val is not None:
-            if len(X_val) != len(y_val):  # the door checks the rest, on this rank's share
-                check_targets(
-                    model, y_val, len(X_val), "held-out targets y_val", "held-out inputs X_val"
-                )
             rows = share(0, len(y_val), world.rank, world.size)
             X_val, y_val = X_val[rows], y_val[rows]
         super().__init__(model, X, y, X_val, y_val, config, **kwargs)
@@ -147,6 +146,9 @@ class DistributedTrainer(Trainer):
         world.agree(self.fingerprint(), "configurations or data")
         world.broadcast(model.params.buffer, self.backend)  # rank 0's initial parameters
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
+
+    def _admit(self, model, X, y, X_val, y_val) -> tuple:
+        return y, y_val  # checked whole in __init__, before the held-out share was taken
 
     def fingerprint(self) -> dict:
         """What every rank must share: the configuration, the kind of device (the ranks'

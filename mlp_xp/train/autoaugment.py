@@ -59,6 +59,8 @@ MAX_INTERIOR = 0.40
 MIN_SURVIVAL = 0.55
 
 _SAMPLE_IMAGES, _REFERENCE, _QUERIES, _DRAWS, _CHUNK = 1000, 5000, 1000, 3, 200
+#: Images of each class below which there are too few to test a distortion on.
+_MIN_A_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,9 @@ def _measure(digits: Digits, shape: tuple[int, int]) -> dict:
         "max_interior": MAX_INTERIOR,
         "images_measured": int(sample.size),
     }
-    classes = np.unique(labels).size
+    classes, fewest = np.unique(labels, return_counts=True)
     strokes = evidence["stroke_interior"] <= MAX_INTERIOR
-    if strokes and classes > 1 and n >= 2 * classes:  # filled shapes need no second test
+    if strokes and classes.size > 1 and fewest.min() >= _MIN_A_CLASS:  # shapes need no more
         ref, query = stratified_split(labels, 0.2, seed=0)
         ref = np.sort(rng.choice(ref, min(ref.size, _REFERENCE), replace=False))
         query = np.sort(rng.choice(query, min(query.size, _QUERIES), replace=False))
@@ -164,7 +166,7 @@ def _measure(digits: Digits, shape: tuple[int, int]) -> dict:
                 labels[query],
                 Augmenter(DIGIT_AUGMENT, shape),
             ),
-            chance=round(1.0 / classes, 4),
+            chance=round(1.0 / classes.size, 4),
             min_survival=MIN_SURVIVAL,
             reference_images=int(ref.size),
             held_out_images=int(query.size),
@@ -183,7 +185,12 @@ def _decide(evidence: dict) -> tuple[str, str]:
             f"handwriting <= {MAX_INTERIOR:.0%}), so no distortion is assumed to keep their "
             f"labels; {off}"
         )
-    if "survival" not in evidence or evidence["nn_accuracy"] < 2 * evidence["chance"]:
+    if "survival" not in evidence:
+        return "none", (
+            f"auto: pen strokes ({interior:.0%} of ink interior), but too few images of each "
+            f"class (fewer than {_MIN_A_CLASS}) to test a distortion on; {off}"
+        )
+    if evidence["nn_accuracy"] < 2 * evidence["chance"]:
         return "none", (
             f"auto: pen strokes ({interior:.0%} of ink interior), but the labels show no class "
             f"structure a distortion could be tested against; {off}"

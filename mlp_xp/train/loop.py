@@ -100,7 +100,7 @@ class Trainer:
                 f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
                 "use gpu_step='auto' or 'generic'"
             )
-        check_data(model, X, y, X_val, y_val)  # the door: nothing has reached the device yet
+        y, y_val = self._admit(model, X, y, X_val, y_val)  # nothing is on the device yet
         self.X = self._inputs(X)
         labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
         self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once
@@ -153,6 +153,11 @@ class Trainer:
         self._stop = threading.Event()
         self._ctrl_c = False
 
+    def _admit(self, model: MLP, X, y, X_val, y_val) -> tuple:
+        """The door (:func:`~mlp_xp.data.door.check_data`): the targets as the loss takes
+        them, or one :class:`~mlp_xp.errors.DataError`."""
+        return check_data(model, X, y, X_val, y_val)
+
     def _inputs(self, X):
         """The training inputs on the device: in the model's dtype, or with ``pixels`` (a
         :class:`~mlp_xp.data.Normalization`) as the 0-255 pixels themselves, in uint8 (4x
@@ -191,8 +196,9 @@ class Trainer:
         return self._stop.is_set()
 
     def evaluate_held_out(self) -> dict:
-        """The model's metrics on the held-out split (:meth:`~mlp_xp.model.MLP.evaluate`)."""
-        return self.model.evaluate(self.X_val, self.y_val)
+        """The model's metrics on the held-out split (:meth:`~mlp_xp.model.MLP.evaluate`;
+        the door checked the split once, so nothing is read back to check it again)."""
+        return self.model.evaluate(self.X_val, self.y_val, check=False)
 
     def run(self) -> History:
         """Train until ``config.epochs`` are done, early stopping, or a stop request.
