@@ -4,7 +4,7 @@ Every piece of math is written once against an array module ``xp``; the same
 forward and backward code trains on the CPU (NumPy) or a CUDA GPU (CuPy),
 chosen at runtime. Importing this package never imports CuPy.
 
-The math core sits at the top (:mod:`~mlp_xp.backend`, :mod:`~mlp_xp.functional`,
+The math core sits at the top (:mod:`~mlp_xp.backends`, :mod:`~mlp_xp.functional`,
 :mod:`~mlp_xp.init`, :mod:`~mlp_xp.layers`, :mod:`~mlp_xp.model`,
 :mod:`~mlp_xp.optim`, :mod:`~mlp_xp.constraints`, :mod:`~mlp_xp.checkpoint`);
 :mod:`mlp_xp.train`, :mod:`mlp_xp.data` and :mod:`mlp_xp.cli` build on it.
@@ -15,17 +15,15 @@ The math core sits at the top (:mod:`~mlp_xp.backend`, :mod:`~mlp_xp.functional`
 (:func:`device`); ``model.to("cpu")`` copies a network to another device.
 """
 
-__version__ = "0.2.0"
-
 from . import errors
-from .backend import Backend, get_backend
+from ._version import __version__
+from .backends import Backend, device, get_backend
 from .checkpoint import load_model, save_model
 from .data import load_digits, read_idx, scale_images, stratified_split, write_idx
 from .errors import *  # noqa: F403 -- every exception is public
 from .model import MLP
 from .onnx import export_onnx
 from .optim import SGD, Adam
-from .scope import device
 from .train import Callback, History, TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
 
 __all__ = [

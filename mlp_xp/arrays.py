@@ -5,7 +5,7 @@ series, CuPy arrays, and any array that implements the DLPack protocol
 (``__dlpack__``/``__dlpack_device__``: PyTorch CPU or CUDA tensors, JAX arrays, ...).
 :func:`locate` says where such an array's memory is; :func:`host_array` reads one that is
 in host memory as a NumPy array without a copy where the producer allows it. A backend
-(:meth:`mlp_xp.backend.Backend.accept`) uses these to take an array in place when it is
+(:meth:`mlp_xp.backends.Backend.accept`) uses these to take an array in place when it is
 already on its device, move it once when it is on the host, and refuse it, naming both
 devices, when it is on another device.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from .errors import DataError
 
 if TYPE_CHECKING:
-    from .backend import Backend
+    from .backends import Backend
 
 __all__ = [
     "Array",
@@ -127,7 +127,7 @@ def device_array(backend: Backend, x: ArrayLike, what: str = "input") -> Array:
     """``x`` on ``backend``'s device: in place when it is there already, else moved once.
 
     An array on another device is a :class:`~mlp_xp.errors.BackendMismatchError`
-    naming both (:meth:`~mlp_xp.backend.Backend.accept`).
+    naming both (:meth:`~mlp_xp.backends.Backend.accept`).
     """
     x = backend.accept(x, what)
     return x if backend.owns(x) else backend.put(x)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .backend import Backend
+from .backends import Backend
 from .errors import DeviceError, MlpXpError, ModelFileError
 from .fileio import atomic_write
 from .model import MLP

@@ -28,8 +28,6 @@ __all__ = [
     "GpuProbe",
     "probe_gpu",
     "diagnose",
-    "gpu_devices",
-    "available_backends",
     "cupy_namespace",
     "INSTALL_FIX",
 ]
@@ -250,51 +248,3 @@ def cupy_namespace(cupy):
 
     ns.asarray = asarray
     return ns
-
-
-def gpu_devices() -> list[dict]:
-    """Every visible GPU: index, name, memory, compute capability, and whether it works."""
-    from .backend import gpu_probe
-
-    first = gpu_probe(0)
-    count = first.device_count
-    if not first.ok and count == 0:
-        return []
-    rows = []
-    for index in range(count):
-        probe = gpu_probe(index)
-        rows.append(
-            {
-                "backend": "cupy",
-                "kind": "gpu",
-                "device": f"gpu:{index}",
-                "name": probe.device_name,
-                "memory_bytes": probe.memory_bytes,
-                "compute_capability": probe.compute_capability,
-                "available": probe.ok,
-                "reason": "" if probe.ok else f"{probe.reason}; {probe.fix}",
-            }
-        )
-    return rows
-
-
-def available_backends() -> list[dict]:
-    """Every backend this process could use (the CPU, then each GPU), with reasons."""
-    from .backend import NumpyBackend, gpu_probe
-
-    rows = [dict(NumpyBackend().describe(), available=True, reason="")]
-    gpus = gpu_devices()
-    if gpus:
-        rows.extend(gpus)
-    else:
-        probe = gpu_probe(0)
-        rows.append(
-            {
-                "backend": "cupy",
-                "kind": "gpu",
-                "device": "",
-                "available": False,
-                "reason": f"{probe.reason}; {probe.fix}",
-            }
-        )
-    return rows

@@ -11,7 +11,7 @@ W(l+1)^T * f'(a(l))``, ``dE/dW(l) = x(l-1)^T delta(l) + lambda W(l)``,
 
 The parameters are views of one flat device buffer (:mod:`mlp_xp.flat`), and so are
 the gradients :meth:`MLP.loss_and_grads` returns. Every method that computes runs with
-the model's device current (:meth:`~mlp_xp.backend.Backend.scope`).
+the model's device current (:meth:`~mlp_xp.backends.Backend.scope`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from . import functional as F
 from .arrays import Array, ArrayLike, as_rows, device_array
-from .backend import Backend, get_backend
+from .backends import Backend, get_backend
 from .calibration import Reliability, bin_sums
 from .constraints import validate
 from .errors import ConfigError, DataError
@@ -70,7 +70,7 @@ class MLP:
     l2 : float
         The lambda of the weight penalty ``(lambda/2) ||W||^2``.
     backend : str or Backend
-        ``"auto"``, ``"cpu"``, ``"gpu"`` or a :class:`~mlp_xp.backend.Backend`.
+        ``"auto"``, ``"cpu"``, ``"gpu"`` or a :class:`~mlp_xp.backends.Backend`.
     dtype : {"float32", "float64"}
     seed : int or numpy.random.Generator
         Seed (or host generator) that draws the Xavier initial weights.

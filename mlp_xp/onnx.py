@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .errors import ConfigError
 from .fileio import atomic_write_bytes
 from .model import MLP
@@ -175,6 +176,4 @@ def export_onnx(model: MLP, path: str | os.PathLike, *, name: str = "mlp_xp") ->
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__

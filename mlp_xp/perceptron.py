@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import get_backend
+from .backends import get_backend
 from .constraints import validate
 from .errors import DataError
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .backend import Backend
+    from .backends import Backend
 
-__all__ = ["device", "scoped_device"]
+__all__ = ["scoped_to", "scoped_device"]
 
 _SCOPED: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
     "mlp_xp_device", default=None
@@ -27,27 +27,11 @@ _SCOPED: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def device(spec: str | Backend) -> Iterator[Backend]:
-    """Make ``spec`` the default device inside a ``with`` block; yields its backend.
-
-    ``spec`` is anything :func:`~mlp_xp.get_backend` accepts (``"cpu"``, ``"gpu"``,
-    ``"gpu:1"``, ``"auto"``, a :class:`~mlp_xp.Backend`). It is looked up when the block
-    starts, so an unusable GPU fails there with :class:`~mlp_xp.errors.DeviceError`.
-
-    Examples
-    --------
-    >>> import mlp_xp
-    >>> with mlp_xp.device("cpu"):
-    ...     model = mlp_xp.MLP(4, (3,), 2)
-    >>> model.device
-    'cpu'
-    """
-    from .backend import get_backend
-
-    backend = get_backend(spec)
+def scoped_to(backend: Backend) -> Iterator[None]:
+    """Make ``backend`` the default inside the block (:func:`mlp_xp.device` looks it up)."""
     token = _SCOPED.set(backend)
     try:
-        yield backend
+        yield
     finally:
         _SCOPED.reset(token)
 

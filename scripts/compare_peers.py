@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.backends import get_backend, gpu_probe
 from mlp_xp.cli.bench import NETWORK, benchmark_trainer
 from mlp_xp.host import core_count
 

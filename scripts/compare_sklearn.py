@@ -42,7 +42,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import mlp_xp
-from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.backends import get_backend, gpu_probe
 from mlp_xp.sklearn import MLPClassifier, MLPRegressor
 
 #: name -> (loader, is a regression, extra hyperparameters)

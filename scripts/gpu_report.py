@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_peers import interleaved_medians, torch_epoch  # noqa: E402
 
 from mlp_xp import MLP, TrainConfig, Trainer  # noqa: E402
-from mlp_xp.backend import get_backend  # noqa: E402
+from mlp_xp.backends import get_backend  # noqa: E402
 from mlp_xp.cli.bench import benchmark_trainer  # noqa: E402
 from mlp_xp.errors import MlpXpError  # noqa: E402
 

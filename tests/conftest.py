@@ -20,7 +20,7 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 import numpy as np
 import pytest
 
-from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.backends import get_backend, gpu_probe
 
 REAL_GPU = pytest.param("cupy", marks=pytest.mark.gpu)
 BACKENDS = ["numpy", "array_api_strict", "cupy-sim", REAL_GPU]

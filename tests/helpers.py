@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 
-from mlp_xp.backend import array_kind
+from mlp_xp.backends import array_kind
 from mlp_xp.train import Callback
 
 

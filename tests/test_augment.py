@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP
-from mlp_xp.backend import get_backend
+from mlp_xp.backends import get_backend
 from mlp_xp.errors import ConfigError
 from mlp_xp.train.augment import Augmenter, make_augmenter, warp
 from mlp_xp.train.schedules import make_schedule

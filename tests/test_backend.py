@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, fit
-from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.backends import get_backend, gpu_probe
 from mlp_xp.errors import BackendMismatchError, ConfigError, DeviceError
 
 from .conftest import simulated_gpu
@@ -77,7 +77,7 @@ def test_env_var_sets_the_default(monkeypatch):
 
 def test_without_cupy_auto_falls_back_and_gpu_names_the_reason_and_fix():
     out = run_py(
-        BLOCK_CUPY + "import json\nfrom mlp_xp.backend import get_backend\n"
+        BLOCK_CUPY + "import json\nfrom mlp_xp.backends import get_backend\n"
         "from mlp_xp.errors import DeviceError\n"
         "b = get_backend('auto')\n"
         "try:\n    get_backend('gpu'); msg = ''\n"
@@ -98,7 +98,7 @@ def test_auto_falls_back_when_cupy_imports_but_no_device_works():
         "        raise RuntimeError('cudaErrorNoDevice: no CUDA-capable device is detected')\n"
         "cupy.cuda = types.SimpleNamespace(runtime=R)\n"
         "sys.modules['cupy'] = cupy\n"
-        "from mlp_xp.backend import get_backend\n"
+        "from mlp_xp.backends import get_backend\n"
         "b = get_backend('auto'); print(b.name, '|', b.note)\n"
     )
     out = run_py(fake)

@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from mlp_xp.backend import get_backend, gpu_probe
+from mlp_xp.backends import get_backend, gpu_probe
 from mlp_xp.cli import main
 from mlp_xp.cli.bench import _speedups, format_table, time_augmentation, training_flops
 

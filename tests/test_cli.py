@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, fit, load_model, save_model
-from mlp_xp.backend import gpu_probe
+from mlp_xp.backends import gpu_probe
 from mlp_xp.cli import main
 from mlp_xp.data import Normalization, stratified_split, write_idx
 

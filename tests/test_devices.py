@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, Trainer, fit, load_model, save_model
-from mlp_xp.backend import device_error_for, get_backend
+from mlp_xp.backends import device_error_for, get_backend
 from mlp_xp.cli import main
 from mlp_xp.errors import BackendMismatchError, DeviceError
 
@@ -168,7 +168,7 @@ def test_array_api_strict_devices_prove_the_math_names_its_device(data):
 
 
 def test_array_api_strict_device_names_keep_their_case():
-    from mlp_xp.backend import get_backend
+    from mlp_xp.backends import get_backend
 
     assert get_backend("array-api-strict:CPU_DEVICE") == get_backend("array-api-strict")
     assert get_backend("array-api-strict:device1").spec == "array-api-strict:device1"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, fit, load_model
-from mlp_xp.backend import device_error_for
+from mlp_xp.backends import device_error_for
 from mlp_xp.cli import main
 from mlp_xp.errors import DeviceError
 

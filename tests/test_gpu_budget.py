@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, Callback, TrainConfig, Trainer
-from mlp_xp.backend import get_backend
+from mlp_xp.backends import get_backend
 from mlp_xp.cli import main
 from mlp_xp.gpu.fast import FastStep
 from mlp_xp.train.step import GenericStep

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, Callback, TrainConfig, Trainer, load_checkpoint, save_checkpoint
-from mlp_xp.backend import get_backend
+from mlp_xp.backends import get_backend
 from mlp_xp.cli import main
 from mlp_xp.errors import ConfigError, DeviceError
 from mlp_xp.gpu import VERDICTS, check, kernels

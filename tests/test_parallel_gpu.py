@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from mlp_xp.backend import gpu_probe
+from mlp_xp.backends import gpu_probe
 from mlp_xp.cli import main
 
 from . import gpu_rank

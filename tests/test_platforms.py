@@ -380,7 +380,7 @@ def test_train_interrupt_resume_evaluate_predict_where_unix_modules_and_proc_are
     probe = _run(
         env,
         "-c",
-        "import sys, mlp_xp; from mlp_xp.backend import get_backend; b = get_backend('cpu');"
+        "import sys, mlp_xp; from mlp_xp.backends import get_backend; b = get_backend('cpu');"
         "print(b.device); print(b.memory_info()['host_peak_rss_bytes']);"
         "print(sorted(m for m in ('resource', 'fcntl', 'termios') if m in sys.modules))",
     )

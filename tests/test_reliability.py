@@ -21,7 +21,7 @@ from mlp_xp import (
     save_checkpoint,
     save_model,
 )
-from mlp_xp.backend import device_error_for
+from mlp_xp.backends import device_error_for
 from mlp_xp.cli import main
 from mlp_xp.data import parse_idx, scale_images, stratified_split, write_idx
 from mlp_xp.errors import DataError, DeviceError, ModelFileError

@@ -265,7 +265,7 @@ def test_pickles_as_host_arrays_and_predicts_the_same(iris):
     X, y = iris
     clf = MLPClassifier((8,), max_iter=20, random_state=0).fit(X, y)
     blob = pickle.dumps(clf)
-    assert b"mlp_xp.model" not in blob and b"mlp_xp.backend" not in blob
+    assert b"mlp_xp.model" not in blob and b"mlp_xp.backends" not in blob
     again = pickle.loads(blob)
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
     again.partial_fit(X, y)  # the optimizer's state came along: training goes on

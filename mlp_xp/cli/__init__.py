@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
-        from ..backend import device_error_for
+        from ..backends import device_error_for
 
         error = device_error_for(exc)
         if error is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend, gpu_probe
+from ..backends import Backend, get_backend, gpu_probe
 from ..model import MLP
 from ..train import Callback, TrainConfig, Trainer
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backends import available_backends, get_backend
 from ..calibration import reliability
 from ..checkpoint import load_model
 from ..data import (
@@ -22,7 +22,7 @@ from ..data import (
     stratified_split,
     task_targets,
 )
-from ..devices import available_backends, parse_device
+from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..backend import get_backend
+from ..backends import get_backend
 from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
 from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets

@@ -9,7 +9,7 @@ when the fast step failed its check (a failure is remembered for the process).
 step that cannot be used an error; ``generic`` never tries it.
 
 This package is imported only for CuPy models; it gets CuPy from the backend
-(:mod:`mlp_xp.backend` stays the only module that imports it).
+(:mod:`mlp_xp.backends.cupy` stays the only module that imports it).
 """
 
 from __future__ import annotations

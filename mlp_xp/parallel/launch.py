@@ -36,7 +36,7 @@ def device_for(device: str, world: World | None) -> str:
     """The device a rank uses: its local GPU for ``gpu``/``auto`` with GPUs, else ``device``."""
     if world is None or device not in ("gpu", "auto"):
         return device
-    from ..backend import gpu_probe
+    from ..backends import gpu_probe
 
     probe = gpu_probe()
     if device == "auto" and not probe.ok:
@@ -65,7 +65,7 @@ def abort_on_error(world: World | None, command: str):
     except MlpXpError as exc:
         world.abort(f"mlp-xp {command}: error: rank {world.rank}: {exc}", code=2)
     except Exception as exc:  # a bug or a device fault: still end every rank
-        from ..backend import device_error_for
+        from ..backends import device_error_for
 
         error = device_error_for(exc) or f"{type(exc).__name__}: {exc}"
         world.abort(f"mlp-xp {command}: error: rank {world.rank}: {error}", code=1)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import socket
 
-from .world import AgreedError
+from .errors import AgreedError
 
 __all__ = ["NcclCommunicator", "NCCL_FIX"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from ..errors import DataError
-from .trainer import ShardedStep
+from .steps import StreamedStep
 
 __all__ = [
     "StreamedStep",
@@ -28,20 +28,6 @@ __all__ = [
     "check_fits",
     "report_and_check",
 ]
-
-
-class StreamedStep(ShardedStep):
-    """The data-parallel step reading its rows from host memory maps, one copy per step."""
-
-    name = "generic (streamed)"
-
-    def __init__(self, world, model, optimizer, source, T, *args, **kwargs):
-        super().__init__(world, model, optimizer, None, T, *args, **kwargs)
-        self.source = source  # host (N, H*W) uint8, e.g. a Subset of Shards
-
-    def _gather(self, samples, rows: slice, slot: int = 0):
-        # the same rows as ``samples``, read on the host
-        return self.backend.put(self.source[self.plan.order[rows]])
 
 
 def megabytes(n: int) -> str:

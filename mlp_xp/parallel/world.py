@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from ..errors import MlpXpError
+from .errors import AgreedError, DistributedError
 
 __all__ = [
     "World",
@@ -43,15 +43,6 @@ LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS"
 
 #: Seconds a rank that ends the job waits between printing why and ``MPI_Abort``.
 ABORT_GRACE = 0.5
-
-
-class DistributedError(MlpXpError, RuntimeError):
-    """A data-parallel run cannot start or go on (no MPI, ranks that disagree, a lost rank)."""
-
-
-class AgreedError(DistributedError):
-    """A refusal every rank reaches together, from values they all gathered: the job ends
-    in order, rank 0 saying why in one line (no rank is left waiting, nothing to abort)."""
 
 
 def launched_size() -> int | None:

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..backend import get_backend
+from ..backends import get_backend
 from ..constraints import validate
 from ..errors import ConfigError, DataError
 from ..model import MLP

@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..arrays import ArrayLike
-from ..backend import Backend
+from ..backends import Backend
 from ..errors import DataError
 from ..model import MLP
 from ._base import BaseMLP

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from ..arrays import locate
-from ..backend import Backend, get_backend
+from ..backends import Backend, get_backend
 from ..errors import DataError
 
 __all__ = ["on_a_device", "backend_for", "device_rows", "host_targets"]

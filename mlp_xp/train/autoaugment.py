@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backends import get_backend
 from ..constraints import validate
 from ..data.digits import Digits, stratified_split
 from ..data.known import DIGIT_AUGMENT, identify

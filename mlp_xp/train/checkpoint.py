@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backend import Backend
+from ..backends import Backend
 from ..checkpoint import build_model, param_arrays, read_file, write_file
 from ..errors import MlpXpError, ModelFileError
 from .config import TrainConfig

@@ -30,9 +30,9 @@ def _ours(name: str) -> bool:
 
 def _forget_gpu_state() -> None:
     """Drop what mlp_xp cached about the GPU (the probe, fast-step verdicts)."""
-    from mlp_xp import backend
+    from mlp_xp.backends import gpu_probe
 
-    backend.gpu_probe.cache_clear()
+    gpu_probe.cache_clear()
     check = sys.modules.get("mlp_xp.gpu.check")
     if check is not None:
         check.VERDICTS.clear()

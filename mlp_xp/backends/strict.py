@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, _cpu_label
-from .errors import DeviceError
+from ..errors import DeviceError
+from ._base import Backend, cpu_label
 
 __all__ = ["StrictBackend"]
 
@@ -38,7 +38,7 @@ class StrictBackend(Backend):
             )
         self.array_device = devices[device] if device else info.default_device()
         label = f", {device}" if device else ""
-        super().__init__(xp, f"cpu ({_cpu_label()}), array-api-strict{label}")
+        super().__init__(xp, f"cpu ({cpu_label()}), array-api-strict{label}")
 
     @property
     def key(self) -> tuple:

@@ -1,0 +1,163 @@
+"""Array backends: which array module (``xp``) the math runs on, and where.
+
+The front door (Chainer's shape): :func:`get_backend` chooses, :func:`device` makes a
+device the default inside a block, :func:`available_backends` lists what this process
+finds. The base class is in ``_base``; one module per library (``numpy``, ``cupy``,
+``strict``); only ``cupy`` imports CuPy, lazily: ``import mlp_xp`` never loads it.
+
+A :class:`Backend` owns the array module ``xp``, the host->device and
+device->host transfers, ``synchronize()`` for honest timing, and a memory
+reading. Three exist:
+
+``numpy``            the CPU (always available)
+``cupy``             one CUDA GPU through CuPy (``pip install mlp-xp[gpu]``): ``gpu`` is
+                     GPU 0, ``gpu:N`` (or ``cuda:N``) GPU N
+``array_api_strict`` the Array API reference namespace, on the CPU; used by the
+                     tests to prove the math touches nothing NumPy-only (and, on its
+                     simulated devices, that it creates every array on its device)
+
+CuPy makes new arrays on the *current* device, so a backend's device is made current
+around the work done on it: ``with backend.scope():`` (the model, the optimizers and the
+training loop enter it themselves). Nothing lands on GPU 0 when GPU 1 was asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from ..devices import GpuProbe, parse_device
+from ..errors import DeviceError
+from ..scope import scoped_device, scoped_to
+from ._base import Backend, array_kind
+from .cupy import CupyBackend, device_error_for, gpu_probe
+from .numpy import NumpyBackend
+
+__all__ = [
+    "Backend",
+    "NumpyBackend",
+    "CupyBackend",
+    "GpuProbe",
+    "get_backend",
+    "gpu_probe",
+    "device_error_for",
+    "device",
+    "array_kind",
+    "gpu_devices",
+    "available_backends",
+]
+
+ENV_VAR = "MLP_XP_DEVICE"
+
+
+def get_backend(spec: str | Backend | None = None) -> Backend:
+    """Choose the array backend.
+
+    Parameters
+    ----------
+    spec : {"auto", "cpu", "gpu", "gpu:N", "cuda:N", "array-api-strict"} or Backend, optional
+        ``None`` and ``auto`` are the device of the innermost ``with mlp_xp.device(...)``
+        block (:func:`mlp_xp.device`) where there is one. Otherwise ``None`` is the
+        ``MLP_XP_DEVICE`` environment variable, else ``auto``, which picks CuPy on GPU 0
+        when it passes the probe, else NumPy, and records why in ``backend.note``.
+        ``gpu`` is ``gpu:0``; ``gpu:N`` without a usable GPU N raises
+        :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
+
+    Returns
+    -------
+    Backend
+    """
+    if isinstance(spec, Backend):
+        return spec
+    scoped = scoped_device()
+    if scoped is not None and (spec is None or str(spec).strip().lower() == "auto"):
+        return scoped
+    if spec is None:
+        spec = os.environ.get(ENV_VAR, "").strip() or "auto"
+    device = parse_device(spec)
+    if device.kind == "cpu":
+        return NumpyBackend()
+    if device.kind == "strict":
+        try:
+            from .strict import StrictBackend  # the reference namespace, imported on demand
+
+            return StrictBackend(device.name)
+        except ImportError as exc:
+            raise DeviceError(
+                "array-api-strict is not installed (pip install array-api-strict)"
+            ) from exc
+    probe = gpu_probe(device.index)
+    if device.kind == "gpu":
+        if not probe.ok:
+            name = f"GPU {device.index}" if device.index else "GPU"
+            raise DeviceError(f"no usable {name}: {probe.reason}; {probe.fix}, or use --device cpu")
+        return CupyBackend(probe)
+    if probe.ok:
+        return CupyBackend(probe)
+    return NumpyBackend(note=f"{probe.reason}, so the CPU is used")
+
+
+@contextlib.contextmanager
+def device(spec: str | Backend) -> Iterator[Backend]:
+    """Make ``spec`` the default device inside a ``with`` block; yields its backend.
+
+    ``spec`` is anything :func:`~mlp_xp.get_backend` accepts (``"cpu"``, ``"gpu"``,
+    ``"gpu:1"``, ``"auto"``, a :class:`~mlp_xp.Backend`). It is looked up when the block
+    starts, so an unusable GPU fails there with :class:`~mlp_xp.errors.DeviceError`.
+
+    Examples
+    --------
+    >>> import mlp_xp
+    >>> with mlp_xp.device("cpu"):
+    ...     model = mlp_xp.MLP(4, (3,), 2)
+    >>> model.device
+    'cpu'
+    """
+    backend = get_backend(spec)
+    with scoped_to(backend):
+        yield backend
+
+
+def gpu_devices() -> list[dict]:
+    """Every visible GPU: index, name, memory, compute capability, and whether it works."""
+    first = gpu_probe(0)
+    count = first.device_count
+    if not first.ok and count == 0:
+        return []
+    rows = []
+    for index in range(count):
+        probe = gpu_probe(index)
+        rows.append(
+            {
+                "backend": "cupy",
+                "kind": "gpu",
+                "device": f"gpu:{index}",
+                "name": probe.device_name,
+                "memory_bytes": probe.memory_bytes,
+                "compute_capability": probe.compute_capability,
+                "available": probe.ok,
+                "reason": "" if probe.ok else f"{probe.reason}; {probe.fix}",
+            }
+        )
+    return rows
+
+
+def available_backends() -> list[dict]:
+    """Every backend this process could use (the CPU, then each GPU), with reasons."""
+    rows = [dict(NumpyBackend().describe(), available=True, reason="")]
+    gpus = gpu_devices()
+    if gpus:
+        rows.extend(gpus)
+    else:
+        probe = gpu_probe(0)
+        rows.append(
+            {
+                "backend": "cupy",
+                "kind": "gpu",
+                "device": "",
+                "available": False,
+                "reason": f"{probe.reason}; {probe.fix}",
+            }
+        )
+    return rows
