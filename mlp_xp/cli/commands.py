@@ -18,8 +18,8 @@ from ..data import (
     blank_images,
     load_array_file,
     load_digits,
+    recorded_split,
     scale_images,
-    stratified_split,
     task_targets,
 )
 from ..devices import parse_device
@@ -68,9 +68,7 @@ def cmd_evaluate(args) -> int:
         idx = np.arange(len(digits))
     else:
         digits = load_digits(source, "train", image_shape=(28, 28))
-        train_idx, val_idx = stratified_split(
-            digits.labels, info.get("val_fraction", 0.2), info.get("split_seed", 0)
-        )
+        train_idx, val_idx = recorded_split(digits.labels, info)
         idx = train_idx if args.split == "train" else val_idx
     targets = task_targets(digits.labels, model.task, info.get("positive"))
     normalization = Normalization.from_meta(model.meta.get("normalization"))
@@ -240,9 +238,7 @@ def cmd_plot(args) -> int:
         data = info.get("data") or {}
         if model.task == "classify":
             digits = load_digits(data.get("source", "mnist-5k"), "train", image_shape=(28, 28))
-            _, val_idx = stratified_split(
-                digits.labels, data.get("val_fraction", 0.2), data.get("split_seed", 0)
-            )
+            _, val_idx = recorded_split(digits.labels, data)
             normalization = Normalization.from_meta(model.meta.get("normalization"))
             X = backend.put(normalization.apply(digits.images[val_idx], model.dtype))
             probs = backend.get(model.predict_proba(X)).astype(np.float64)

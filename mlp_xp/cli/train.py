@@ -8,27 +8,25 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from ..backends import get_backend
 from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
-from ..data import DIGITS, Normalization, load_digits, stratified_split, task_targets
+from ..data import load_digits, recorded_split, task_targets
 from ..data.shards import Subset
-from ..errors import ConfigError, DivergenceError, ModelFileError
+from ..errors import DivergenceError
 from ..fileio import atomic_write_text, check_writable
 from ..model import MLP
 from ..parallel.stream import report_and_check
-from ..train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
-from ..train.autoaugment import AugmentChoice, choose_augment
+from ..train import Trainer, save_checkpoint
+from ..train.autoaugment import choose_augment
 from . import resume
-from .console import EXIT_INTERRUPTED, data_source, emit_json, log_stream, resolve
+from .console import EXIT_INTERRUPTED, emit_json, log_stream
 from .progress import EpochLog, ProgressBar, RunLog
+from .spec import RunSpec, from_checkpoint, from_flags
 
 __all__ = ["cmd_train"]
-
-N_OUTPUTS = {"classify": 10, "binary": 1, "regress": 1}
 
 
 def _progress_callbacks(args, log) -> list:
@@ -126,11 +124,6 @@ def _calibrate(model: MLP, X, y, run_dir, log) -> dict:
     return record
 
 
-def _as_run(augment: str) -> dict:
-    """The record of a checkpoint written before runs recorded their augmentation."""
-    return {"augment": augment, "requested": augment, "dataset": None, "reason": "as recorded"}
-
-
 def _report_resume(trainer: Trainer, source, planned: int, out, run_dir, log) -> None:
     """Say where the resumed run goes on, how it was extended, and where it writes."""
     print(f"resumed from {source} at epoch {trainer.epoch + 1}, step {trainer.step}", file=log)
@@ -164,7 +157,42 @@ def cmd_train(args) -> int:
 def _train(args, world) -> int:
     """The command, as one process or as one rank of ``world`` (only rank 0 writes)."""
     root = world is None or world.is_root
-    log: Any = log_stream(args)  # a text stream, or Silent on ranks that do not print
+    log, backend = _device(args, world, root)
+    spec = from_checkpoint(args, backend) if args.resume else from_flags(args, backend)
+    for path in (spec.out, spec.checkpoint_path) if root else ():  # somewhere to go first
+        check_writable(path)
+    trainer, held_out = _build(spec, args, backend, world, log)
+    meta = _meta(spec, trainer, backend)
+    if spec.run_dir is not None and root:
+        trainer.callbacks.append(RunLog(spec.run_dir, _run_record(spec, meta)))
+    try:
+        with stop_on_signals(trainer):
+            history = trainer.run()
+    except DivergenceError:
+        if root:
+            save_model(spec.out, spec.model, **meta)
+        print(f"saved the last good parameters to {spec.out}", file=log)
+        raise
+    if trainer.interrupted:
+        return _interrupted(spec, trainer, meta, root)
+    meta["training"]["history"] = history.as_dict()
+    final = trainer.evaluate_held_out()
+    if not root:
+        return 0
+    if spec.model.task == "classify":  # on the whole held-out split, whatever the ranks
+        X_val, y_val = backend.put(held_out)
+        meta["calibration"] = _calibrate(spec.model, X_val, y_val, spec.run_dir, log)
+        final["ece"] = meta["calibration"]["ece_after"]  # at the temperature saved
+    save_model(spec.out, spec.model, **meta)
+    _report(spec, final, log)
+    if args.json:
+        emit_json(_summary(spec, trainer, history, final, meta))
+    return 0
+
+
+def _device(args, world, root: bool) -> tuple[Any, Any]:
+    """The log stream (silent on ranks that do not print) and the backend, said in a line."""
+    log: Any = log_stream(args)
     device = args.device
     if world is not None:
         from ..parallel.launch import Silent, device_for
@@ -172,175 +200,93 @@ def _train(args, world) -> int:
         log = log if root else Silent()
         device = device_for(device, world)
     backend = get_backend(device)
+    note = f" ({backend.note})" if backend.note else ""
+    print(f"device: {backend.name} on {backend.device}{note}", file=log, flush=True)
+    return log, backend
+
+
+def _build(spec: RunSpec, args, backend, world, log) -> tuple[Trainer, tuple]:
+    """Read the data (raw IDX files memory-mapped), split it, decide ``--augment auto``,
+    and make the trainer; returns it and the held-out split (normalized, on the host)."""
+    model, norm = spec.model, spec.normalization
+    digits = load_digits(spec.data["source"], image_shape=(28, 28), mapped=True)
+    targets = task_targets(digits.labels, spec.data["task"], spec.data["positive"])
+    train_idx, val_idx = recorded_split(digits.labels, spec.data)
+    report_and_check(log, len(train_idx), model.n_outputs, spec.config.batch_size, backend,
+                     args.stream)  # fmt: skip
+    if spec.choice is None:  # from the data: a fingerprint, or a look at a sample of its images
+        spec.choice = choose_augment(args.augment, digits)
+        spec.config = dataclasses.replace(spec.config, augment=spec.choice.augment)
+    # uint8 pixels on the device, scaled per batch (with --stream, left in their memory
+    # maps), except for the GPU fast step, which gathers float inputs
+    fast = _fast_step_possible(args, backend, world)
+    images = Subset(digits.images, train_idx) if args.stream else digits.images[train_idx]
+    images = norm.apply(images, model.dtype) if fast else images
+    held_out = (norm.apply(digits.images[val_idx], model.dtype), targets[val_idx])
+    callbacks = _progress_callbacks(args, log) if world is None or world.is_root else []
+    trainer = _make_trainer(world, args, model, images, targets[train_idx], *held_out,
+                            spec.config, callbacks=callbacks,
+                            pixels=None if fast else norm)  # fmt: skip
+    if spec.checkpoint is not None:
+        trainer.restore(spec.checkpoint.optimizer, spec.checkpoint.state)
+        planned = trainer.config.epochs
+        if spec.extend_to is not None:
+            trainer.extend(spec.extend_to)
+        _report_resume(trainer, args.resume, planned, spec.out, spec.run_dir, log)
+    print(spec.choice.line(), file=log, flush=True)
     print(
-        f"device: {backend.name} on {backend.device}"
-        + (f" ({backend.note})" if backend.note else ""),
+        f"network {'-'.join(map(str, model.layer_sizes))} ({model.n_params:,} parameters), "
+        f"{len(train_idx)} training / {len(val_idx)} held-out digits from {digits.source}",
         file=log,
         flush=True,
     )
-    checkpoint, extend_to, choice = None, None, None
-    if args.resume:
-        resume_from = resolve(args.resume)
-        checkpoint = load_checkpoint(resume_from, backend)
-        model, config = checkpoint.model, checkpoint.config
-        config.gpu_step = args.gpu_step  # how this device steps, like --device: ours to choose
-        data_info = model.meta.get("data")
-        if not isinstance(data_info, dict):
-            raise ModelFileError(
-                f"{resume_from}: the checkpoint does not record its data (it was not written "
-                "by mlp-xp train); resume it from Python with Trainer.restore"
-            )
-        extend_to = resume.check_flags(args, checkpoint, data_info)
-        out, run_dir = resume.outputs(args, resume_from, model.meta.pop("outputs", None))
-        normalization = Normalization.from_meta(model.meta.get("normalization"))
-        choice = AugmentChoice(**model.meta.get("augmentation", _as_run(config.augment)))
-    else:
-        run_dir = resolve(args.run_dir) if args.run_dir else None
-        out = (
-            resolve(args.out)
-            if args.out
-            else (run_dir / "model.npz" if run_dir else Path("model.npz"))
-        )
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            momentum=args.momentum,
-            seed=args.seed,
-            schedule=args.schedule,
-            warmup_epochs=args.warmup,
-            augment=args.augment,  # "auto" is decided below, from the data
-            dropout=args.dropout,
-            ema=args.ema,
-            patience=args.patience,
-            gpu_step=args.gpu_step,
-        ).validate()
-        model = MLP(
-            784,
-            args.hidden,
-            N_OUTPUTS[args.task],
-            activation=args.activation,
-            task=args.task,
-            l2=args.l2,
-            backend=backend,
-            dtype=args.dtype,
-            seed=args.seed,
-        )
-        if args.positive is not None and args.task != "binary":
-            raise ConfigError(f"--positive applies to --task binary only, got --task {args.task}")
-        data_info = {
-            "source": data_source(args.data),
-            "val_fraction": args.val_fraction,
-            "split_seed": args.seed,
-            "task": args.task,
-            "positive": args.positive,
-        }
-        normalization = DIGITS
-    ckpt_path = (run_dir / "checkpoint.npz") if run_dir else out.with_suffix(".ckpt.npz")
-    for path in (out, ckpt_path) if root else ():  # somewhere to go before it starts
-        check_writable(path)
-    # uncompressed IDX files memory-mapped
-    digits = load_digits(data_info["source"], image_shape=(28, 28), mapped=True)
-    targets = task_targets(digits.labels, data_info["task"], data_info["positive"])
-    train_idx, val_idx = stratified_split(
-        digits.labels, data_info["val_fraction"], data_info["split_seed"]
-    )
-    callbacks = _progress_callbacks(args, log) if root else []
-    # the training images go to the device as uint8 pixels, scaled per batch (or, with
-    # --stream, stay in their memory maps); the held-out split is normalized here
-    stream = args.stream
-    report_and_check(log, len(train_idx), model.n_outputs, config.batch_size, backend, stream)
-    if choice is None:  # from the data: a fingerprint, or a look at a sample of its images
-        choice = choose_augment(args.augment, digits)
-        config = dataclasses.replace(config, augment=choice.augment)
-    images = Subset(digits.images, train_idx) if stream else digits.images[train_idx]
-    if _fast_step_possible(args, backend, world):
-        images = normalization.apply(images, model.dtype)
-    held_out = (normalization.apply(digits.images[val_idx], model.dtype), targets[val_idx])
-    trainer = _make_trainer(
-        world,
-        args,
-        model,
-        images,
-        targets[train_idx],
-        *held_out,
-        config,
-        callbacks=callbacks,
-        # uint8 pixels on the device, except for the GPU fast step (it gathers float inputs)
-        pixels=None if _fast_step_possible(args, backend, world) else normalization,
-    )
-    source = digits.source
-    del digits
-    if checkpoint is not None:
-        trainer.restore(checkpoint.optimizer, checkpoint.state)
-        planned = trainer.config.epochs
-        if extend_to is not None:
-            trainer.extend(extend_to)
-        _report_resume(trainer, args.resume, planned, out, run_dir, log)
-    optimizer = {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr}
-    print(choice.line(), file=log, flush=True)
-    meta = {
-        "normalization": normalization.to_meta(),
-        "data": data_info,
-        "augmentation": choice.to_meta(),
+    return trainer, held_out
+
+
+def _meta(spec: RunSpec, trainer: Trainer, backend) -> dict:
+    """What the model file (and a checkpoint) records of the run."""
+    assert spec.choice is not None  # decided in _build
+    return {
+        "normalization": spec.normalization.to_meta(),
+        "data": spec.data,
+        "augmentation": spec.choice.to_meta(),
         "training": {
             "config": trainer.config.as_dict(),
-            "optimizer": optimizer,
+            "optimizer": {**trainer.optimizer.hyperparameters(), "lr": trainer.base_lr},
             "backend": backend.name,
             "device": backend.device,
         },
     }
-    if run_dir is not None and root:
-        trainer.callbacks.append(
-            RunLog(
-                run_dir,
-                {
-                    "model": str(out.resolve()),
-                    "data": data_info,
-                    "augmentation": choice.to_meta(),
-                    "optimizer": optimizer,
-                    "backend": backend.name,
-                    "device": backend.device,
-                },
-            )
-        )
-    print(
-        f"network {'-'.join(map(str, model.layer_sizes))} ({model.n_params:,} parameters), "
-        f"{len(train_idx)} training / {len(val_idx)} held-out digits from {source}",
-        file=log,
-        flush=True,
-    )
-    try:
-        with stop_on_signals(trainer):
-            history = trainer.run()
-    except DivergenceError:
-        if root:
-            save_model(out, model, **meta)
-        print(f"saved the last good parameters to {out}", file=log)
-        raise
-    if trainer.interrupted and not root:
-        return EXIT_INTERRUPTED
-    if trainer.interrupted:
-        save_checkpoint(
-            ckpt_path, trainer, **meta, outputs=resume.outputs_record(ckpt_path, out, run_dir)
-        )
+
+
+def _run_record(spec: RunSpec, meta: dict) -> dict:
+    """The run folder's record of the run (``history.json``'s header)."""
+    training = meta["training"]
+    return {
+        "model": str(spec.out.resolve()),
+        "data": meta["data"],
+        "augmentation": meta["augmentation"],
+        **{key: training[key] for key in ("optimizer", "backend", "device")},
+    }
+
+
+def _interrupted(spec: RunSpec, trainer: Trainer, meta: dict, root: bool) -> int:
+    """Ctrl-C or SIGTERM: rank 0 saves a checkpoint and says how to go on; exit 130."""
+    if root:
+        path = spec.checkpoint_path
+        outputs = resume.outputs_record(path, spec.out, spec.run_dir)
+        save_checkpoint(path, trainer, **meta, outputs=outputs)
         print(
             f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
-            f"saved to {ckpt_path}; continue with: mlp-xp train --resume {ckpt_path}",
+            f"saved to {path}; continue with: mlp-xp train --resume {path}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
-    meta["training"]["history"] = history.as_dict()
-    final = trainer.evaluate_held_out()
-    if not root:
-        return 0
-    if model.task == "classify":  # on the whole held-out split, whatever the ranks
-        X_val, y_val = backend.put(held_out)
-        meta["calibration"] = _calibrate(model, X_val, y_val, run_dir, log)
-        final["ece"] = meta["calibration"]["ece_after"]  # at the temperature saved
-    save_model(out, model, **meta)
-    if model.task == "regress":
+    return EXIT_INTERRUPTED
+
+
+def _report(spec: RunSpec, final: dict, log) -> None:
+    """The held-out figure and where the model went."""
+    if spec.model.task == "regress":
         print(f"held-out MSE: {final['mse']:.4f} ({final['samples']} digits)", file=log)
     else:
         ece = f", ECE {100 * final['ece']:.2f}%" if "ece" in final else ""
@@ -348,26 +294,27 @@ def _train(args, world) -> int:
             f"held-out accuracy: {100 * final['accuracy']:.2f}% ({final['samples']} digits){ece}",
             file=log,
         )
-    print(f"saved {out}", file=log)
-    if args.json:
-        emit_json(
-            {
-                "backend": backend.name,
-                "device": backend.device,
-                "augment": choice.to_meta(),
-                "gpu_step": trainer.runner.name if trainer.runner is not None else None,
-                "optimizer": optimizer,
-                "epochs": len(history.epoch),
-                "epoch_seconds": history.seconds,
-                "train_loss": history.train_loss,
-                "val_loss": history.val_loss,
-                "val_accuracy": final.get("accuracy"),
-                "val_mse": final.get("mse"),
-                "val_ece": final.get("ece"),
-                "calibration": meta.get("calibration"),
-                "best_epoch": history.best_epoch,
-                "stopped_early": history.stopped_early,
-                "model": str(out),
-            }
-        )
-    return 0
+    print(f"saved {spec.out}", file=log)
+
+
+def _summary(spec: RunSpec, trainer: Trainer, history, final: dict, meta: dict) -> dict:
+    """``--json``'s last line."""
+    training = meta["training"]
+    return {
+        "backend": training["backend"],
+        "device": training["device"],
+        "augment": meta["augmentation"],
+        "gpu_step": trainer.runner.name if trainer.runner is not None else None,
+        "optimizer": training["optimizer"],
+        "epochs": len(history.epoch),
+        "epoch_seconds": history.seconds,
+        "train_loss": history.train_loss,
+        "val_loss": history.val_loss,
+        "val_accuracy": final.get("accuracy"),
+        "val_mse": final.get("mse"),
+        "val_ece": final.get("ece"),
+        "calibration": meta.get("calibration"),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "model": str(spec.out),
+    }

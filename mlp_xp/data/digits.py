@@ -21,6 +21,7 @@ __all__ = [
     "validate_digits",
     "validate_labels",
     "stratified_split",
+    "recorded_split",
     "stratified_folds",
     "task_targets",
     "N_CLASSES",
@@ -188,6 +189,14 @@ def stratified_split(
             f"{labels.size} samples are too few for a {val_fraction:.0%} validation split"
         )
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def recorded_split(labels: np.ndarray, record: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The (training, held-out) split a run recorded in its model file's ``data`` entry
+    (``val_fraction``, ``split_seed``; 0.2 and 0 when not recorded): the one place
+    ``train``, ``evaluate`` and ``plot`` make it."""
+    record = record or {}
+    return stratified_split(labels, record.get("val_fraction", 0.2), record.get("split_seed", 0))
 
 
 def stratified_folds(labels: np.ndarray, k: int = 5, seed: int = 0) -> list[np.ndarray]:
