@@ -68,7 +68,6 @@ def checked(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
     p = _Parser(
         prog="mlp-xp",
         description="A from-scratch MLP for handwritten digits, "
@@ -77,24 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mlp-xp {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for add in (_devices, _train, _evaluate, _predict, _bench, _others):
+        add(sub)
+    return p
 
-    def calibration_arg(q) -> None:
-        q.add_argument(
-            "--no-calibration",
-            action="store_true",
-            help="probabilities at temperature 1, not the one train fitted on its held-out split",
-        )
 
-    def device_arg(q):
-        q.add_argument(
-            "--device",
-            default=None,
-            help="auto (default; or $MLP_XP_DEVICE), cpu, gpu (GPU 0) or gpu:N (cuda:N)",
-        )
+def calibration_arg(q) -> None:
+    q.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="probabilities at temperature 1, not the one train fitted on its held-out split",
+    )
 
+
+def device_arg(q):
+    q.add_argument(
+        "--device",
+        default=None,
+        help="auto (default; or $MLP_XP_DEVICE), cpu, gpu (GPU 0) or gpu:N (cuda:N)",
+    )
+
+
+def _devices(sub) -> None:
     q = sub.add_parser("devices", help="list the devices this machine can train on")
     q.add_argument("--json", action="store_true")
 
+
+def _train(sub) -> None:
     q = sub.add_parser(
         "train", help="train a network (defaults: 784-300-100-10 on the embedded digits)"
     )
@@ -120,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "see --positive) or linear+squared error on the digit's value",
     )
     checked(q, "--positive", None, "for --task binary: the digit that is the positive class")
+    _recipe(q)
+    _run_options(q)
+
+
+def _recipe(q) -> None:
+    """The training recipe's flags (defaults: :class:`~mlp_xp.TrainConfig`)."""
+    d = TrainConfig()
     q.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     checked(
         q, "--momentum", d.momentum, "heavy-ball momentum (default: none for sgd, 0.9 for momentum)"
@@ -141,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         default=d.augment,
         choices=AUGMENTATIONS,
-        help="auto (default): digit distortions for handwriting recognised by name or "
-        "published checksum, the field's own for other known sets, none for unknown data",
+        help="auto (default): decided from the data: the digit distortions for handwriting "
+        "(known by its pixels or files, or measured: pen strokes whose labels survive the "
+        "distortions), none for photographs of objects and anything else",
     )
     checked(q, "--dropout", d.dropout, "inverted-dropout rate on hidden layers (0 = off)")
     checked(
@@ -158,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checked(q, "--val-fraction", 0.2, "share of the data held out for validation (stratified)")
     checked(q, "--seed", d.seed)
+
+
+def _run_options(q) -> None:
+    """How and where a train run goes: the GPU step, outputs, ranks, logging."""
+    d = TrainConfig()
     checked(
         q,
         "--gpu-step",
@@ -200,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     q.add_argument("--json", action="store_true")
 
+
+def _evaluate(sub) -> None:
     q = sub.add_parser("evaluate", help="accuracy, loss and calibration error of a saved model")
     q.add_argument("model")
     q.add_argument("--data", default=None, help="default: the data the model was trained on")
@@ -208,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_arg(q)
     q.add_argument("--json", action="store_true")
 
+
+def _predict(sub) -> None:
     q = sub.add_parser("predict", help="recognise digits in IDX, .npy or image files")
     q.add_argument("model")
     q.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -215,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_arg(q)
     q.add_argument("--json", action="store_true")
 
+
+def _bench(sub) -> None:
     q = sub.add_parser("bench", help="time training on each device and batch size")
     q.add_argument(
         "--devices",
@@ -243,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", default=None, metavar="FILE.png")
     q.add_argument("--json", action="store_true")
 
+
+def _others(sub) -> None:
+    """plot, download, export and perceptron."""
     q = sub.add_parser(
         "plot",
         help="learning curves, confusion matrix, worst digits and "
@@ -277,4 +307,3 @@ def build_parser() -> argparse.ArgumentParser:
     checked(q, "--lr", 1.0, "the perceptron's step eta")
     device_arg(q)
     q.add_argument("--json", action="store_true")
-    return p
