@@ -53,6 +53,88 @@ def _onnx() -> Any:
     return onnx
 
 
+class _Graph:
+    """The nodes and initializers of the graph being built."""
+
+    def __init__(self, params: dict, dtype: str):
+        from onnx import numpy_helper
+
+        self.to_tensor, self.dtype = numpy_helper.from_array, dtype
+        self.nodes: list = []
+        self.inits = [self.to_tensor(a, k) for k, a in params.items()]
+
+    def node(self, op: str, inputs: list, output: str, **attrs: Any) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def const(self, values: Any, key: str, dtype: Any = np.int64) -> str:
+        if key not in {t.name for t in self.inits}:
+            self.inits.append(self.to_tensor(np.asarray(values, dtype=dtype), key))
+        return key
+
+
+def _layers(g: _Graph, model: MLP) -> str:
+    """The affine layers and hidden activations; returns the logits' name."""
+    h, last = "input", len(model.layers)
+    for i, layer in enumerate(model.layers, start=1):
+        h = g.node("Gemm", [h, f"W{i}", f"b{i}"], f"a{i}")
+        activation = model.activations[i - 1] if i < last else None
+        if layer.kind == "maxout":
+            shape = g.const([-1, layer.n_out, layer.pieces], f"maxout_shape{i}")
+            pieces = g.node("Reshape", [h, shape], f"pieces{i}")
+            h = g.node("ReduceMax", [pieces], f"h{i}", axes=[2], keepdims=0)
+        elif activation == "softplus" and model.dtype == "float64":
+            # ONNX Runtime has no float64 Softplus kernel: max(a, 0) + ln(1 + e^-|a|)
+            neg = g.node("Neg", [g.node("Abs", [h], f"abs{i}")], f"neg{i}")
+            e = g.node("Exp", [neg], f"exp{i}")
+            one = g.const([1], "one", model.dtype)
+            log = g.node("Log", [g.node("Add", [e, one], f"plus1_{i}")], f"log{i}")
+            h = g.node("Add", [g.node("Relu", [h], f"relu{i}"), log], f"h{i}")
+        elif activation in _ACTIVATION_OPS:
+            h = g.node(_ACTIVATION_OPS[activation], [h], f"h{i}")
+    return h
+
+
+def _head(g: _Graph, model: MLP, h: str) -> list:
+    """The task's outputs (probabilities or values, and labels); returns their value infos."""
+    from onnx import TensorProto, helper
+
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(model.dtype))
+    outputs = [helper.make_tensor_value_info("output", elem, ["N", model.n_outputs])]
+    if model.task == "classify":
+        scaled = h  # the calibration temperature train fitted, as predict uses it
+        if model.temperature != 1.0:
+            t = g.const([model.temperature], "temperature", model.dtype)
+            scaled = g.node("Div", [h, t], "z")
+        g.node("Softmax", [scaled], "output", axis=1)
+        g.node("ArgMax", [h], "label", axis=1, keepdims=0)
+    elif model.task == "binary":
+        g.node("Sigmoid", [h], "output")
+        z = g.node("Reshape", [h, g.const([-1], "flat")], "z")
+        positive = g.node("Greater", [z, g.const([0], "zero", model.dtype)], "gt")
+        g.node("Cast", [positive], "label", to=TensorProto.INT64)
+    else:
+        g.node("Identity", [h], "output")
+    if model.task != "regress":
+        outputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]))
+    return outputs
+
+
+def _network(model: Any) -> tuple[MLP, dict]:
+    """The MLP to export and the metadata an estimator adds (its ``classes_``)."""
+    extra: dict = {}
+    if not isinstance(model, MLP):
+        classes = getattr(model, "classes_", None)
+        if classes is not None:
+            extra["mlp_xp.classes"] = json.dumps(np.asarray(classes).tolist())
+        model = getattr(model, "model_", model)
+    if not isinstance(model, MLP):
+        raise ConfigError(f"export needs an mlp_xp MLP or fitted estimator, got {type(model)}")
+    return model, extra
+
+
 def to_onnx(model: MLP, *, name: str = "mlp_xp") -> Any:
     """The network as a checked :class:`onnx.ModelProto` (see the module docstring).
 
@@ -65,77 +147,24 @@ def to_onnx(model: MLP, *, name: str = "mlp_xp") -> Any:
         The graph's name.
     """
     onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
-    extra: dict = {}
-    if not isinstance(model, MLP):
-        classes = getattr(model, "classes_", None)
-        if classes is not None:
-            extra["mlp_xp.classes"] = json.dumps(np.asarray(classes).tolist())
-        model = getattr(model, "model_", model)
-    if not isinstance(model, MLP):
-        raise ConfigError(f"export needs an mlp_xp MLP or fitted estimator, got {type(model)}")
+    model, extra = _network(model)
     params = model.params_numpy()
     if sum(a.nbytes for a in params.values()) > _MAX_BYTES:
         raise ConfigError("the network's weights exceed the 2 GiB an ONNX file can hold")
+    g = _Graph(params, model.dtype)
+    outputs = _head(g, model, _layers(g, model))
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(model.dtype))
-    nodes, inits = [], [numpy_helper.from_array(a, k) for k, a in params.items()]
-
-    def node(op: str, inputs: list, output: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
-
-    def const(values: Any, key: str, dtype: Any = np.int64) -> str:
-        if key not in {t.name for t in inits}:
-            inits.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), key))
-        return key
-
-    h, last = "input", len(model.layers)
-    for i, layer in enumerate(model.layers, start=1):
-        h = node("Gemm", [h, f"W{i}", f"b{i}"], f"a{i}")
-        if layer.kind == "maxout":
-            shape = const([-1, layer.n_out, layer.pieces], f"maxout_shape{i}")
-            pieces = node("Reshape", [h, shape], f"pieces{i}")
-            h = node("ReduceMax", [pieces], f"h{i}", axes=[2], keepdims=0)
-        elif i < last and model.activations[i - 1] == "softplus" and model.dtype == "float64":
-            # ONNX Runtime has no float64 Softplus kernel: max(a, 0) + ln(1 + e^-|a|)
-            e = node("Exp", [node("Neg", [node("Abs", [h], f"abs{i}")], f"neg{i}")], f"exp{i}")
-            one = const([1], "one", model.dtype)
-            log = node("Log", [node("Add", [e, one], f"plus1_{i}")], f"log{i}")
-            h = node("Add", [node("Relu", [h], f"relu{i}"), log], f"h{i}")
-        elif i < last and model.activations[i - 1] in _ACTIVATION_OPS:
-            h = node(_ACTIVATION_OPS[model.activations[i - 1]], [h], f"h{i}")
-    n, k = "N", model.n_outputs
-    outputs = [helper.make_tensor_value_info("output", elem, [n, k])]
-    if model.task == "classify":
-        scaled = h  # the calibration temperature train fitted, as predict uses it
-        if model.temperature != 1.0:
-            scaled = node("Div", [h, const([model.temperature], "temperature", model.dtype)], "z")
-        node("Softmax", [scaled], "output", axis=1)
-        node("ArgMax", [h], "label", axis=1, keepdims=0)
-    elif model.task == "binary":
-        node("Sigmoid", [h], "output")
-        z = node("Reshape", [h, const([-1], "flat")], "z")
-        positive = node("Greater", [z, const([0], "zero", model.dtype)], "gt")
-        node("Cast", [positive], "label", to=TensorProto.INT64)
-    else:
-        node("Identity", [h], "output")
-    if model.task != "regress":
-        outputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, [n]))
-    graph = helper.make_graph(
-        nodes,
-        name,
-        [helper.make_tensor_value_info("input", elem, [n, model.n_inputs])],
-        outputs,
-        inits,
-    )
+    inputs = [helper.make_tensor_value_info("input", elem, ["N", model.n_inputs])]
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", OPSET)]
     proto = helper.make_model(
         graph,
         opset_imports=opsets,
         ir_version=helper.find_min_ir_version_for(opsets),
         producer_name="mlp_xp",
-        producer_version=_version(),
+        producer_version=__version__,
         doc_string=f"{model!r}; input: network inputs (normalised pixels)",
     )
     meta = {"mlp_xp.model": json.dumps(model.config()), **extra}
@@ -173,7 +202,3 @@ def export_onnx(model: MLP, path: str | os.PathLike, *, name: str = "mlp_xp") ->
     >>> ort.InferenceSession("model.onnx").run(None, {"input": x})  # doctest: +SKIP
     """
     return atomic_write_bytes(Path(path), to_onnx(model, name=name).SerializeToString())
-
-
-def _version() -> str:
-    return __version__
