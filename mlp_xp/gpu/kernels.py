@@ -52,7 +52,14 @@ class Kernels:
 
     def __init__(self, cp, model, optimizer, dropout: float = 0.0, image_shape=None):
         self.cp = cp
-        fuse = cp.fuse
+        self._layers(cp.fuse, model, dropout)
+        self._output_and_update(cp.fuse, optimizer)
+        if image_shape is not None:
+            self._augmentation(cp.fuse, *image_shape)
+
+    def _layers(self, fuse, model, dropout: float) -> None:
+        """Each hidden layer's forward (bias, activation, dropout) and backward kernel."""
+        cp = self.cp
         total = sum(h.units for h in model.hidden)
 
         scale = 1.0 / (1.0 - dropout) if dropout else 1.0
@@ -97,6 +104,11 @@ class Kernels:
         self.forward = [forward_kernel(act) for act in acts]
         self.backward = [backward_kernel(act) for act in acts]
 
+    def _output_and_update(self, fuse, optimizer) -> None:
+        """The output layer's bias and fused softmax cross-entropy, the step's
+        bookkeeping, the optimizer's update and the weights' average."""
+        cp = self.cp
+
         @fuse(kernel_name="mlp_xp_add_bias")
         def add_bias(z, b):
             z += b
@@ -133,8 +145,6 @@ class Kernels:
         self.average = average
         self.add_bias, self.exp_shifted = add_bias, exp_shifted
         self.softmax_xent, self.bookkeeping, self.update = softmax_xent, bookkeeping, update
-        if image_shape is not None:
-            self._augmentation(fuse, *image_shape)
 
     def _augmentation(self, fuse, height: int, width: int) -> None:
         cp = self.cp
