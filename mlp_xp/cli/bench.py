@@ -222,17 +222,7 @@ def run_bench(
     used raises :class:`~mlp_xp.errors.DeviceError`. By default: the CPU, and GPU 0 when
     it passes the probe (otherwise the reason is recorded under ``unavailable``).
     """
-    if data:
-        from ..data import load_digits, scale_images
-
-        digits = load_digits(data, image_shape=(28, 28))
-        X, y = scale_images(digits.images), digits.labels
-        source = f"{data} ({len(y)} digits)"
-    else:
-        rng = np.random.default_rng(0)
-        X = rng.random((samples, 784), dtype=np.float32)
-        y = rng.integers(0, 10, samples)
-        source = f"{samples} synthetic MNIST-shaped samples"
+    X, y, source = _bench_data(data, samples)
     sizes = [NETWORK[0], *NETWORK[1], NETWORK[2]]
     flops_per_epoch = training_flops(sizes) * len(y)
     out: dict[str, Any] = {
@@ -252,16 +242,34 @@ def run_bench(
         else:
             out["unavailable"]["gpu"] = f"{probe.reason}; {probe.fix}"
     for name in devices:
-        backend = get_backend(name)
-        rate = matmul_rate(backend)
-        out["devices"].append(
-            {"backend": backend.name, "device": backend.device, "matmul_gflops": rate}
-        )
-        log(f"{backend.name} on {backend.device}: large float32 matmul {rate:.1f} GFLOP/s")
-        for bs in batch_sizes:
-            r = time_training(backend, X, y, bs, repeats)
-            gflops = flops_per_epoch / r["epoch_seconds"] / 1e9
-            row = {
+        _bench_device(out, get_backend(name), X, y, batch_sizes, repeats, augment_cost, log)
+    out["speedup"], out["crossover_batch_size"] = _speedups(out["results"])
+    return out
+
+
+def _bench_data(data: str | None, samples: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The inputs timed: a data set's digits, or synthetic MNIST-shaped samples."""
+    if data:
+        from ..data import load_digits, scale_images
+
+        digits = load_digits(data, image_shape=(28, 28))
+        return scale_images(digits.images), digits.labels, f"{data} ({len(digits)} digits)"
+    rng = np.random.default_rng(0)
+    X = rng.random((samples, 784), dtype=np.float32)
+    return X, rng.integers(0, 10, samples), f"{samples} synthetic MNIST-shaped samples"
+
+
+def _bench_device(out: dict, backend, X, y, batch_sizes, repeats, augment_cost, log) -> None:
+    """One device's rows: each batch size's epoch, the augmentation cost, the counted step."""
+    rate = matmul_rate(backend)
+    out["devices"].append({"backend": backend.name, "device": backend.device,
+                           "matmul_gflops": rate})  # fmt: skip
+    log(f"{backend.name} on {backend.device}: large float32 matmul {rate:.1f} GFLOP/s")
+    for bs in batch_sizes:
+        r = time_training(backend, X, y, bs, repeats)
+        gflops = out["flops_per_epoch"] / r["epoch_seconds"] / 1e9
+        out["results"].append(
+            {
                 "backend": backend.name,
                 "device": backend.device,
                 "step": r["step"],
@@ -272,16 +280,13 @@ def run_bench(
                 "fraction_of_matmul": gflops / rate,
                 **{k: v for k, v in r.items() if k.endswith("bytes")},
             }
-            out["results"].append(row)
-            log(f"  batch {bs:>5d}: {r['epoch_seconds']:.3f} s/epoch")
-        if augment_cost:
-            cost = time_augmentation(backend, X, y, 128, repeats)
-            out.setdefault("augment_cost", []).append(cost)
-        counted = counted_steps(backend, X[:512], y[:512])
-        if counted is not None:
-            out.setdefault("counted", []).extend(dict(r, backend=backend.name) for r in counted)
-    out["speedup"], out["crossover_batch_size"] = _speedups(out["results"])
-    return out
+        )
+        log(f"  batch {bs:>5d}: {r['epoch_seconds']:.3f} s/epoch")
+    if augment_cost:
+        out.setdefault("augment_cost", []).append(time_augmentation(backend, X, y, 128, repeats))
+    counted = counted_steps(backend, X[:512], y[:512])
+    if counted is not None:
+        out.setdefault("counted", []).extend(dict(r, backend=backend.name) for r in counted)
 
 
 def _speedups(rows: list[dict]):

@@ -233,31 +233,7 @@ def cmd_plot(args) -> int:
     ]
     model_path = Path(info.get("model", ""))
     if model_path.is_file():
-        backend = get_backend(args.device or "cpu")
-        model = load_model(model_path, backend)
-        data = info.get("data") or {}
-        if model.task == "classify":
-            digits = load_digits(data.get("source", "mnist-5k"), "train", image_shape=(28, 28))
-            _, val_idx = recorded_split(digits.labels, data)
-            normalization = Normalization.from_meta(model.meta.get("normalization"))
-            X = backend.put(normalization.apply(digits.images[val_idx], model.dtype))
-            probs = backend.get(model.predict_proba(X)).astype(np.float64)
-            true = digits.labels[val_idx]
-            written.append(
-                plots.confusion_matrix(true, probs.argmax(axis=1), run_dir / "confusion_matrix.png")
-            )
-            written.append(
-                plots.worst_digits(
-                    digits.images[val_idx], true, probs, run_dir / "worst_digits.png"
-                )
-            )
-            y = backend.put(true, np.int64)
-            curves = {"temperature 1": reliability(model, X, y, temperature=1.0)}
-            if model.temperature != 1.0:
-                curves[f"temperature {model.temperature:.3g} (fitted here)"] = reliability(
-                    model, X, y
-                )
-            written.append(plots.reliability_diagram(curves, run_dir / "reliability.png"))
+        written.extend(_model_plots(model_path, info.get("data") or {}, run_dir, args.device))
     else:
         print(
             f"note: model {model_path} not found; skipped the confusion matrix, worst digits "
@@ -280,6 +256,35 @@ def cmd_plot(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _model_plots(model_path: Path, data: dict, run_dir: Path, device) -> list:
+    """A classifier's confusion matrix, worst digits and reliability diagram, on the
+    held-out split its run recorded."""
+    from . import plots
+
+    written: list = []
+    backend = get_backend(device or "cpu")
+    model = load_model(model_path, backend)
+    if model.task == "classify":
+        digits = load_digits(data.get("source", "mnist-5k"), "train", image_shape=(28, 28))
+        _, val_idx = recorded_split(digits.labels, data)
+        normalization = Normalization.from_meta(model.meta.get("normalization"))
+        X = backend.put(normalization.apply(digits.images[val_idx], model.dtype))
+        probs = backend.get(model.predict_proba(X)).astype(np.float64)
+        true = digits.labels[val_idx]
+        written.append(
+            plots.confusion_matrix(true, probs.argmax(axis=1), run_dir / "confusion_matrix.png")
+        )
+        written.append(
+            plots.worst_digits(digits.images[val_idx], true, probs, run_dir / "worst_digits.png")
+        )
+        y = backend.put(true, np.int64)
+        curves = {"temperature 1": reliability(model, X, y, temperature=1.0)}
+        if model.temperature != 1.0:
+            curves[f"temperature {model.temperature:.3g} (fitted here)"] = reliability(model, X, y)
+        written.append(plots.reliability_diagram(curves, run_dir / "reliability.png"))
+    return written
 
 
 def cmd_download(args) -> int:
