@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -119,7 +119,7 @@ def host_array(x: Any, what: str = "input") -> np.ndarray:
                 pass  # e.g. a tensor that requires grad, or an old producer: try __array__
         return np.asarray(x)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(f"{what} ({describe(x)}) cannot be read as an array: {reason}") from exc
 
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from .backends import Backend
-from .errors import DeviceError, MlpXpError, ModelFileError
+from .errors import DeviceError, MlpXpError, ModelFileError, first_line
 from .fileio import atomic_write
 from .model import MLP
 from .npyfile import NpzReader
@@ -137,11 +137,6 @@ def _decode_meta(path: Path, blob: Any) -> dict:
     return meta
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------
@@ -194,7 +189,9 @@ def build_model(
     except MlpXpError as exc:
         raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: inconsistent network description ({_short(exc)})") from None
+        raise ModelFileError(
+            f"{path}: inconsistent network description ({first_line(exc, 160)})"
+        ) from None
     model.meta = {
         k: v
         for k, v in meta.items()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 __all__ = [
     "DeviceSpec",
@@ -101,7 +101,7 @@ def probe_gpu(cupy: Any, index: int = 0) -> GpuProbe:
 
     def failed(exc: BaseException, what: str) -> GpuProbe:
         reason, fix = diagnose(exc) or (
-            f"{what} ({_one_line(exc)})",
+            f"{what} ({first_line(exc)})",
             "check that the NVIDIA driver matches your CuPy wheel (nvidia-smi)",
         )
         return GpuProbe(False, reason, fix, cupy_version=version, index=index, device_count=count)
@@ -157,11 +157,6 @@ def probe_gpu(cupy: Any, index: int = 0) -> GpuProbe:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 # (what the text says, the library it names, the fix): the first match wins
 _LIBRARIES = [
     (r"libcublas|cublas", "cuBLAS (libcublas)", INSTALL_FIX),
@@ -188,12 +183,12 @@ def diagnose(exc: BaseException) -> tuple[str, str] | None:
     gpu_module = module.startswith(("cupy", "cuda"))
     if "OutOfMemory" in cls.__name__ and gpu_module:
         return (
-            f"the GPU ran out of memory ({_one_line(exc)})",
+            f"the GPU ran out of memory ({first_line(exc)})",
             "try a smaller --batch-size, a smaller network, or --device cpu",
         )
     if re.search(_DRIVER, text):
         return (
-            f"the NVIDIA driver is missing, or older than CuPy's CUDA runtime ({_one_line(exc)})",
+            f"the NVIDIA driver is missing, or older than CuPy's CUDA runtime ({first_line(exc)})",
             "install or update the NVIDIA driver (nvidia-smi shows the CUDA version it "
             "supports), or install the CuPy wheel for that version: pip install 'mlp-xp[gpu]' "
             "(CUDA 12) or 'mlp-xp[gpu-cuda13]' (CUDA 13)",
@@ -202,9 +197,9 @@ def diagnose(exc: BaseException) -> tuple[str, str] | None:
     if loader or gpu_module or "cannot open shared object" in text or "Failure finding" in text:
         for pattern, library, fix in _LIBRARIES:
             if re.search(pattern, text, re.IGNORECASE):
-                return f"the CUDA library {library} could not be loaded ({_one_line(exc)})", fix
+                return f"the CUDA library {library} could not be loaded ({first_line(exc)})", fix
     if gpu_module:
-        return f"GPU error: {_one_line(exc)}", "try --device cpu"
+        return f"GPU error: {first_line(exc)}", "try --device cpu"
     return None
 
 

@@ -67,3 +67,10 @@ class DivergenceError(MlpXpError, FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of what ``exc`` says (at most ``limit`` characters), else its class's
+    name: how every one-line message quotes an error from below."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__

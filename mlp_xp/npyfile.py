@@ -22,7 +22,7 @@ from typing import IO, cast
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .errors import DataError, MlpXpError, ModelFileError
+from .errors import DataError, MlpXpError, ModelFileError, first_line
 
 __all__ = ["NpzReader", "Header", "read_npy", "NUMERIC_KINDS"]
 
@@ -61,7 +61,7 @@ def _header(fh: IO[bytes], size: int, what: str) -> Header:
             raise _Refused(f"{what} has .npy format version {version}")
         shape, fortran, dtype = reader(fh)
     except ValueError as exc:
-        raise _Refused(f"{what} has an unreadable .npy header ({_first_line(exc)})") from None
+        raise _Refused(f"{what} has an unreadable .npy header ({first_line(exc, 160)})") from None
     offset = fh.tell()
     if dtype.hasobject:
         raise _Refused(_PICKLED)
@@ -90,11 +90,6 @@ def _read_data(fh: IO[bytes], header: Header) -> np.ndarray:
     return out
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
-
-
 def read_npy(path: str | os.PathLike) -> np.ndarray:
     """Read a ``.npy`` file whose header has been checked against its size.
 
@@ -114,7 +109,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected a .npy file") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({_first_line(exc)})") from None
+        raise DataError(f"{path}: cannot read it ({first_line(exc, 160)})") from None
 
 
 class NpzReader:
@@ -195,7 +190,7 @@ class NpzReader:
         # zipfile/zlib/EOF/struct errors: what a damaged archive raises
         where = f"{where}: " if where else ""
         return ModelFileError(
-            f"{self.path}: corrupt or truncated model file ({where}{_first_line(exc)})"
+            f"{self.path}: corrupt or truncated model file ({where}{first_line(exc, 160)})"
         )
 
     def close(self) -> None:

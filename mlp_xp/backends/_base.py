@@ -13,14 +13,9 @@ from .. import host
 from ..arrays import Location, describe, host_array, locate
 from ..errors import BackendMismatchError
 
-__all__ = ["Backend", "array_kind", "cpu_label", "one_line"]
+__all__ = ["Backend", "array_kind", "cpu_label"]
 
 _NO_SCOPE = contextlib.nullcontext()
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def cpu_label() -> str:
@@ -117,11 +112,15 @@ class Backend:
             return host_array(x, what)
         taken = self._take(x, where)
         if taken is None:
-            raise BackendMismatchError(
-                f"{what} is a {describe(x)} but the model lives on {self} ({self.kind}); "
-                "move it first with backend.put(...) or model.to(...)"
-            )
+            raise self._mismatch(x, what)
         return taken
+
+    def _mismatch(self, x: Any, what: str) -> BackendMismatchError:
+        """The error for ``x``, an array of another library or device, meeting this one."""
+        return BackendMismatchError(
+            f"{what} is a {describe(x)} but the model lives on {self} ({self.kind}); "
+            "move it first with backend.put(...) or model.to(...)"
+        )
 
     def _take(self, x: Any, where: Location) -> Any:
         """A zero-copy array of this device over ``x``'s memory at ``where``, or None."""
@@ -163,10 +162,7 @@ class Backend:
     def check(self, x: Any, what: str = "input") -> Any:
         """Return ``x`` if it belongs to this backend, else raise a clear error."""
         if not self.owns(x):
-            raise BackendMismatchError(
-                f"{what} is a {describe(x)} but the model lives on {self} "
-                f"({self.kind}); move it first with backend.put(...) or model.to(...)"
-            )
+            raise self._mismatch(x, what)
         return x
 
     def __str__(self) -> str:

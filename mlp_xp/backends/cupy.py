@@ -12,8 +12,8 @@ import numpy as np
 
 from ..arrays import Location
 from ..devices import INSTALL_FIX, GpuProbe, cupy_namespace, diagnose, probe_gpu
-from ..errors import DeviceError
-from ._base import Backend, one_line
+from ..errors import DeviceError, first_line
+from ._base import Backend
 
 __all__ = ["CupyBackend", "gpu_probe", "device_error_for", "GpuProbe"]
 
@@ -26,7 +26,7 @@ def gpu_probe(index: int = 0) -> GpuProbe:
     except Exception as exc:  # ImportError, or a broken CUDA library at import
         if isinstance(exc, ModuleNotFoundError) and exc.name == "cupy":
             return GpuProbe(False, "CuPy is not installed", INSTALL_FIX, index=index)
-        reason, fix = diagnose(exc) or (f"CuPy failed to import ({one_line(exc)})", INSTALL_FIX)
+        reason, fix = diagnose(exc) or (f"CuPy failed to import ({first_line(exc)})", INSTALL_FIX)
         return GpuProbe(False, reason, fix, index=index)
     return probe_gpu(cupy, index)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError, first_line
 from . import check
 from .check import VERDICTS, signature
 from .fast import FastStep, unsupported
@@ -41,8 +41,7 @@ def choose_step(trainer, generic, plan):
             fast = FastStep(trainer, generic)
             verdict = check.compare_steps(trainer, generic, fast, plan)
         except Exception as exc:
-            text = str(exc).strip().splitlines()
-            verdict = f"it failed ({type(exc).__name__}: {text[0] if text else ''})"
+            verdict = f"it failed ({type(exc).__name__}: {first_line(exc)})"
         VERDICTS[key] = verdict
         if not verdict:
             return fast

@@ -11,6 +11,8 @@ that configuration is not tried again on that device.
 
 from __future__ import annotations
 
+from ..errors import first_line
+
 __all__ = ["compare_steps", "signature", "VERDICTS", "CHECK_STEPS"]
 
 #: Steps taken each way.
@@ -105,9 +107,8 @@ def compare_steps(trainer, generic, fast, plan) -> str:
                         f"off by {miss:.2g} of the update, loss by {loss_miss:.2g})"
                     )
         except Exception as exc:  # a CUDA error, a kernel that does not compile, ...
-            text = str(exc).strip().splitlines()
             fast.graph = None
-            return f"it failed ({type(exc).__name__}: {text[0] if text else ''})"
+            return f"it failed ({type(exc).__name__}: {first_line(exc)})"
         finally:
             _restore(trainer, before, t, lr)
     return ""
