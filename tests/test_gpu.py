@@ -69,7 +69,7 @@ def test_gpu_and_cpu_training_agree(gpu_backend, digits, gpu_step):
 
 def test_gpu_out_of_memory_is_a_clear_error(gpu_backend):
     cupy = gpu_backend.cupy
-    with pytest.raises(Exception) as info:
+    with pytest.raises(MemoryError) as info:  # cupy.cuda.memory.OutOfMemoryError
         cupy.empty(1 << 50, dtype=cupy.uint8)  # a petabyte
     error = device_error_for(info.value)
     assert isinstance(error, DeviceError) and "out of memory" in str(error)

@@ -15,6 +15,7 @@ from mlp_xp.cli import train as train_cli
 from mlp_xp.cli.parser import build_parser
 from mlp_xp.cli.resume import HONOURED, fixed_settings
 from mlp_xp.data import scale_images
+from mlp_xp.errors import ConfigError
 from mlp_xp.train.schedules import Plan, make_schedule, stretch
 
 from .helpers import StopAt, idx_folder
@@ -202,9 +203,9 @@ def test_a_plan_refuses_to_stretch_a_finished_run_or_a_mismatched_checkpoint():
     plan = Plan("cosine", 10)
     plan.extend(4, 20)
     assert plan.stretches == [[4, 10, 20]] and plan.total == 20
-    with pytest.raises(Exception, match="finished its schedule"):
+    with pytest.raises(ConfigError, match="finished its schedule"):
         plan.extend(20, 30)
-    with pytest.raises(Exception, match="planned for 20 steps, this one has 24"):
+    with pytest.raises(ConfigError, match="planned for 20 steps, this one has 24"):
         Plan("cosine", 24, stretches=plan.stretches)
 
 
