@@ -374,7 +374,13 @@ class MLP:
 
     @on_device
     def evaluate(
-        self, X: ArrayLike, labels: ArrayLike, batch_size: int = 4096, *, check: bool = True
+        self,
+        X: ArrayLike,
+        labels: ArrayLike,
+        batch_size: int = 4096,
+        *,
+        check: bool = True,
+        bins: bool = False,
     ) -> dict:
         """Mean loss (with penalty) and accuracy (classify/binary) or MSE (regress).
 
@@ -382,7 +388,9 @@ class MLP:
         classifiers ``"ece"``, the 15-bin expected calibration error; the loss and ECE
         are of the probabilities at :attr:`temperature`. ``check=False`` skips checking
         ``labels`` (a few values read back to the host): for labels already checked and
-        encoded, as the trainer's held-out split is.
+        encoded, as the trainer's held-out split is. ``bins=True`` adds a classifier's
+        per-bin sums (``"bins"``: count, confidence, hits), from which the ECE of several
+        sets together is computed (:meth:`mlp_xp.calibration.Reliability.from_sums`).
         """
         X = self.check_input(X)
         labels = device_array(self.backend, labels, "labels")
@@ -393,7 +401,7 @@ class MLP:
             labels = self.loss.check_targets(xp, labels, self.n_outputs, "evaluate's labels")
             if labels.shape[0] != n:
                 raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
-        data_loss, hits, bins = 0.0, 0.0, 0.0
+        data_loss, hits, bin_totals = 0.0, 0.0, 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices
             xb, lb = X[start:stop, ...], labels[start:stop, ...]
@@ -402,7 +410,7 @@ class MLP:
             data_loss = data_loss + self.loss.value(xp, z, T) * xb.shape[0]
             if self.task == "classify":
                 hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
-                bins = bins + bin_sums(xp, z, lb)
+                bin_totals = bin_totals + bin_sums(xp, z, lb)
             elif self.task == "binary":
                 hit = (z[:, 0] > 0) == xp.astype(xp.reshape(lb, (-1,)), xp.bool)
                 hits = hits + xp.sum(xp.astype(hit, xp.float64))
@@ -415,7 +423,10 @@ class MLP:
         else:
             out["accuracy"] = float(hits) / n
         if self.task == "classify":  # 15-bin expected calibration error
-            out["ece"] = Reliability.from_sums(self.backend.get(bins)).ece
+            sums = self.backend.get(bin_totals)
+            out["ece"] = Reliability.from_sums(sums).ece
+            if bins:
+                out["bins"] = sums.tolist()
         return out
 
     def check_input(self, X: ArrayLike) -> Array:

@@ -149,3 +149,23 @@ def test_a_rank_refuses_with_the_others_and_an_empty_held_out_share_trains():
             DistributedTrainer(Rank(rank, 4), model, X, y, X_val, bad, config)
         trainer = DistributedTrainer(Rank(rank, 4), model, X, y, X_val, y_val, config)
         assert trainer.n_val == (rank > 0)
+
+
+def test_the_distributed_held_out_ece_is_the_ece_of_the_whole_set():
+    """Two ranks' shares: one overconfident and wrong, one right. The ECE of the whole
+    set comes from the bins summed over the ranks, not from the mean of the two ECEs."""
+    from mlp_xp.calibration import Reliability
+    from mlp_xp.parallel.trainer import combine_metrics
+
+    model = MLP(6, (5,), 10, backend="cpu", seed=0)
+    X, y = _data(rows=40)
+    shares = [(X[:10], y[:10]), (X[10:], y[10:])]
+    everyone = [model.evaluate(Xs, ys, bins=True) for Xs, ys in shares]
+    whole = model.evaluate(X, y, bins=True)
+    combined = combine_metrics(everyone)
+    assert combined["samples"] == 40
+    assert combined["accuracy"] == pytest.approx(whole["accuracy"])
+    assert combined["ece"] == pytest.approx(whole["ece"])
+    mean_of_shares = (everyone[0]["ece"] * 10 + everyone[1]["ece"] * 30) / 40
+    assert combined["ece"] != pytest.approx(mean_of_shares)  # what it was before
+    assert Reliability.from_sums(np.asarray(whole["bins"])).ece == pytest.approx(whole["ece"])

@@ -29,6 +29,7 @@ import dataclasses
 
 import numpy as np
 
+from ..calibration import Reliability
 from ..data.door import check_data
 from ..errors import ConfigError
 from ..train.loop import Trainer
@@ -36,7 +37,7 @@ from ..train.plan import EpochPlan
 from .steps import ShardedStep, ShardPlan, StreamedStep, share
 from .world import Watchdog, World
 
-__all__ = ["DistributedTrainer", "ShardPlan", "share"]
+__all__ = ["DistributedTrainer", "ShardPlan", "share", "combine_metrics"]
 
 
 class DistributedTrainer(Trainer):
@@ -117,10 +118,21 @@ class DistributedTrainer(Trainer):
 
     def evaluate_held_out(self) -> dict:
         """Every rank evaluates its share of the held-out set; the metrics are combined."""
-        local = self.model.evaluate(self.X_val, self.y_val) if self.n_val else {"samples": 0}
-        everyone = self.world.gather(local)
-        n = sum(m["samples"] for m in everyone)
-        keys = {k for m in everyone for k in m if k != "samples"}
-        out = {k: sum(m[k] * m["samples"] for m in everyone if m["samples"]) / n for k in keys}
-        out["samples"] = n
-        return out
+        local = {"samples": 0}
+        if self.n_val:
+            local = self.model.evaluate(self.X_val, self.y_val, check=False, bins=True)
+        return combine_metrics(self.world.gather(local))
+
+
+def combine_metrics(everyone: list[dict]) -> dict:
+    """The metrics of the whole held-out set from each rank's share of it: means weighted
+    by samples, and a classifier's ECE from the bins summed over the ranks (the ECE of
+    the whole set, not the mean of the shares' ECEs)."""
+    n = sum(m["samples"] for m in everyone)
+    keys = {k for m in everyone for k in m if k not in ("samples", "bins")}
+    out = {k: sum(m[k] * m["samples"] for m in everyone if m["samples"]) / n for k in keys}
+    bins = [np.asarray(m["bins"]) for m in everyone if m.get("bins") is not None]
+    if bins:
+        out["ece"] = Reliability.from_sums(sum(bins)).ece
+    out["samples"] = n
+    return out
