@@ -186,3 +186,23 @@ def test_the_check_compares_within_float32_rounding(gpu, data):
     t = trainers[0]
     assert check.TOLERANCE["float32"] < 1e-2
     assert check.compare_steps(t, t.runner.generic, t.runner, t.plan(0)) == ""
+
+
+def test_uint8_pixels_go_to_the_generic_step_and_leave_no_verdict_behind(gpu, digits):
+    """pixels= was taken for a device fault: the fast step failed on uint8 inputs and the
+    failure was remembered for the process, so a later float run lost the fast step too."""
+    from mlp_xp.data import DIGITS
+
+    VERDICTS.clear()
+    images, labels = digits.images[:700].reshape(-1, 784), digits.labels[:700]
+    model = MLP(784, (64, 32), 10, backend=gpu, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=128, augment="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fast GPU step is not used" warning
+        trainer = Trainer(model, images, labels, config=cfg, pixels=DIGITS)
+        trainer.run()
+    assert trainer.runner.name.startswith("generic") and not VERDICTS
+    floats = (images / 255.0).astype(np.float32)
+    assert train(gpu, (floats, labels), epochs=1)[2] == "fast"
+    with pytest.raises(ConfigError, match="uint8 pixels"):
+        Trainer(model, images, labels, config=TrainConfig(gpu_step="fast"), pixels=DIGITS).run()

@@ -24,9 +24,11 @@ VERDICTS: dict = {}
 
 
 def signature(trainer) -> tuple:
-    """What the fast step's kernels depend on: the network, optimizer and recipe."""
+    """What the fast step depends on: the network, optimizer, recipe and input dtype (a
+    verdict is remembered for exactly what it was reached on)."""
     model, opt, cfg = trainer.model, trainer.optimizer, trainer.config
     return (
+        str(trainer.X.dtype),
         tuple(model.layer_sizes),
         tuple(model.activations),
         model.dtype,

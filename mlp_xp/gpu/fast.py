@@ -40,6 +40,8 @@ def unsupported(trainer) -> str:
         return f"task {model.task!r} has no fused loss (only 'classify')"
     if type(trainer.optimizer) not in (SGD, Adam) or trainer.optimizer.params is not model.params:
         return "the optimizer is not an SGD or Adam bound to model.params"
+    if trainer.pixels is not None:
+        return "it gathers float inputs; uint8 pixels (pixels=) are scaled by the generic step"
     return ""
 
 
