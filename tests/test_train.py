@@ -337,3 +337,27 @@ def test_the_trainer_works_on_a_copy_of_the_callers_config(split):
     trainer.extend(3)
     assert len(trainer.run().epoch) == 3
     assert trainer.config.epochs == 3 and config.epochs == 1
+
+
+def test_a_diverged_epoch_is_undone_whole_so_a_retry_at_a_lower_rate_trains(split):
+    """Only the parameters used to come back: the velocity and the weights' average stayed
+    non-finite and the position at the epoch's end, so a retry diverged at once."""
+    from mlp_xp.train.state import live_buffers
+
+    X, y, *_ = split
+    model = MLP(784, (16,), 10, backend="cpu", seed=0)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, augment="none", ema=0.99)
+    trainer = Trainer(model, X[::10], y[::10], config=config)  # every class; momentum 0.9
+    trainer.run_epoch()  # a good first epoch
+    start = [b.copy() for b in live_buffers(trainer)]
+    t, step = trainer.optimizer.t, trainer.step
+    trainer.optimizer.lr = trainer.base_lr = 1e30
+    with pytest.raises(DivergenceError):
+        trainer.run_epoch()
+    for saved, live in zip(start, live_buffers(trainer), strict=True):
+        np.testing.assert_array_equal(live, saved)  # velocity and average included
+    assert (trainer.optimizer.t, trainer.step, trainer.epoch) == (t, step, 1)
+    trainer.base_lr = 0.01
+    trainer.schedule = trainer._plan()
+    assert trainer.run_epoch()
+    assert all(np.all(np.isfinite(b)) for b in live_buffers(trainer))

@@ -12,6 +12,7 @@ that configuration is not tried again on that device.
 from __future__ import annotations
 
 from ..errors import first_line
+from ..train.state import put_back, take
 
 __all__ = ["compare_steps", "signature", "VERDICTS", "CHECK_STEPS"]
 
@@ -41,26 +42,6 @@ def signature(trainer) -> tuple:
     )
 
 
-def _buffers(trainer) -> list:
-    """The parameters, the optimizer's state and the weights' moving average, if any."""
-    opt, average = trainer.optimizer, trainer.average
-    buffers = [trainer.model.params.buffer] + [opt.state[s].buffer for s in opt.slots]
-    return buffers + ([average.buffer] if average is not None else [])
-
-
-def _state(trainer) -> list:
-    """Device copies of :func:`_buffers` (one array each)."""
-    xp = trainer.backend.xp
-    return [xp.asarray(b, copy=True) for b in _buffers(trainer)]
-
-
-def _restore(trainer, saved: list, t: int, lr: float) -> None:
-    opt = trainer.optimizer
-    for live, copy in zip(_buffers(trainer), saved, strict=True):
-        live[...] = copy
-    opt.t, opt.lr = t, lr
-
-
 def _difference(xp, got: list, want: list, before: list) -> float:
     """The largest ``|got - want| / |want - before|`` over the arrays (norms)."""
     worst = 0.0
@@ -77,13 +58,13 @@ def compare_steps(trainer, generic, fast, plan) -> str:
     The trainer's model and optimizer are left as they were found. On success the fast
     step keeps its captured graph.
     """
-    xp, opt = trainer.backend.xp, trainer.optimizer
+    xp = trainer.backend.xp
     k = min(CHECK_STEPS, fast.full_steps)
     first = min(trainer.step, fast.full_steps - k)
     steps = range(first, first + k)
     tolerance = TOLERANCE[trainer.model.dtype]
     with trainer.backend.scope():
-        before, t, lr = _state(trainer), opt.t, opt.lr
+        before = take(trainer)
         try:
             generic.begin_epoch(plan, first)
             epoch_start = trainer.epoch * trainer.steps_per_epoch
@@ -91,17 +72,17 @@ def compare_steps(trainer, generic, fast, plan) -> str:
                 generic(s)
                 if trainer.average is not None:  # as its callback would (the fast step's own)
                     trainer.average.update(trainer.model.params.buffer, epoch_start + s)
-            want = _state(trainer)
+            want = take(trainer).buffers
             want_loss = generic.end_epoch().mean
             for how in ("kernel by kernel", "as a CUDA graph"):
-                _restore(trainer, before, t, lr)
+                put_back(trainer, before)
                 if how == "as a CUDA graph":
                     fast.capture()
                 fast.begin_epoch(plan, first)
                 for s in steps:
                     fast(s)
                 got_loss = fast.end_epoch().mean
-                miss = _difference(xp, _state(trainer), want, before)
+                miss = _difference(xp, take(trainer).buffers, want, before.buffers)
                 loss_miss = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
                 if not miss <= tolerance or not loss_miss <= tolerance:
                     return (
@@ -112,5 +93,5 @@ def compare_steps(trainer, generic, fast, plan) -> str:
             fast.graph = None
             return f"it failed ({type(exc).__name__}: {first_line(exc)})"
         finally:
-            _restore(trainer, before, t, lr)
+            put_back(trainer, before)
     return ""

@@ -43,6 +43,7 @@ from .history import Callback, History
 from .interrupts import hold_ctrl_c
 from .plan import EpochPlan, make_plan
 from .schedules import Plan
+from .state import Snapshot, put_back, take
 from .step import GenericStep
 
 __all__ = ["Trainer", "History", "Callback"]
@@ -271,7 +272,7 @@ class Trainer:
         plan = self.plan(e)
         if self.runner is None:
             self.runner = self._choose_step(plan)
-        snapshot = model.copy_params()
+        snapshot = take(self)  # what a diverged epoch is undone to
         for cb in self.callbacks:
             cb.on_epoch_start(self, e + 1, self.steps_per_epoch)
         self.runner.begin_epoch(plan, self.step)
@@ -295,20 +296,22 @@ class Trainer:
         self.step = 0
         return True
 
-    def _so_far(self, t0: float, snapshot) -> dict:
+    def _so_far(self, t0: float, snapshot: Snapshot) -> dict:
         """The current epoch's summed loss, samples and seconds, with any part of it an
         interrupted run did before (:attr:`carried`); a non-finite loss raises
-        :class:`DivergenceError` with ``snapshot``, the parameters the steps began from, back.
+        :class:`DivergenceError` with ``snapshot``, the whole state the steps began from
+        (parameters, optimizer slots and counters, the weights' average, the position),
+        back, so a retry at a lower rate starts where the epoch did.
         """
         self.backend.synchronize()
         seconds = time.perf_counter() - t0
         losses = self.runner.end_epoch()
         if losses.bad_step is not None:
-            self.model.set_params(snapshot)
+            put_back(self, snapshot)
             raise DivergenceError(
                 f"training diverged: the loss became {losses.bad_value} at epoch "
-                f"{self.epoch + 1}, step {losses.bad_step + 1}; the parameters from before that "
-                f"epoch were kept; try a lower learning rate (now {self.base_lr:g})",
+                f"{self.epoch + 1}, step {losses.bad_step + 1}; the state from before that "
+                f"epoch was kept; try a lower learning rate (now {self.base_lr:g})",
                 epoch=self.epoch + 1,
                 step=losses.bad_step + 1,
             )
