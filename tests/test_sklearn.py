@@ -4,13 +4,14 @@ import io
 import pickle
 import subprocess
 import sys
+import warnings
 from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
 from sklearn import neural_network
 from sklearn.base import clone
-from sklearn.datasets import load_digits, load_iris, make_regression
+from sklearn.datasets import load_digits, load_iris, make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -345,3 +346,30 @@ def test_ctrl_c_keeps_what_was_learned_as_scikit_learn_does(iris, monkeypatch):
         clf = MLPClassifier((4,), max_iter=50, random_state=0).fit(*iris)
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
     assert clf.predict(iris[0]).shape == (150,)
+
+
+def test_the_schedule_spans_max_iter_for_fit_and_partial_fit(monkeypatch):
+    """It was planned over the epochs done plus this call's: partial_fit sat at the end of a
+    cosine (its rate near 0 from the first call) and a warm refit began mid-cosine."""
+    rates: list = []
+    seen = _base._Monitor.on_epoch_end
+    monkeypatch.setattr(
+        _base._Monitor,
+        "on_epoch_end",
+        lambda self, trainer, record: (rates.append(record["lr"]), seen(self, trainer, record)),
+    )
+    X, y = make_classification(n_samples=64, n_features=8, n_informative=5, random_state=0)
+    settings = dict(hidden_layer_sizes=(6,), schedule="cosine", max_iter=4, batch_size=16,
+                    learning_rate_init=0.1, n_iter_no_change=100, device="cpu")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(warm_start=True, **settings).fit(X, y)
+        first = list(rates)
+        est.fit(X, y)  # warm: the same schedule again, from its start
+    assert rates[4:] == pytest.approx(first) and first[0] > first[-1]
+    rates.clear()
+    online = MLPClassifier(**settings)
+    for _ in range(6):
+        online.partial_fit(X, y, classes=np.unique(y))
+    assert rates[:4] == pytest.approx(first)  # one epoch of it a call
+    assert rates[4:] == pytest.approx([first[-1]] * 2)  # then its last rate

@@ -26,6 +26,7 @@ from ..errors import ConfigError, DataError
 from ..model import MLP
 from ..optim import SGD, Adam
 from ..train import Callback, TrainConfig, Trainer
+from ..train.schedules import Plan
 from ._inputs import backend_for
 from ._params import checked_settings, image_shape
 
@@ -167,6 +168,9 @@ class BaseMLP(BaseEstimator):
             image_shape=image_shape(s["augment"], X.shape[1]),
         )  # fmt: skip
         trainer.epoch = self._epochs_done  # shuffles keyed by (seed, epoch) go on
+        trainer.schedule = _OverMaxIter(
+            s["schedule"], s["max_iter"], trainer.steps_per_epoch, self._epochs_done, incremental
+        )
         self.n_iter_ = 0
         try:
             trainer.run()
@@ -328,6 +332,24 @@ class BaseMLP(BaseEstimator):
         if "_twins" in state:
             state["_twins"] = {}
         return state
+
+
+class _OverMaxIter(Plan):
+    """The learning-rate schedule over ``max_iter`` epochs, asked by the loop's global step.
+
+    ``fit``, warm or not, runs the whole schedule from its start (its epochs go on counting
+    for the shuffles); ``partial_fit`` walks through it one epoch a call, then holds its
+    last rate. (It was planned over the epochs done so far plus this call's: ``partial_fit``
+    sat at the end of a schedule planned one epoch longer each call, and a warm refit
+    started in the middle of one.)
+    """
+
+    def __init__(self, name: str, max_iter: int, steps: int, done: int, incremental: bool):
+        super().__init__(name, max_iter * steps)
+        self.offset = 0 if incremental else done * steps
+
+    def __call__(self, step: float) -> float:
+        return super().__call__(min(max(step - self.offset, 0), self.total - 1))
 
 
 class _Monitor(Callback):

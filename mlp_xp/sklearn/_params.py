@@ -74,7 +74,9 @@ PARAMETERS_DOC = """
     dtype : {"float32", "float64"}, default="float32"
         The network's precision, whatever the input's.
     schedule : {"constant", "step", "cosine", "onecycle"}, default="constant"
-        Learning-rate schedule over the ``max_iter`` epochs.
+        Learning-rate schedule over the ``max_iter`` epochs: each ``fit`` (warm or not)
+        runs it from its start; ``partial_fit`` takes one epoch of it a call, then holds
+        its last rate.
     augment : {"none", "shift", "affine", "elastic"}, default="none"
         Distortions of each training batch; needs square images as rows.
     dropout : float, default=0.0
