@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import functional as F
-from .arrays import Array, ArrayLike, as_rows, device_array
+from . import metrics
+from .arrays import Array, ArrayLike, as_rows
 from .backends import Backend, get_backend
-from .calibration import Reliability, bin_sums
 from .constraints import validate
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .flat import FlatParams, Layout
 from .init import xavier_uniform
 from .layers import Dense, LayerSpec, Maxout, parse_hidden, per_layer_activations
@@ -296,28 +296,6 @@ class MLP:
         return self.loss.targets(self.xp, labels, self.n_outputs, self.backend.dtype(self.dtype))
 
     @on_device
-    def dropout_masks(self, samples: Array, key: int, rate: float) -> list:
-        """Inverted-dropout masks for the hidden layers of a batch, made on the device.
-
-        ``samples`` holds the batch rows' dataset indices (a device integer array);
-        each mask is (n, units) of 0 (dropped, probability ``rate``) or 1/(1-rate), so
-        expected activations are unchanged and evaluation needs no rescaling. Unit
-        ``j`` of hidden layer ``l`` of sample ``i`` is kept or dropped by the hash of
-        ``(i, l, j)`` and ``key`` (:func:`~mlp_xp.functional.dropout_mask`): the same
-        on every backend, whatever the batch order or split.
-        """
-        xp, total = self.xp, sum(h.units for h in self.hidden)
-        units = xp.arange(total, dtype=xp.uint32, device=samples.device)
-        rows = xp.reshape(xp.astype(samples, xp.uint32), (-1, 1))
-        counters = F.unit_counters(rows, xp.reshape(units, (1, -1)), total)
-        mask = F.dropout_mask(xp, counters, key, rate, self.backend.dtype(self.dtype))
-        out, start = [], 0
-        for h in self.hidden:
-            out.append(mask[:, start : start + h.units])
-            start += h.units
-        return out
-
-    @on_device
     def penalty(self) -> Array:
         """(lambda/2) sum ||W||^2 over weight matrices (a device scalar)."""
         w = self.params.weights
@@ -392,42 +370,7 @@ class MLP:
         per-bin sums (``"bins"``: count, confidence, hits), from which the ECE of several
         sets together is computed (:meth:`mlp_xp.calibration.Reliability.from_sums`).
         """
-        X = self.check_input(X)
-        labels = device_array(self.backend, labels, "labels")
-        xp, n = self.xp, X.shape[0]
-        if n == 0:
-            raise DataError("evaluate: the inputs are empty (0 rows)")
-        if check:
-            labels = self.loss.check_targets(xp, labels, self.n_outputs, "evaluate's labels")
-            if labels.shape[0] != n:
-                raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
-        data_loss, hits, bin_totals = 0.0, 0.0, 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices
-            xb, lb = X[start:stop, ...], labels[start:stop, ...]
-            z = self._scaled(self.logits(xb))
-            T = self.targets(lb)
-            data_loss = data_loss + self.loss.value(xp, z, T) * xb.shape[0]
-            if self.task == "classify":
-                hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == lb, xp.float64))
-                bin_totals = bin_totals + bin_sums(xp, z, lb)
-            elif self.task == "binary":
-                hit = (z[:, 0] > 0) == xp.astype(xp.reshape(lb, (-1,)), xp.bool)
-                hits = hits + xp.sum(xp.astype(hit, xp.float64))
-        out = {
-            "loss": float(data_loss) / n + (float(self.penalty()) if self.l2 else 0.0),
-            "samples": int(n),
-        }
-        if self.task == "regress":
-            out["mse"] = 2.0 * float(data_loss) / n / self.n_outputs
-        else:
-            out["accuracy"] = float(hits) / n
-        if self.task == "classify":  # 15-bin expected calibration error
-            sums = self.backend.get(bin_totals)
-            out["ece"] = Reliability.from_sums(sums).ece
-            if bins:
-                out["bins"] = sums.tolist()
-        return out
+        return metrics.evaluate(self, X, labels, batch_size, check=check, bins=bins)
 
     def check_input(self, X: ArrayLike) -> Array:
         """X on the model's device (in place, or moved once), ``n_inputs`` wide

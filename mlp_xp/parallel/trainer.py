@@ -133,6 +133,6 @@ def combine_metrics(everyone: list[dict]) -> dict:
     out = {k: sum(m[k] * m["samples"] for m in everyone if m["samples"]) / n for k in keys}
     bins = [np.asarray(m["bins"]) for m in everyone if m.get("bins") is not None]
     if bins:
-        out["ece"] = Reliability.from_sums(sum(bins)).ece
+        out["ece"] = Reliability.from_sums(np.sum(bins, axis=0)).ece
     out["samples"] = n
     return out

@@ -8,7 +8,7 @@ training set, never by step or batch:
   order from ``default_rng((seed, epoch, AUGMENT_STREAM))`` (row ``i`` belongs to
   sample ``i``); the plan holds them in step order, so a step's rows are one slice;
 - dropout: a 32-bit key per epoch; each mask bit is a hash of the key, the sample's
-  index and the unit (:meth:`~mlp_xp.model.MLP.dropout_masks`), made on the device;
+  index and the unit (:func:`~mlp_xp.train.dropout.dropout_masks`), made on the device;
 - the learning rate of every step (the schedule).
 
 So a plan is a pure function of ``(seed, epoch)``: a run resumed mid-epoch makes the

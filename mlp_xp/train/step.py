@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .dropout import dropout_masks
 from .lookahead import Lookahead, spare_core
 
 __all__ = ["GenericStep", "EpochLosses"]
@@ -106,7 +107,7 @@ class GenericStep:
                 self.lookahead.ahead(s + 1, lambda: self.inputs(s + 1))
         masks = None
         if self.dropout:
-            masks = self.model.dropout_masks(samples, self.plan.dropout_key, self.dropout)
+            masks = dropout_masks(self.model, samples, self.plan.dropout_key, self.dropout)
         return xb, xp.take(self.T, samples, axis=0), masks
 
     def _has_rows(self, s: int) -> bool:
