@@ -109,3 +109,15 @@ def digits():
     from mlp_xp.data import load_digits
 
     return load_digits()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One real (short) ``mlp-xp train --run-dir`` on the CPU, shared by the command-line
+    and tooling tests: ``RUN/model.npz``, its history and its checkpoint folder."""
+    from mlp_xp.cli import main
+
+    run = tmp_path_factory.mktemp("run")
+    argv = ["train", "--epochs", "12", "--device", "cpu", "--run-dir", str(run), "--quiet"]
+    assert main([*argv, "--augment", "affine"]) == 0
+    return run

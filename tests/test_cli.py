@@ -28,18 +28,13 @@ def last_json(stdout: str):
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "model.npz"
-    code = main(
-        [*"train --epochs 3 --device cpu --out".split(), str(out), *"--json --augment none".split()]
-    )
-    assert code == 0
-    return out
+@pytest.fixture
+def trained(trained_run):
+    return trained_run / "model.npz"
 
 
-def test_train_json_has_the_contract_fields(trained, capsys):
-    out = trained.parent / "again.npz"
+def test_train_json_has_the_contract_fields(tmp_path, capsys):
+    out = tmp_path / "again.npz"
     assert (
         main(
             [

@@ -18,21 +18,10 @@ from mlp_xp.data import load_digits, write_idx
 from mlp_xp.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A real (short) training run with --run-dir, shared by the plot/predict tests."""
-    d = tmp_path_factory.mktemp("run")
-    assert (
-        main(
-            [
-                *"train --epochs 12 --device cpu --run-dir".split(),
-                str(d),
-                *"--quiet --augment affine".split(),
-            ]
-        )
-        == 0
-    )
-    return d
+@pytest.fixture
+def run_dir(trained_run):
+    """The session's real (short) training run with --run-dir (conftest.py)."""
+    return trained_run
 
 
 def test_run_dir_holds_history_csv_json_and_the_model(run_dir):
