@@ -174,3 +174,26 @@ def test_out_of_device_memory(cp):
     with pytest.raises(MemoryError, match="Out of memory") as info:
         cp.empty(1 << 50, dtype=cp.uint8)
     assert type(info.value).__module__ == "cupy.cuda.memory"
+
+
+def test_take_wraps_an_index_out_of_range_and_has_no_mode_as_cupy(cp):
+    """What CuPy does (the double's ``take`` cites the source): so a label past the last
+    class would have paired rows silently on a GPU; the data door refuses it first."""
+    a = cp.arange(10.0)
+    assert cp.asnumpy(cp.take(a, cp.asarray([3, 10, 12, -1]))).tolist() == [3.0, 0.0, 2.0, 9.0]
+    with pytest.raises(TypeError):
+        cp.take(a, cp.asarray([1]), mode="raise")
+
+
+@pytest.mark.gpu
+def test_real_cupy_take_wraps_as_the_double_does(real_gpu):
+    cupy = real_gpu.cupy
+    a = cupy.arange(10.0)
+    assert cupy.asnumpy(cupy.take(a, cupy.asarray([3, 10, 12, -1]))).tolist() == [
+        3.0,
+        0.0,
+        2.0,
+        9.0,
+    ]
+    with pytest.raises(TypeError):
+        cupy.take(a, cupy.asarray([1]), mode="raise")

@@ -374,7 +374,11 @@ def stack(tup, axis=0, out=None, dtype=None):
     return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, dtype=dtype)
 
 
-def take(a, indices, axis=None, out=None, mode="raise"):
+def take(a, indices, axis=None, out=None):
+    """CuPy's ``take``: no ``mode`` argument (``cupy/_indexing/indexing.py``, ``take``: "This
+    function does not support ``mode`` option"), and an index out of range wraps around
+    instead of raising (``cupy/_core/_routines_indexing.pyx``, ``_take_kernel_core``:
+    ``out_i = indices % index_range; if (out_i < 0) out_i += index_range``)."""
     _outside_fusion("take")
     if isinstance(indices, (list, np.ndarray)):
         copied_to_device()
@@ -382,7 +386,11 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     else:
         indices = _unwrap(indices)
     data = _unwrap(a)
-    return _into(lambda target=None: np.take(data, indices, axis=axis, out=target), [a], out)
+
+    def gather(target=None):
+        return np.take(data, indices, axis=axis, out=target, mode="wrap")
+
+    return _into(gather, [a], out)
 
 
 def take_along_axis(a, indices, axis):
