@@ -197,3 +197,15 @@ def test_real_cupy_take_wraps_as_the_double_does(real_gpu):
     ]
     with pytest.raises(TypeError):
         cupy.take(a, cupy.asarray([1]), mode="raise")
+
+
+def test_a_stream_is_used_only_on_the_device_it_was_made_on_as_in_cupy(cp):
+    stream = cp.cuda.Stream(non_blocking=True)  # made with GPU 0 current
+    with cp.cuda.Device(1):
+        refused = pytest.raises(RuntimeError, match=r"created on \(0\) does not match .* \(1\)")
+        with refused, stream:
+            pass
+        with cp.cuda.Stream(non_blocking=True):  # made on GPU 1, used there
+            pass
+    with stream:
+        pass

@@ -206,3 +206,16 @@ def test_uint8_pixels_go_to_the_generic_step_and_leave_no_verdict_behind(gpu, di
     assert train(gpu, (floats, labels), epochs=1)[2] == "fast"
     with pytest.raises(ConfigError, match="uint8 pixels"):
         Trainer(model, images, labels, config=TrainConfig(gpu_step="fast"), pixels=DIGITS).run()
+
+
+def test_the_fast_step_captures_on_a_second_gpu(request, data):
+    """Its capture stream was made before the device's scope, so on gpu:1 it belonged to
+    GPU 0 and CuPy refuses to use it there (the double now does too)."""
+    simulated_gpu(request)
+    VERDICTS.clear()
+    gpu1 = get_backend("gpu:1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainers: list = []
+        _, _, kind = train(gpu1, data, "auto", epochs=1, trainer_out=trainers)
+    assert kind == "fast" and trainers[0].runner.graph is not None

@@ -231,7 +231,8 @@ class FastStep:
 
     def capture(self) -> None:
         """Capture :meth:`body` as a CUDA graph (recorded, not run) for one-launch steps."""
-        stream = self.cp.cuda.Stream(non_blocking=True)
+        with self.backend.scope():  # a stream belongs to the device current when made
+            stream = self.cp.cuda.Stream(non_blocking=True)
         with self.backend.scope(), stream:
             stream.begin_capture()
             try:

@@ -155,8 +155,20 @@ class Stream:
     def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int | None = None):
         self.ptr = 0 if null else id(self)
         self._capture = None
+        # a stream belongs to the device current when it is made; the null stream to none
+        # (cupy/cuda/stream.pyx, Stream.__init__: device_id = runtime.getDevice())
+        self.device_id = -1 if null else STATE.device
+
+    def _check_device(self) -> None:
+        """cupy/cuda/stream.pyx, check_stream_device_match (from __enter__ and use)."""
+        if self.device_id not in (-1, STATE.device):
+            raise RuntimeError(
+                f"The device that the stream is created on ({self.device_id}) does not "
+                f"match with the current device ({STATE.device})"
+            )
 
     def __enter__(self):
+        self._check_device()
         STATE.stream_stack.append(self)
         return self
 
@@ -164,6 +176,7 @@ class Stream:
         STATE.stream_stack.pop()
 
     def use(self):
+        self._check_device()
         STATE.stream_stack.append(self)
         return self
 
