@@ -185,7 +185,7 @@ AUGMENTATIONS = ("auto", "none", "shift", "affine", "elastic")
 DTYPES = ("float32", "float64")
 #: scikit-learn's names for two activations, which the estimators also accept
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid"}
-GPU_STEPS = ("auto", "generic", "fast")
+GPU_STEPS = ("auto", "generic", "fast", "graph")
 
 _POSITIVE_INT = Interval(int, 1)
 _FRACTION = Interval(float, 0.0, 1.0, closed="left")

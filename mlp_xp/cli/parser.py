@@ -183,9 +183,10 @@ def _run_options(q) -> None:
         q,
         "--gpu-step",
         d.gpu_step,
-        "on a GPU: auto (the fused, graph-captured step once it has checked itself "
-        "against the generic one on this device), generic, or fast (an error if it "
-        f"cannot be used); one of {', '.join(GPU_STEPS)}",
+        "on a GPU: auto (the fused step once it has checked itself against the generic "
+        "one on this device), generic, fast (an error if it cannot be used), or graph "
+        "(fast, also captured as one CUDA graph a step where the platform allows it); "
+        f"one of {', '.join(GPU_STEPS)}",
     )
     q.add_argument("--dtype", default="float32", choices=DTYPES)
     q.add_argument(

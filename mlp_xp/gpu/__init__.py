@@ -1,4 +1,5 @@
-"""The CuPy fast training step: fused kernels, persistent buffers, one CUDA graph a step.
+"""The CuPy fast training step: fused kernels and persistent buffers, kernel by kernel
+(or, asked for, captured as one CUDA graph a step).
 
 :func:`choose_step` is what the training loop calls on a CuPy model: it returns the
 fast step (:class:`~mlp_xp.gpu.fast.FastStep`) when the configuration has fused kernels
@@ -6,7 +7,10 @@ and the new step has passed its check on this device (:mod:`mlp_xp.gpu.check`: a
 steps both ways, once per training run), else the generic step -- with one warning line
 when the fast step failed its check (a failure is remembered for the process).
 ``TrainConfig.gpu_step`` (``--gpu-step``): ``auto`` does that; ``fast`` makes a fast
-step that cannot be used an error; ``generic`` never tries it.
+step that cannot be used an error; ``graph`` is ``fast`` also captured as one CUDA graph a
+step -- CuPy 14 refuses cuBLAS while a stream captures (on CUDA; not on ROCm), so there
+the graph is lost with one warning and the step runs kernel by kernel; ``generic`` never
+tries it.
 
 This package is imported only for CuPy models; it gets CuPy from the backend
 (:mod:`mlp_xp.backends.cupy` stays the only module that imports it).
@@ -26,26 +30,33 @@ __all__ = ["choose_step", "FastStep", "VERDICTS"]
 
 def choose_step(trainer, generic, plan):
     """The step ``trainer`` should use on its CuPy device (see the module docstring)."""
-    insist = trainer.config.gpu_step == "fast"
+    mode = trainer.config.gpu_step
+    insist = mode in ("fast", "graph")
     why = unsupported(trainer) or (
         "a gradient hook is set (the fast step has none)" if generic.grad_hooks else ""
     )
     if why:
         if insist:
-            raise ConfigError(f"gpu_step='fast' cannot train this configuration: {why}")
+            raise ConfigError(f"gpu_step={mode!r} cannot train this configuration: {why}")
         return generic
     key = (trainer.backend.key, signature(trainer))
-    verdict = VERDICTS.get(key, "")
-    if not verdict:  # every new fast step is checked; a failure is remembered
+    failed = VERDICTS.get(key, "")
+    if not failed:  # every new fast step is checked; a failure is remembered
         try:
             fast = FastStep(trainer, generic)
-            verdict = check.compare_steps(trainer, generic, fast, plan)
+            failed, no_graph = check.compare_steps(trainer, generic, fast, plan, mode == "graph")
         except Exception as exc:
-            verdict = f"it failed ({type(exc).__name__}: {first_line(exc)})"
-        VERDICTS[key] = verdict
-        if not verdict:
+            failed, no_graph = f"it failed ({type(exc).__name__}: {first_line(exc)})", ""
+        VERDICTS[key] = failed
+        if not failed:
+            if no_graph:
+                warnings.warn(
+                    f"the fast GPU step runs kernel by kernel on {trainer.backend}: it could "
+                    f"not be used as a CUDA graph ({no_graph})",
+                    stacklevel=3,
+                )
             return fast
-    message = f"the fast GPU step is not used on {trainer.backend}: {verdict}"
+    message = f"the fast GPU step is not used on {trainer.backend}: {failed}"
     if insist:
         raise DeviceError(message)
     warnings.warn(f"{message}; training with the generic step", stacklevel=3)

@@ -1,20 +1,23 @@
 """The fast step proves itself on each device before it is used.
 
 It may never have run where it was written, so it is not trusted: before a new fast
-step trains, a few steps are taken three ways from the same state -- the generic step,
-the fast step kernel by kernel, and the fast step as a captured CUDA graph -- and the
-parameters, optimizer state and losses they reach are compared. A mismatch beyond float
-rounding, or any error on the way (a CUDA error, a kernel that does not compile), is the
-verdict "use the generic step", kept in :data:`VERDICTS` for the rest of the process so
-that configuration is not tried again on that device.
+step trains, a few steps are taken from copies of one state -- by the generic step, by the
+fast step kernel by kernel and, with ``gpu_step="graph"``, by the fast step captured as a
+CUDA graph -- and the parameters, optimizer state and losses they reach are compared. A
+kernel-by-kernel mismatch beyond float rounding, or any error on the way (a CUDA error, a
+kernel that does not compile), is the verdict "use the generic step", kept in
+:data:`VERDICTS` for the rest of the process so that configuration is not tried again on
+that device. A graph that cannot be captured or does not match loses only the graph.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..errors import first_line
 from ..train.state import put_back, take
 
-__all__ = ["compare_steps", "signature", "VERDICTS", "CHECK_STEPS"]
+__all__ = ["compare_steps", "signature", "Verdict", "VERDICTS", "CHECK_STEPS"]
 
 #: Steps taken each way.
 CHECK_STEPS = 3
@@ -52,46 +55,75 @@ def _difference(xp, got: list, want: list, before: list) -> float:
     return worst
 
 
-def compare_steps(trainer, generic, fast, plan) -> str:
-    """Run both steps from the same state; ``""`` if they agree, else why not.
+class Verdict(NamedTuple):
+    """What the check found: ``failed`` (why the fast step is not used, ``""`` if it is)
+    and ``no_graph`` (why it was not captured as a CUDA graph, when that was asked)."""
 
-    The trainer's model and optimizer are left as they were found. On success the fast
-    step keeps its captured graph.
+    failed: str
+    no_graph: str = ""
+
+
+def _run(trainer, step, plan, steps) -> float:
+    """Take ``steps`` with ``step`` from where the trainer is; their mean loss."""
+    step.begin_epoch(plan, steps[0])
+    for s in steps:
+        step(s)
+    return step.end_epoch().mean
+
+
+def _generic_reference(trainer, generic, plan, steps) -> tuple[list, float]:
+    """What the generic step reaches (with the weights' average, as its callback would)."""
+    generic.begin_epoch(plan, steps[0])
+    epoch_start = trainer.epoch * trainer.steps_per_epoch
+    for s in steps:
+        generic(s)
+        if trainer.average is not None:  # the fast step updates its own
+            trainer.average.update(trainer.model.params.buffer, epoch_start + s)
+    return take(trainer).buffers, generic.end_epoch().mean
+
+
+def compare_steps(trainer, generic, fast, plan, graph: bool = False) -> Verdict:
+    """Run both steps from copies of one state (:mod:`mlp_xp.train.state`) and compare.
+
+    The fast step is run kernel by kernel; with ``graph`` it is then captured as a CUDA
+    graph and run again. A capture that fails (CuPy 14 refuses cuBLAS while a stream
+    captures) or does not match loses the graph only: the kernel-by-kernel step is kept.
+    The trainer's state is left as it was found.
     """
     xp = trainer.backend.xp
     k = min(CHECK_STEPS, fast.full_steps)
     first = min(trainer.step, fast.full_steps - k)
     steps = range(first, first + k)
     tolerance = TOLERANCE[trainer.model.dtype]
+
+    def mismatch(how: str, before, want, want_loss) -> str:
+        got_loss = _run(trainer, fast, plan, steps)
+        miss = _difference(xp, take(trainer).buffers, want, before.buffers)
+        loss_miss = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
+        if miss <= tolerance and loss_miss <= tolerance:
+            return ""
+        return (f"run {how} it did not match the generic step ({k} steps: parameters off "
+                f"by {miss:.2g} of the update, loss by {loss_miss:.2g})")  # fmt: skip
+
     with trainer.backend.scope():
         before = take(trainer)
         try:
-            generic.begin_epoch(plan, first)
-            epoch_start = trainer.epoch * trainer.steps_per_epoch
-            for s in steps:
-                generic(s)
-                if trainer.average is not None:  # as its callback would (the fast step's own)
-                    trainer.average.update(trainer.model.params.buffer, epoch_start + s)
-            want = take(trainer).buffers
-            want_loss = generic.end_epoch().mean
-            for how in ("kernel by kernel", "as a CUDA graph"):
-                put_back(trainer, before)
-                if how == "as a CUDA graph":
-                    fast.capture()
-                fast.begin_epoch(plan, first)
-                for s in steps:
-                    fast(s)
-                got_loss = fast.end_epoch().mean
-                miss = _difference(xp, take(trainer).buffers, want, before.buffers)
-                loss_miss = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
-                if not miss <= tolerance or not loss_miss <= tolerance:
-                    return (
-                        f"run {how} it did not match the generic step ({k} steps: parameters "
-                        f"off by {miss:.2g} of the update, loss by {loss_miss:.2g})"
-                    )
+            want, want_loss = _generic_reference(trainer, generic, plan, steps)
+            put_back(trainer, before)
+            failed = mismatch("kernel by kernel", before, want, want_loss)
+            if failed or not graph:
+                return Verdict(failed)
+            put_back(trainer, before)
+            try:
+                fast.capture()
+                no_graph = mismatch("as a CUDA graph", before, want, want_loss)
+            except Exception as exc:  # cuBLAS refusing the capture, a CUDA error, ...
+                no_graph = f"{type(exc).__name__}: {first_line(exc)}"
+            if no_graph:
+                fast.graph = None
+            return Verdict("", no_graph)
         except Exception as exc:  # a CUDA error, a kernel that does not compile, ...
             fast.graph = None
-            return f"it failed ({type(exc).__name__}: {first_line(exc)})"
+            return Verdict(f"it failed ({type(exc).__name__}: {first_line(exc)})")
         finally:
             put_back(trainer, before)
-    return ""

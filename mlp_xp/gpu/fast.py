@@ -1,4 +1,5 @@
-"""The fast training step on CuPy: fused kernels, persistent buffers, one CUDA graph.
+"""The fast training step on CuPy: fused kernels, persistent buffers, and a CUDA graph
+where the platform lets one be captured.
 
 What makes it fast is what it leaves out. Every array a step touches is allocated once,
 when the step is built: the batch, the activations, the gradient (one flat buffer), the
@@ -7,9 +8,12 @@ labels, learning rate and weight of the moving average (device scalars) and augm
 coefficients, the dropout key,
 a step counter and the epoch's loss bookkeeping -- is one device buffer that one
 host-to-device copy fills at the start of each epoch; inside the step, a counter on the
-device picks the step's row. So a step needs nothing from the host, and the whole step
-(about 30 kernel launches, see :meth:`FastStep.body`) is captured once as a CUDA graph
-and replayed with one launch.
+device picks the step's row. So a step needs nothing from the host: about 30 kernel
+launches (:meth:`FastStep.body`), run kernel by kernel. With ``gpu_step="graph"`` the step
+is also captured once as a CUDA graph and replayed with one launch, where the platform
+allows it: CuPy 14 refuses cuBLAS calls while a stream captures on CUDA
+(``cupy_backends/cuda/libs/cublas.pyx``, ``setStream``), and the step's matrix products
+are cuBLAS calls, so there the capture fails and the step stays kernel by kernel.
 
 The batch shape is fixed: the last, smaller batch of an epoch (if any) is run by the
 generic step, from the same plan. The step holds no math the generic step does not

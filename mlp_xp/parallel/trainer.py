@@ -61,10 +61,10 @@ class DistributedTrainer(Trainer):
             rows = share(0, len(y_val), world.rank, world.size)
             X_val, y_val = X_val[rows], y_val[rows]
         super().__init__(model, X, y, X_val, y_val, config, **kwargs)
-        if self.config.gpu_step == "fast":
+        if self.config.gpu_step in ("fast", "graph"):
             raise ConfigError(
-                "gpu_step='fast' is not data-parallel yet; use gpu_step='auto' or 'generic' "
-                "with --distributed"
+                f"gpu_step={self.config.gpu_step!r} is not data-parallel yet; use "
+                "gpu_step='auto' or 'generic' with --distributed"
             )
         self.config.gpu_step = "generic"
         world.agree(self.fingerprint(), "configurations or data")

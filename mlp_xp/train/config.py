@@ -27,8 +27,10 @@ class TrainConfig:
     applies (0 for ``sgd``, plain gradient descent; 0.9 for ``momentum``).
     ``gpu_step`` says how a CuPy model takes its steps: ``auto`` (the fast step of
     :mod:`mlp_xp.gpu` once it has checked itself against the generic one on this
-    device, else the generic step), ``generic``, or ``fast`` (an error if it cannot be
-    used or fails its check). It changes speed, not results beyond float rounding.
+    device, else the generic step), ``generic``, ``fast`` (an error if it cannot be
+    used or fails its check), or ``graph`` (``fast``, also captured as one CUDA graph a
+    step where the platform allows it; kernel by kernel, with a warning, where not). It
+    changes speed, not results beyond float rounding.
     :meth:`validate` checks every field against :mod:`mlp_xp.constraints`.
     """
 

@@ -96,10 +96,10 @@ class Trainer:
         self.backend = model.backend
         # a copy: extend() and the data-parallel trainer write to it, never to the caller's
         self.config = dataclasses.replace(config or TrainConfig()).validate()
-        if self.config.gpu_step == "fast" and self.backend.kind != "gpu":
+        if self.config.gpu_step in ("fast", "graph") and self.backend.kind != "gpu":
             raise ConfigError(
-                f"gpu_step='fast' needs a CuPy (GPU) model, this one is on {self.backend}; "
-                "use gpu_step='auto' or 'generic'"
+                f"gpu_step={self.config.gpu_step!r} needs a CuPy (GPU) model, this one is on "
+                f"{self.backend}; use gpu_step='auto' or 'generic'"
             )
         y, y_val = self._admit(model, X, y, X_val, y_val)  # nothing is on the device yet
         self.X = self._inputs(X)

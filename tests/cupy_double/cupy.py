@@ -405,6 +405,12 @@ def _blas(name, fn):
             from ._faults import missing_cublas
 
             raise missing_cublas()
+        if STATE.capturing is not None:
+            # every product reaches cuBLAS's setStream, which refuses a capturing stream:
+            # cupy_backends/cuda/libs/cublas.pyx, setStream (CuPy 14, CUDA; not on HIP)
+            raise NotImplementedError(
+                "calling cuBLAS API during stream capture is currently unsupported"
+            )
         x, y = _unwrap(a), _unwrap(b)
         return _into(lambda target=None: fn(x, y, out=target, **kwargs), [a, b], out)
 
