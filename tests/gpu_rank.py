@@ -60,7 +60,9 @@ def _report(out: Path, steps: list[dict], where: dict) -> None:
         {"device": c.device_id(), "rank": c.rank_id(), "size": c.size(), "calls": c.calls}
         for c in getattr(nccl, "COMMUNICATORS", [])
     ]
+    from .cupy_double import STATE
+
     rank = where.get("rank", "-none")  # a job refused before its first step writes no rank
-    record = {"steps": steps, "communicators": communicators}
+    record = {"steps": steps, "communicators": communicators, "contexts": sorted(STATE.contexts)}
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     sys.stdout.flush()

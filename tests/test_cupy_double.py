@@ -209,3 +209,21 @@ def test_a_stream_is_used_only_on_the_device_it_was_made_on_as_in_cupy(cp):
             pass
     with stream:
         pass
+
+
+def test_setting_a_device_current_makes_its_context_as_cuda_does(cp):
+    """Leaving ``with Device(1):`` sets the device before it current again, and
+    cudaSetDevice makes that device's context: GPU 0 gets one though nothing ran there.
+    Counting the GPUs makes none."""
+    from .cupy_double import STATE
+
+    cp.cuda.runtime.getDeviceCount()
+    assert STATE.contexts == set()
+    with cp.cuda.Device(1):
+        cp.zeros(3)
+    assert STATE.contexts == {0, 1}
+    STATE.contexts.clear()
+    cp.cuda.Device(1).use()  # a rank that chose its GPU first
+    with cp.cuda.Device(1):
+        cp.zeros(3)
+    assert STATE.contexts == {1}

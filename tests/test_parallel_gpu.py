@@ -65,6 +65,7 @@ def test_gpu_ranks_allreduce_with_nccl_once_per_step_without_syncs_and_match_one
         # nothing is copied to the device in a step, but the augmentation's constants (the
         # basis, the coordinate limits, the image offsets: 4 copies) in the run's first
         assert [step["h2d"] for step in rank["steps"]] == [4] + [0] * (2 * steps_per_epoch - 1)
+        assert rank["contexts"] == [r]  # each rank touched its own GPU only
 
 
 def test_an_uneven_global_batch_over_three_gpu_ranks_matches_one_process(tmp_path):

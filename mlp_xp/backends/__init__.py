@@ -31,7 +31,7 @@ from ..devices import GpuProbe, parse_device
 from ..errors import DeviceError
 from ..scope import scoped_device, scoped_to
 from ._base import Backend, array_kind
-from .cupy import CupyBackend, device_error_for, gpu_probe
+from .cupy import CupyBackend, device_error_for, gpu_count, gpu_probe, make_current
 from .numpy import NumpyBackend
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "GpuProbe",
     "get_backend",
     "gpu_probe",
+    "gpu_count",
+    "make_current",
     "device_error_for",
     "device",
     "array_kind",

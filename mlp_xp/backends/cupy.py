@@ -15,7 +15,7 @@ from ..devices import INSTALL_FIX, GpuProbe, cupy_namespace, diagnose, probe_gpu
 from ..errors import DeviceError, first_line
 from ._base import Backend
 
-__all__ = ["CupyBackend", "gpu_probe", "device_error_for", "GpuProbe"]
+__all__ = ["CupyBackend", "gpu_probe", "gpu_count", "make_current", "device_error_for", "GpuProbe"]
 
 
 @functools.cache
@@ -96,6 +96,26 @@ class CupyBackend(Backend):
         if not getattr(self.cupy, "__counting_double__", False):
             return None
         return self.cupy.counts().as_dict()
+
+
+def gpu_count() -> int:
+    """How many GPUs this process sees, 0 without a usable CuPy; creates no CUDA context
+    (``cudaGetDeviceCount``), so a data-parallel rank can count before it chooses."""
+    try:
+        cupy = importlib.import_module("cupy")
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no CuPy, no driver: the probe says why when a GPU is asked for
+        return 0
+
+
+def make_current(index: int) -> None:
+    """Make GPU ``index`` this process's current device, once, before any other CUDA call.
+
+    Leaving a ``with cupy.cuda.Device(i):`` block sets the device current before it again,
+    and ``cudaSetDevice`` creates that device's context: a process that never chose one
+    would put a context on GPU 0 (cupy/cuda/device.pyx, ``Device.__exit__``).
+    """
+    importlib.import_module("cupy").cuda.Device(index).use()
 
 
 def device_error_for(exc: BaseException) -> DeviceError | None:

@@ -33,16 +33,26 @@ def start(args) -> World | None:
 
 
 def device_for(device: str, world: World | None) -> str:
-    """The device a rank uses: its local GPU for ``gpu``/``auto`` with GPUs, else ``device``."""
+    """The device a rank uses: its local GPU for ``gpu``/``auto`` with GPUs, else ``device``.
+
+    The rank counts the GPUs it sees (which creates no CUDA context), makes its own current
+    before any other CUDA call and probes that one only, so each rank touches its own GPU
+    and no other (on exclusive-process GPUs a second context on GPU 0 would fail).
+    """
     if world is None or device not in ("gpu", "auto"):
         return device
-    from ..backends import gpu_probe
+    from ..backends import gpu_count, gpu_probe, make_current
 
-    probe = gpu_probe()
-    if device == "auto" and not probe.ok:
-        return "cpu"
+    count = gpu_count()
+    if count == 0:
+        return "cpu" if device == "auto" else "gpu"  # get_backend says why in one line
     # the GPUs this process sees, in turn (one each where a scheduler shows each rank its own)
-    return f"gpu:{world.local_rank % max(probe.device_count, 1)}"
+    index = world.local_rank % count
+    with contextlib.suppress(Exception):  # a device that does not work: its probe says why
+        make_current(index)
+    if device == "auto" and not gpu_probe(index).ok:
+        return "cpu"
+    return f"gpu:{index}"
 
 
 @contextlib.contextmanager

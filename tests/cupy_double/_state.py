@@ -78,6 +78,9 @@ class State(threading.local):
         self.fused_reductions = 0
         self.replaying = 0  # a graph is being replayed: its thunks are not counted
         self.faults: set[str] = set()
+        # devices with a CUDA context in this process: made current (cudaSetDevice creates
+        # the primary context) or given work; counting them does not (cudaGetDeviceCount)
+        self.contexts: set[int] = set()
         self.pool_used = 0  # bytes held by live device arrays
         self.pool_total = 0  # the most ever held (the pool keeps what it grew to)
 
@@ -117,6 +120,7 @@ class CaptureError(RuntimeError):
 
 
 def launched(n: int = 1) -> None:
+    STATE.contexts.add(STATE.device)
     if STATE.counting:
         STATE.counts.launches += n
 
@@ -133,6 +137,7 @@ def synced(what: str) -> None:
 
 
 def copied_to_device() -> None:
+    STATE.contexts.add(STATE.device)
     if STATE.capturing is not None and not STATE.replaying:
         raise CaptureError(
             "cudaErrorStreamCaptureUnsupported: a synchronous host-to-device copy is not "
@@ -156,6 +161,7 @@ def check_memory(nbytes: int) -> None:
 
 
 def allocated(device: int, nbytes: int) -> None:
+    STATE.contexts.add(device)
     check_memory(nbytes)
     STATE.pool_used += nbytes
     STATE.pool_total = max(STATE.pool_total, STATE.pool_used)

@@ -49,18 +49,27 @@ class Device:
         if not 0 <= self.id < _count():
             raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
 
+    # cupy/cuda/device.pyx, Device.__enter__: push getDevice(), setDevice(id) if it
+    # differs; __exit__: setDevice(the pushed one); use(): setDevice(id). cudaSetDevice
+    # creates the device's primary context, so leaving a block makes one on the device
+    # current before it (GPU 0 in a process that never chose one)
     def __enter__(self):
+        before = STATE.device
         STATE.device_stack.append(self.id)
+        if self.id != before:
+            STATE.contexts.add(self.id)
         return self
 
     def __exit__(self, *exc):
         STATE.device_stack.pop()
+        STATE.contexts.add(STATE.device)
 
     def use(self):
         if STATE.device_stack:
             STATE.device_stack[-1] = self.id
         else:
             STATE.device_stack.append(self.id)
+        STATE.contexts.add(self.id)
 
     @property
     def compute_capability(self) -> str:
