@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from .backends import Backend
-from .errors import DeviceError, MlpXpError, ModelFileError, first_line
+from .errors import ConfigError, DeviceError, MlpXpError, ModelFileError, first_line
 from .fileio import atomic_write
 from .model import MLP
 from .npyfile import NpzReader
@@ -160,13 +160,19 @@ def save_model(path: str | os.PathLike, model: MLP, **meta: Any) -> Path:
     return write_file(path, "model", merged, param_arrays(model))
 
 
-def _calibration_record(record: Any, temperature: float) -> dict | None:
+def _calibration_record(record: Any, temperature: Any) -> dict | None:
     """What the file says of calibration: ``model.temperature`` is the one source.
 
     A record made at this temperature (by ``mlp-xp train``) is kept whole; a temperature
     set on the model since then replaces it, so the figures of another temperature are
     not saved beside it.
     """
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        temperature = math.nan
+    if not 0 < temperature < math.inf:
+        raise ConfigError(f"the model's temperature must be a finite number > 0, got {temperature}")
     if isinstance(record, dict) and record.get("temperature") == temperature:
         return record
     if temperature == 1.0:

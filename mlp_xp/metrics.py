@@ -33,8 +33,8 @@ def evaluate(
             raise DataError("evaluate: the inputs are empty (0 rows)")
         if check:
             labels = model.loss.check_targets(xp, labels, model.n_outputs, "evaluate's labels")
-            if labels.shape[0] != n:
-                raise DataError(f"evaluate: {labels.shape[0]} labels for {n} input rows")
+        if len(labels.shape) == 0 or labels.shape[0] != n:
+            raise DataError(f"evaluate: labels of shape {tuple(labels.shape)} for {n} input rows")
         data_loss, hits, bin_totals = 0.0, 0.0, 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # the Array API has no out-of-bounds slices

@@ -1,5 +1,7 @@
 """The counting CuPy double imitates the CuPy 14 behaviour the package relies on."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,30 @@ def test_setting_a_device_current_makes_its_context_as_cuda_does(cp):
     with cp.cuda.Device(1):
         cp.zeros(3)
     assert STATE.contexts == {1}
+
+
+@pytest.mark.gpu
+def test_real_cupy_refuses_cublas_while_a_stream_captures_as_the_double_does(real_gpu):
+    cupy = real_gpu.cupy
+    a = cupy.ones((4, 4), dtype=cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            with pytest.raises(NotImplementedError, match="cuBLAS API during stream capture"):
+                a @ a
+        finally:
+            with contextlib.suppress(Exception):
+                stream.end_capture()
+
+
+@pytest.mark.gpu
+def test_real_cupy_uses_a_stream_only_on_its_device_as_the_double_does(real_gpu):
+    cupy = real_gpu.cupy
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with cupy.cuda.Device(1):
+        refused = pytest.raises(RuntimeError, match=r"created on \(0\) does not match")
+        with refused, stream:
+            pass

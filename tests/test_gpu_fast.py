@@ -221,6 +221,11 @@ def test_the_fast_step_runs_on_a_second_gpu(request, data):
         trainers: list = []
         _, _, kind = train(gpu1, data, "auto", epochs=1, trainer_out=trainers)
     assert kind == "fast" and trainers[0].runner.graph is None  # kernel by kernel
+    with pytest.warns(UserWarning) as seen:  # asked for a graph: its capture stream is GPU 1's
+        train(gpu1, data, "graph", epochs=1)
+    [warning] = [str(w.message) for w in seen]
+    assert "calling cuBLAS API during stream capture" in warning
+    assert "does not match with the current device" not in warning
 
 
 def test_asked_for_a_graph_cuda_refuses_it_and_the_fused_kernels_stay(gpu, data):
@@ -232,6 +237,9 @@ def test_asked_for_a_graph_cuda_refuses_it_and_the_fused_kernels_stay(gpu, data)
     with pytest.warns(UserWarning, match="runs kernel by kernel .* cuBLAS API during stream"):
         history, params, kind = train(gpu, data, "graph", epochs=2, trainer_out=trainers)
     assert kind == "fast" and trainers[0].runner.graph is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once a process: no second warning
+        assert train(gpu, data, "graph", epochs=1)[2] == "fast"
     h_gen, p_gen, _ = train(gpu, data, "generic", epochs=2)
     np.testing.assert_allclose(history.train_loss, h_gen.train_loss, rtol=1e-5)
     for k, v in p_gen.items():

@@ -114,8 +114,8 @@ def test_each_rank_takes_the_gpu_of_its_local_rank_among_those_it_sees(
 
     world = SimpleNamespace(local_rank=local_rank)
     with installed(devices=visible):
-        assert device_for("gpu", world) == expected
-        assert device_for("auto", world) == expected
+        for spec in ("gpu", "auto", None, "cuda", "GPU"):  # None: --device left out
+            assert device_for(spec, world) == expected, spec
         assert device_for("gpu:1", world) == "gpu:1"  # as given
     assert device_for("cpu", world) == "cpu"
 

@@ -373,3 +373,9 @@ def test_the_schedule_spans_max_iter_for_fit_and_partial_fit(monkeypatch):
         online.partial_fit(X, y, classes=np.unique(y))
     assert rates[:4] == pytest.approx(first)  # one epoch of it a call
     assert rates[4:] == pytest.approx([first[-1]] * 2)  # then its last rate
+    rates.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        online.fit(X, y)  # a fit restarts the schedule...
+    online.partial_fit(X, y)  # ...and partial_fit walks it again from the start
+    assert rates[4] == pytest.approx(first[0])

@@ -42,14 +42,16 @@ def choose_step(trainer, generic, plan):
     key = (trainer.backend.key, signature(trainer))
     failed = VERDICTS.get(key, "")
     if not failed:  # every new fast step is checked; a failure is remembered
+        graph = mode == "graph" and not VERDICTS.get((key, "graph"))  # a lost graph stays lost
         try:
             fast = FastStep(trainer, generic)
-            failed, no_graph = check.compare_steps(trainer, generic, fast, plan, mode == "graph")
+            failed, no_graph = check.compare_steps(trainer, generic, fast, plan, graph)
         except Exception as exc:
             failed, no_graph = f"it failed ({type(exc).__name__}: {first_line(exc)})", ""
         VERDICTS[key] = failed
         if not failed:
-            if no_graph:
+            if no_graph:  # said once a process for this configuration and device
+                VERDICTS[key, "graph"] = no_graph
                 warnings.warn(
                     f"the fast GPU step runs kernel by kernel on {trainer.backend}: it could "
                     f"not be used as a CUDA graph ({no_graph})",

@@ -23,6 +23,8 @@ on each device before the fast one is used.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..train.step import EpochLosses, summarize
@@ -241,9 +243,11 @@ class FastStep:
             stream.begin_capture()
             try:
                 self.body()
-            finally:
-                graph = stream.end_capture()
-        self.graph = graph
+            except Exception:
+                with contextlib.suppress(Exception):  # an invalidated capture: keep the cause
+                    stream.end_capture()
+                raise
+            self.graph = stream.end_capture()
 
     # -- what the loop calls ------------------------------------------------------------
     def begin_epoch(self, plan, start: int = 0) -> None:

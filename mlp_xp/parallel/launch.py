@@ -17,8 +17,10 @@ that silently trained on one process where many were meant would waste a cluster
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
+from ..devices import parse_device
 from ..errors import MlpXpError
 from .world import AgreedError, World, start_world
 
@@ -39,19 +41,23 @@ def device_for(device: str, world: World | None) -> str:
     before any other CUDA call and probes that one only, so each rank touches its own GPU
     and no other (on exclusive-process GPUs a second context on GPU 0 would fail).
     """
-    if world is None or device not in ("gpu", "auto"):
+    if world is None:
         return device
+    spec = str(device or os.environ.get("MLP_XP_DEVICE", "") or "auto").strip()
+    kind = parse_device(spec).kind
+    if kind not in ("auto", "gpu") or (kind == "gpu" and ":" in spec):
+        return spec  # the CPU, or a GPU named by its index
     from ..backends import gpu_count, gpu_probe, make_current
 
     count = gpu_count()
     if count == 0:
-        return "cpu" if device == "auto" else "gpu"  # get_backend says why in one line
+        return spec  # get_backend uses the CPU for auto, or says in one line why no GPU
     # the GPUs this process sees, in turn (one each where a scheduler shows each rank its own)
     index = world.local_rank % count
     with contextlib.suppress(Exception):  # a device that does not work: its probe says why
         make_current(index)
-    if device == "auto" and not gpu_probe(index).ok:
-        return "cpu"
+    if kind == "auto" and not gpu_probe(index).ok:
+        return "auto"  # get_backend falls back to the CPU, saying why
     return f"gpu:{index}"
 
 

@@ -168,8 +168,11 @@ class BaseMLP(BaseEstimator):
             image_shape=image_shape(s["augment"], X.shape[1]),
         )  # fmt: skip
         trainer.epoch = self._epochs_done  # shuffles keyed by (seed, epoch) go on
+        if not incremental:
+            self._partial_epochs = 0  # a fit restarts the schedule; partial_fit walks it
+        start = self._epochs_done - (getattr(self, "_partial_epochs", 0) if incremental else 0)
         trainer.schedule = _OverMaxIter(
-            s["schedule"], s["max_iter"], trainer.steps_per_epoch, self._epochs_done, incremental
+            s["schedule"], s["max_iter"], trainer.steps_per_epoch, start
         )
         self.n_iter_ = 0
         try:
@@ -201,6 +204,7 @@ class BaseMLP(BaseEstimator):
         self._snapshot = None
         self._twins: dict[str, MLP] = {}
         self._epochs_done: int = 0
+        self._partial_epochs: int = 0  # partial_fit's epochs since the last fit
         self._no_improvement_count = 0
         self.t_ = 0
         self.n_iter_ = 0
@@ -338,15 +342,16 @@ class _OverMaxIter(Plan):
     """The learning-rate schedule over ``max_iter`` epochs, asked by the loop's global step.
 
     ``fit``, warm or not, runs the whole schedule from its start (its epochs go on counting
-    for the shuffles); ``partial_fit`` walks through it one epoch a call, then holds its
-    last rate. (It was planned over the epochs done so far plus this call's: ``partial_fit``
-    sat at the end of a schedule planned one epoch longer each call, and a warm refit
-    started in the middle of one.)
+    for the shuffles); ``partial_fit`` walks through it one epoch a call from the last
+    ``fit`` (or the first call), then holds its last rate. (It was planned over the epochs
+    done so far plus this call's: ``partial_fit`` sat at the end of a schedule planned one
+    epoch longer each call, and a warm refit started in the middle of one.) ``start`` is
+    the loop's epoch at which the schedule's first epoch falls.
     """
 
-    def __init__(self, name: str, max_iter: int, steps: int, done: int, incremental: bool):
+    def __init__(self, name: str, max_iter: int, steps: int, start: int):
         super().__init__(name, max_iter * steps)
-        self.offset = 0 if incremental else done * steps
+        self.offset = start * steps
 
     def __call__(self, step: float) -> float:
         return super().__call__(min(max(step - self.offset, 0), self.total - 1))
@@ -364,6 +369,7 @@ class _Monitor(Callback):
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         est, s = self.est, self.s
         est._epochs_done += 1
+        est._partial_epochs += self.incremental
         est.n_iter_ += 1
         est.t_ += self.n_train
         est.loss_ = loss = record["train_loss"]

@@ -65,6 +65,9 @@ class Counts:
         }
 
 
+CONTEXTS: set[int] = set()
+
+
 class State(threading.local):
     """One per thread, like CUDA's current device and stream."""
 
@@ -78,11 +81,15 @@ class State(threading.local):
         self.fused_reductions = 0
         self.replaying = 0  # a graph is being replayed: its thunks are not counted
         self.faults: set[str] = set()
-        # devices with a CUDA context in this process: made current (cudaSetDevice creates
-        # the primary context) or given work; counting them does not (cudaGetDeviceCount)
-        self.contexts: set[int] = set()
         self.pool_used = 0  # bytes held by live device arrays
         self.pool_total = 0  # the most ever held (the pool keeps what it grew to)
+
+    @property
+    def contexts(self) -> set[int]:
+        """Devices with a CUDA context in this process (contexts are per process, not per
+        thread): made current (cudaSetDevice creates the primary context), given work, a
+        stream or a memory query; counting the devices makes none (cudaGetDeviceCount)."""
+        return CONTEXTS
 
     @property
     def device(self) -> int:
@@ -95,6 +102,7 @@ class State(threading.local):
         return stream if stream is not None and stream._capture is not None else None
 
     def reset(self, n_devices: int = 2) -> None:
+        CONTEXTS.clear()
         self.__init__()
         self.n_devices = n_devices
 

@@ -96,6 +96,12 @@ class Device:
         return f"<CUDA Device {self.id}>"
 
 
+def _mem_info() -> tuple[int, int]:
+    """cudaMemGetInfo of the current device (it makes that device's context)."""
+    STATE.contexts.add(STATE.device)
+    return (STATE.memory // 2, STATE.memory)
+
+
 def _properties(i: int) -> dict:
     if not 0 <= i < _count():
         raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
@@ -122,7 +128,7 @@ runtime = _module(
     getDevice=lambda: STATE.device,
     runtimeGetVersion=lambda: 12080,
     driverGetVersion=lambda: (_driver_check(), 12080)[1],
-    memGetInfo=lambda: (STATE.memory // 2, STATE.memory),
+    memGetInfo=lambda: _mem_info(),
     streamCaptureModeRelaxed=2,
 )
 
@@ -167,6 +173,8 @@ class Stream:
         # a stream belongs to the device current when it is made; the null stream to none
         # (cupy/cuda/stream.pyx, Stream.__init__: device_id = runtime.getDevice())
         self.device_id = -1 if null else STATE.device
+        if not null:
+            STATE.contexts.add(self.device_id)
 
     def _check_device(self) -> None:
         """cupy/cuda/stream.pyx, check_stream_device_match (from __enter__ and use)."""
