@@ -15,7 +15,10 @@ The math core sits at the top (:mod:`~mlp_xp.backends`, :mod:`~mlp_xp.functional
 (:func:`device`); ``model.to("cpu")`` copies a network to another device.
 """
 
-from . import errors
+from . import (
+    errors,
+    gpu,  # noqa: F401 -- offers CuPy models the fast step (imports no CuPy)
+)
 from ._version import __version__
 from .backends import Backend, device, get_backend
 from .checkpoint import load_model, save_model

@@ -204,7 +204,7 @@ class BaseMLP(BaseEstimator):
         self._snapshot = None
         self._twins: dict[str, MLP] = {}
         self._epochs_done: int = 0
-        self._partial_epochs: int = 0  # partial_fit's epochs since the last fit
+        self._partial_epochs = 0  # partial_fit's epochs since the last fit
         self._no_improvement_count = 0
         self.t_ = 0
         self.n_iter_ = 0

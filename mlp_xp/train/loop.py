@@ -44,7 +44,7 @@ from .interrupts import hold_ctrl_c
 from .plan import EpochPlan, make_plan
 from .schedules import Plan
 from .state import Snapshot, put_back, take
-from .step import GenericStep
+from .step import FASTER_STEPS, GenericStep
 
 __all__ = ["Trainer", "History", "Callback"]
 
@@ -257,11 +257,10 @@ class Trainer:
     def _choose_step(self, plan: EpochPlan):
         """The generic step, or on CuPy the fast step once it has checked itself."""
         generic = GenericStep(*self.step_arguments(), pixels=self.pixels)
-        if self.backend.kind != "gpu" or self.config.gpu_step == "generic":
+        chooser = FASTER_STEPS.get(self.backend.name)
+        if chooser is None or self.config.gpu_step == "generic":
             return generic
-        from ..gpu import choose_step
-
-        return choose_step(self, generic, plan)
+        return chooser(self, generic, plan)
 
     def run_epoch(self) -> bool:
         """Train one epoch (or the rest of an interrupted one) and record it.

@@ -16,6 +16,7 @@ dropout masks; ``grad_hooks`` are called with the flat gradient before the updat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +24,13 @@ import numpy as np
 from .dropout import dropout_masks
 from .lookahead import Lookahead, spare_core
 
-__all__ = ["GenericStep", "EpochLosses"]
+__all__ = ["GenericStep", "EpochLosses", "FASTER_STEPS"]
+
+#: Faster steps a backend's package offers, by backend name: ``chooser(trainer, generic,
+#: plan) -> step``, the generic step when the faster one cannot be used. :mod:`mlp_xp.gpu`
+#: adds CuPy's fast step when it is imported (``import mlp_xp`` does; it imports no CuPy),
+#: so the loop needs no import of an outer package.
+FASTER_STEPS: dict[str, Callable[..., Any]] = {}
 
 
 class EpochLosses(NamedTuple):
