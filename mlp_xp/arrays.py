@@ -148,3 +148,21 @@ def as_rows(backend: Backend, X: ArrayLike, n_features: int) -> Array:
             f"input has shape {tuple(X.shape)} but the model expects (N, {n_features}) features"
         )
     return X
+
+
+def to_device(backend: Backend, a: ArrayLike, dtype: Any, what: str, floats: Any) -> Array:
+    """``a`` (already checked: :func:`~mlp_xp.data.door.check_data`) on ``backend``'s device
+    in ``dtype``; with ``dtype=None`` integers become int64 and floats ``floats``.
+
+    An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in place
+    when its dtype is ``dtype``; host data is copied once.
+    """
+    a = backend.accept(a, what)  # in place on its device, host data, or a mismatch
+    if not backend.owns(a):
+        if dtype is None:
+            dtype = np.int64 if a.dtype.kind in "biu" else floats
+        return backend.put(a, dtype)
+    if dtype is not None and a.dtype != backend.dtype(dtype):
+        with backend.scope():  # e.g. float64 rows on the device, a float32 model
+            a = backend.xp.astype(a, backend.dtype(dtype))
+    return a

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arrays import Array, ArrayLike
+from ..arrays import Array, ArrayLike, to_device
 from ..constraints import validate
 from ..data.door import check_data
 from ..errors import ConfigError, DataError, DivergenceError
@@ -170,22 +170,8 @@ class Trainer:
         return self.model.check_input(self._to_device(X, np.uint8, "training images"))
 
     def _to_device(self, a: ArrayLike, dtype: Any, what: str) -> Array:
-        """Move an array the door has checked (:func:`~mlp_xp.data.door.check_data`) to the
-        device once, in ``dtype`` (integers as int64 and floats in the model's dtype when
-        ``None``).
-
-        An array already on the device (CuPy, or a CUDA tensor through DLPack) is used in
-        place when its dtype is ``dtype``; host data is copied once.
-        """
-        a = self.backend.accept(a, what)  # in place on its device, host data, or a mismatch
-        if not self.backend.owns(a):
-            if dtype is None:
-                dtype = np.int64 if a.dtype.kind in "biu" else self.model.dtype
-            return self.backend.put(a, dtype)
-        if dtype is not None and a.dtype != self.backend.dtype(dtype):
-            with self.backend.scope():  # e.g. float64 rows on the device, a float32 model
-                a = self.backend.xp.astype(a, self.backend.dtype(dtype))
-        return a
+        """:func:`~mlp_xp.arrays.to_device`, floats in the model's dtype by default."""
+        return to_device(self.backend, a, dtype, what, self.model.dtype)
 
     # -- the loop --------------------------------------------------------------------
     def request_stop(self) -> None:
