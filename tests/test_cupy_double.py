@@ -256,3 +256,49 @@ def test_real_cupy_uses_a_stream_only_on_its_device_as_the_double_does(real_gpu)
         refused = pytest.raises(RuntimeError, match=r"created on \(0\) does not match")
         with refused, stream:
             pass
+
+
+def test_cub_reductions_allocate_and_copy_into_out_unless_switched_off_as_in_cupy(cp):
+    """cupy/cuda/cub.pyx, device_reduce: a result and a workspace from the pool, and one
+    more launch to copy into ``out``; CuPy's own reduction kernel without the accelerator."""
+    z = cp.ones((8, 10), dtype=cp.float32)
+    s = cp.empty((8, 1), dtype=cp.float32)
+    with counting() as on:
+        cp.sum(z, axis=1, keepdims=True, out=s)
+    assert sum(on.counts.allocations.values()) == 2 and on.counts.launches == 2
+    saved = cp._core.get_routine_accelerators()
+    cp._core.set_routine_accelerators([])
+    try:
+        with counting() as off:
+            cp.sum(z, axis=1, keepdims=True, out=s)
+    finally:
+        cp._core.set_routine_accelerators(saved)
+    assert sum(off.counts.allocations.values()) == 0 and off.counts.launches == 1
+
+
+@pytest.mark.gpu
+def test_real_cupy_cub_reductions_allocate_unless_switched_off_as_the_double_says(real_gpu):
+    cupy = real_gpu.cupy
+
+    class Mallocs(cupy.cuda.MemoryHook):
+        name = "mallocs"
+
+        def __init__(self):
+            self.n = 0
+
+        def malloc_preprocess(self, **kwargs):
+            self.n += 1
+
+    z = cupy.ones((8, 10), dtype=cupy.float32)
+    s = cupy.empty((8, 1), dtype=cupy.float32)
+    saved = cupy._core.get_routine_accelerators()
+    try:
+        cupy._core.set_routine_accelerators(["cub"])
+        with Mallocs() as on:
+            cupy.sum(z, axis=1, keepdims=True, out=s)
+        cupy._core.set_routine_accelerators([])
+        with Mallocs() as off:
+            cupy.sum(z, axis=1, keepdims=True, out=s)
+    finally:
+        cupy._core.set_routine_accelerators(saved)
+    assert on.n >= 1 and off.n == 0

@@ -179,7 +179,23 @@ class FastStep:
 
     # -- the step -----------------------------------------------------------------------
     def body(self) -> None:
-        """One step, kernel by kernel, on the persistent buffers (what the graph holds)."""
+        """One step, kernel by kernel, on the persistent buffers (what the graph holds).
+
+        CuPy's CUB routines are off while it runs: ``cupy/cuda/cub.pyx``
+        (``device_reduce``, ``device_segmented_reduce``) allocates a result and a workspace
+        for each reduction and copies into ``out`` -- blocks a captured graph would keep
+        using after the pool took them back. Without them, the reductions are CuPy's own
+        kernels writing straight into their buffers, and the step allocates nothing.
+        """
+        core = self.cp._core
+        accelerators = core.get_routine_accelerators()
+        core.set_routine_accelerators([])
+        try:
+            self._kernels()
+        finally:
+            core.set_routine_accelerators(accelerators)
+
+    def _kernels(self) -> None:
         cp, k, model, B = self.cp, self.k, self.model, self.batch
         cp.take(self.ints, self.counter, axis=0, out=self.irow)
         cp.take(self.floats, self.counter, axis=0, out=self.frow)

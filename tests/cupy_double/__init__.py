@@ -48,6 +48,7 @@ def installed(devices: int = 2, faults=()):
     for k in saved:
         del sys.modules[k]
     STATE.reset(devices)
+    module._set_routine_accelerators(["cub"])  # CuPy's default on CUDA (CUPY_ACCELERATORS)
     STATE.faults = set(faults)
     sys.modules.update(
         {
@@ -55,6 +56,7 @@ def installed(devices: int = 2, faults=()):
             "cupy.cuda": cuda,
             "cupy.linalg": module.linalg,
             "cupy.fft": module.fft,
+            "cupy._core": module._core,
             **{f"cupy.cuda.{name}": sub for name, sub in cuda.SUBMODULES.items()},
         }
     )

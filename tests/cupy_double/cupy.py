@@ -14,7 +14,7 @@ import numpy as np
 
 from . import cuda
 from ._array import _unwrap, elementwise, ndarray, reshaped, run, view, wrap
-from ._state import STATE, check_memory, copied_to_device, fault, launched
+from ._state import STATE, allocated, check_memory, copied_to_device, fault, launched
 
 __version__ = "14.0.0"
 __counting_double__ = True  # what mlp_xp looks for to report counted figures
@@ -125,6 +125,36 @@ def _into(compute, inputs, out):
     return out
 
 
+#: CuPy's routine accelerators, process-wide (cupy/_core/_accelerator.pyx): CUPY_ACCELERATORS
+#: defaults to "cub" on CUDA, so sum, prod, min and max (and their arg-) go through CUB.
+_ROUTINE_ACCELERATORS = ["cub"]
+_CUB_OPS = {"sum", "prod", "max", "min", "argmax", "argmin"}
+
+
+def _cub_reduction(name: str, a, axis, out) -> None:
+    """What CuPy's CUB routine adds to a reduction it takes: cupy/cuda/cub.pyx,
+    ``device_reduce`` / ``device_segmented_reduce`` allocate a result and a workspace from
+    the pool, launch CUB, and copy the result into ``out`` (one more launch). CUB takes a
+    reduction over the whole array or over its trailing axes of a C-contiguous array
+    (``cub_reduction``); others go to CuPy's own reduction kernel."""
+    if "cub" not in _ROUTINE_ACCELERATORS or name not in _CUB_OPS:
+        return
+    data = np.asarray(_unwrap(a))
+    if data.ndim == 0:
+        return
+    axes = (
+        tuple(range(data.ndim)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+    )
+    axes = tuple(sorted(x % data.ndim for x in axes))
+    if axes != tuple(range(data.ndim - len(axes), data.ndim)) or not data.flags.c_contiguous:
+        return
+    kept = data.size // data.shape[-1] if data.shape[-1] else 1  # (this module's max is CuPy's)
+    allocated(STATE.device, data.dtype.itemsize * (kept or 1))  # the result
+    allocated(STATE.device, 256)  # the workspace
+    if out is not None:
+        launched()  # elementwise_copy(y, out)
+
+
 def _reduction(name: str, fn, has_dtype: bool = True):
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False):
         _nvrtc_check()
@@ -141,6 +171,7 @@ def _reduction(name: str, fn, has_dtype: bool = True):
                 return out
             return ndarray(result, STATE.device, new=False)
         data = _unwrap(a)
+        _cub_reduction(name, a, axis, out)
         return _into(lambda target=None: np.asarray(fn(data, out=target, **kw)), [a], out)
 
     reduce.__name__ = name
@@ -514,6 +545,16 @@ def get_default_memory_pool():
 
 
 _POOL = cuda.MemoryPool()
+
+_core = types.ModuleType("cupy._core")
+_core.get_routine_accelerators = lambda: list(_ROUTINE_ACCELERATORS)
+
+
+def _set_routine_accelerators(names) -> None:
+    _ROUTINE_ACCELERATORS[:] = list(names)
+
+
+_core.set_routine_accelerators = _set_routine_accelerators
 
 linalg = types.ModuleType("cupy.linalg")
 linalg.__all__ = []
