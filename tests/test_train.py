@@ -254,6 +254,16 @@ def test_early_stopping_on_a_regression_task_watches_the_held_out_mse(rng):
         np.testing.assert_array_equal(final[k], v)
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler in place, as in a program started from a terminal: a
+    process a shell starts in the background begins with SIGINT ignored, and there
+    Ctrl-C cannot reach it at all."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_run(X, y, inside_step: int, handler_check=None):
     """Train with Ctrl-C raised in the middle of step ``inside_step`` (1-based) of epoch 1."""
     model = MLP(784, (16,), 10, backend="cpu", seed=0)
@@ -269,7 +279,7 @@ def _interrupt_run(X, y, inside_step: int, handler_check=None):
     return trainer
 
 
-def test_ctrl_c_raises_keyboard_interrupt_after_the_step_in_flight(split):
+def test_ctrl_c_raises_keyboard_interrupt_after_the_step_in_flight(split, python_sigint):
     X, y, *_ = split
     X, y = X[:200], y[:200]
     sigterm = signal.getsignal(signal.SIGTERM)
@@ -294,7 +304,7 @@ def test_ctrl_c_raises_keyboard_interrupt_after_the_step_in_flight(split):
         np.testing.assert_array_equal(trainer.model.params_numpy()[k], v)
 
 
-def test_after_ctrl_c_running_again_finishes_the_run_as_if_uninterrupted(split):
+def test_after_ctrl_c_running_again_finishes_the_run_as_if_uninterrupted(split, python_sigint):
     X, y, *_ = split
     X, y = X[:200], y[:200]
     trainer = _interrupt_run(X, y, inside_step=3)
