@@ -241,7 +241,7 @@ class Loss:
         raise NotImplementedError
 
 
-def _dtype_kind(xp, dtype) -> str:
+def dtype_kind(xp, dtype) -> str:
     """``"b"``, ``"i"``, ``"f"`` or ``"?"``, in any Array API namespace."""
     for kind, name in (("b", "bool"), ("i", "integral"), ("f", "real floating")):
         if xp.isdtype(dtype, name):
@@ -251,7 +251,7 @@ def _dtype_kind(xp, dtype) -> str:
 
 def _numeric(xp, y, name: str, expected: str) -> str:
     """The dtype kind of numeric, finite ``y``; else a :class:`DataError`."""
-    kind = _dtype_kind(xp, y.dtype)
+    kind = dtype_kind(xp, y.dtype)
     if kind == "?":
         raise DataError(f"{name} are of dtype {y.dtype}; expected {expected}")
     if kind == "f" and not bool(xp.all(xp.isfinite(y))):

@@ -133,8 +133,8 @@ def load_digits(
         raise DataError(
             f"{folder}: images are {width[0]}x{width[1]} pixels; the network takes {rows}x{cols}"
         )
-    if not mapped and joined.dtype.kind == "f" and not np.all(np.isfinite(joined)):
-        raise DataError(f"{name}: images contain NaN or Inf")
+    if not mapped:
+        _check_finite(joined, name)
     files = tuple(path for part in parts for path in (part.images, part.labels))
     return Digits(joined, all_labels.astype(np.int64), str(source), files)
 
@@ -148,6 +148,10 @@ def validate_digits(images: np.ndarray, labels: np.ndarray, n_classes: int, name
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
     validate_labels(labels, n_classes, name)
+    _check_finite(images, name)
+
+
+def _check_finite(images: np.ndarray, name: str) -> None:
     if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
         raise DataError(f"{name}: images contain NaN or Inf")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..arrays import ArrayLike
 from ..errors import DataError
+from ..functional import dtype_kind
 from .shards import Shards, Subset
 
 __all__ = ["check_data", "check_targets"]
@@ -35,8 +36,9 @@ def _as_checked(backend, a: ArrayLike, name: str) -> tuple[Any, Any]:
     return a, (backend.xp if backend.owns(a) else np)
 
 
-def _check_inputs(model, X: ArrayLike, name: str) -> int:
-    """``X`` is (N, n_inputs), N > 0, numeric and finite; returns N."""
+def _check_inputs(model, X: ArrayLike, name: str) -> Any:
+    """``X`` is (N, n_inputs), N > 0, numeric and finite; returns it as accepted (this
+    device's array, host NumPy, or the lazily read rows it was)."""
     X, xp = _as_checked(model.backend, X, name)
     shape = tuple(X.shape)
     if len(shape) != 2 or shape[1] != model.n_inputs:
@@ -44,16 +46,14 @@ def _check_inputs(model, X: ArrayLike, name: str) -> int:
     if shape[0] == 0:
         raise DataError(f"{name} are empty (0 rows)")
     if xp is None:
-        return shape[0]
-    kind = "?"
-    for k, dtypes in (("b", "bool"), ("i", "integral"), ("f", "real floating")):
-        kind = k if xp.isdtype(X.dtype, dtypes) else kind
+        return X
+    kind = dtype_kind(xp, X.dtype)
     if kind == "?":
         raise DataError(f"{name} are of dtype {X.dtype}; expected numbers")
     with model.backend.scope():  # a device array is reduced on its own device
         if kind == "f" and not bool(xp.all(xp.isfinite(X))):
             raise DataError(f"{name} hold NaN or Inf")
-    return shape[0]
+    return X
 
 
 def check_targets(model, y: ArrayLike, n_rows: int, name: str, inputs: str = "the inputs"):
@@ -73,18 +73,19 @@ def check_data(
     y: ArrayLike,
     X_val: ArrayLike | None = None,
     y_val: ArrayLike | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, Any, Any]:
     """Refuse, before anything reaches a device, data ``model`` cannot train on.
 
-    Returns the targets ``(y, y_val)`` as the loss takes them (:func:`check_targets`).
+    Returns ``(X, y, X_val, y_val)`` as accepted (read once: host data as NumPy, device
+    arrays in place), the targets as the loss takes them (:func:`check_targets`).
     """
-    n = _check_inputs(model, X, "training inputs X")
-    y = check_targets(model, y, n, "training targets y", "training inputs X")
+    X = _check_inputs(model, X, "training inputs X")
+    y = check_targets(model, y, X.shape[0], "training targets y", "training inputs X")
     if (X_val is None) != (y_val is None):
         given = "X_val" if y_val is None else "y_val"
         raise DataError(f"the held-out split needs X_val and y_val together; got only {given}")
     if X_val is not None:
-        n_val = _check_inputs(model, X_val, "held-out inputs X_val")
+        X_val = _check_inputs(model, X_val, "held-out inputs X_val")
         held_out = ("held-out targets y_val", "held-out inputs X_val")
-        y_val = check_targets(model, y_val, n_val, *held_out)
-    return y, y_val
+        y_val = check_targets(model, y_val, X_val.shape[0], *held_out)
+    return X, y, X_val, y_val

@@ -56,7 +56,7 @@ class DistributedTrainer(Trainer):
             raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
         # the door sees the whole sets on every rank, so every rank refuses together (a
         # rank's share of the held-out split may be empty)
-        y, y_val = check_data(model, X, y, X_val, y_val)
+        X, y, X_val, y_val = check_data(model, X, y, X_val, y_val)
         if X_val is not None and y_val is not None:
             rows = share(0, len(y_val), world.rank, world.size)
             X_val, y_val = X_val[rows], y_val[rows]
@@ -72,7 +72,7 @@ class DistributedTrainer(Trainer):
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
 
     def _admit(self, model, X, y, X_val, y_val) -> tuple:
-        return y, y_val  # checked whole in __init__, before the held-out share was taken
+        return X, y, X_val, y_val  # checked whole in __init__, before its held-out share
 
     def fingerprint(self) -> dict:
         """What every rank must share: the configuration, the kind of device (the ranks'

@@ -101,7 +101,7 @@ class Trainer:
                 f"gpu_step={self.config.gpu_step!r} needs a CuPy (GPU) model, this one is on "
                 f"{self.backend}; use gpu_step='auto' or 'generic'"
             )
-        y, y_val = self._admit(model, X, y, X_val, y_val)  # nothing is on the device yet
+        X, y, X_val, y_val = self._admit(model, X, y, X_val, y_val)  # none on the device yet
         self.X = self._inputs(X)
         labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
         self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once
@@ -155,8 +155,8 @@ class Trainer:
         self._ctrl_c = False
 
     def _admit(self, model: MLP, X, y, X_val, y_val) -> tuple:
-        """The door (:func:`~mlp_xp.data.door.check_data`): the targets as the loss takes
-        them, or one :class:`~mlp_xp.errors.DataError`."""
+        """The door (:func:`~mlp_xp.data.door.check_data`): the data as accepted, the
+        targets as the loss takes them, or one :class:`~mlp_xp.errors.DataError`."""
         return check_data(model, X, y, X_val, y_val)
 
     def _inputs(self, X):
