@@ -84,12 +84,18 @@ class Optimizer:
         raise NotImplementedError
 
     def update_params(self, grads: dict) -> None:
-        """Apply one step to every parameter, in place (once on the flat buffer if it is one)."""
+        """Count one step and apply it at :attr:`lr` (for use on its own; a training step
+        calls :meth:`apply`, and the run's state counts it)."""
         self.t += 1
-        lr = self.step_size(self.t)
+        self.apply(grads, self.t, self.lr)
+
+    def apply(self, grads: dict, t: int, lr: float) -> None:
+        """Apply step ``t`` (1-based) at rate ``lr`` to every parameter, in place (once on
+        the flat buffer if it is one); writes the parameters and slots, not ``t`` or ``lr``."""
+        size = self.step_size(t, lr)
         with self.backend.scope():
             for p, g, *slots in self._groups(grads):
-                self.rule(p, g, *slots, lr=lr)
+                self.rule(p, g, *slots, lr=size)
 
     def _groups(self, grads: dict) -> list:
         """``(param, grad, *state)`` arrays: the whole buffer, or one parameter at a time."""

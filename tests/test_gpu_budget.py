@@ -93,10 +93,10 @@ def test_the_fast_step_kernel_by_kernel_is_at_most_30_launches_and_allocates_not
     model = MLP(backend=gpu, l2=1e-4, seed=0)
     cfg = TrainConfig(epochs=1, batch_size=128, **RECIPES.get(recipe, {"augment": "none"}))
     trainer = Trainer(model, X, y, config=cfg)
-    generic = GenericStep(model, trainer.optimizer, trainer.X, trainer.T, trainer.augmenter)
-    fast = FastStep(trainer, generic)
+    state, data = trainer.train_state, trainer.data
+    fast = FastStep(state, data, GenericStep(state, data))
     with counting() as epoch:
-        fast.begin_epoch(trainer.plan(0), 0)
+        fast.begin_epoch(state, trainer.plan(0), 0)
     assert epoch.counts.h2d == 1  # the whole epoch plan in one copy
     fast.body()
     with counting() as step:

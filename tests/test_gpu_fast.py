@@ -187,7 +187,7 @@ def test_the_check_compares_within_float32_rounding(gpu, data):
     train(gpu, data, "fast", epochs=1, trainer_out=trainers)
     t = trainers[0]
     assert check.TOLERANCE["float32"] < 1e-2
-    assert check.compare_steps(t, t.runner.generic, t.runner, t.plan(0)) == ("", "")
+    assert check.compare_steps(t.train_state, t.runner.generic, t.runner, t.plan(0)) == ("", "")
 
 
 def test_uint8_pixels_go_to_the_generic_step_and_leave_no_verdict_behind(gpu, digits):

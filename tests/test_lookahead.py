@@ -55,7 +55,7 @@ def test_inputs_of_neighbouring_steps_live_in_separate_buffers(data, monkeypatch
     """What the worker writes for step s + 1 never lands where step s's inputs are."""
     trainer, _ = _train(data, True, monkeypatch, epochs=1)
     runner = trainer.runner
-    runner.begin_epoch(trainer.plan(0))
+    runner.begin_epoch(trainer.train_state, trainer.plan(0))
     a, b, c = runner.inputs(0), runner.inputs(1), runner.inputs(2)
     assert not np.shares_memory(a, b) and not np.shares_memory(b, c)
     assert np.shares_memory(a, c)  # two sets, alternating

@@ -29,24 +29,25 @@ from .fast import FastStep, unsupported
 __all__ = ["choose_step", "FastStep", "VERDICTS"]
 
 
-def choose_step(trainer, generic, plan):
-    """The step ``trainer`` should use on its CuPy device (see the module docstring)."""
-    mode = trainer.config.gpu_step
+def choose_step(state, data, mode: str, generic, plan):
+    """The step for ``state`` on its CuPy device (see the module docstring); ``mode`` is
+    ``TrainConfig.gpu_step``."""
     insist = mode in ("fast", "graph")
-    why = unsupported(trainer) or (
+    backend = state.backend
+    why = unsupported(state, data) or (
         "a gradient hook is set (the fast step has none)" if generic.grad_hooks else ""
     )
     if why:
         if insist:
             raise ConfigError(f"gpu_step={mode!r} cannot train this configuration: {why}")
         return generic
-    key = (trainer.backend.key, signature(trainer))
+    key = (backend.key, signature(state, data))
     failed = VERDICTS.get(key, "")
     if not failed:  # every new fast step is checked; a failure is remembered
         graph = mode == "graph" and not VERDICTS.get((key, "graph"))  # a lost graph stays lost
         try:
-            fast = FastStep(trainer, generic)
-            failed, no_graph = check.compare_steps(trainer, generic, fast, plan, graph)
+            fast = FastStep(state, data, generic)
+            failed, no_graph = check.compare_steps(state, generic, fast, plan, graph)
         except Exception as exc:
             failed, no_graph = f"it failed ({type(exc).__name__}: {first_line(exc)})", ""
         VERDICTS[key] = failed
@@ -54,12 +55,12 @@ def choose_step(trainer, generic, plan):
             if no_graph:  # said once a process for this configuration and device
                 VERDICTS[key, "graph"] = no_graph
                 warnings.warn(
-                    f"the fast GPU step runs kernel by kernel on {trainer.backend}: it could "
+                    f"the fast GPU step runs kernel by kernel on {backend}: it could "
                     f"not be used as a CUDA graph ({no_graph})",
                     stacklevel=3,
                 )
             return fast
-    message = f"the fast GPU step is not used on {trainer.backend}: {failed}"
+    message = f"the fast GPU step is not used on {backend}: {failed}"
     if insist:
         raise DeviceError(message)
     warnings.warn(f"{message}; training with the generic step", stacklevel=3)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import first_line
-from ..train.state import put_back, take
 
 __all__ = ["compare_steps", "signature", "Verdict", "VERDICTS", "CHECK_STEPS"]
 
@@ -27,21 +26,26 @@ TOLERANCE = {"float32": 2e-3, "float64": 1e-7}
 VERDICTS: dict = {}
 
 
-def signature(trainer) -> tuple:
-    """What the fast step depends on: the network, optimizer, recipe and input dtype (a
-    verdict is remembered for exactly what it was reached on)."""
-    model, opt, cfg = trainer.model, trainer.optimizer, trainer.config
+def signature(state, data) -> tuple:
+    """Everything the fast step reads that a verdict may depend on: the inputs' kind, the
+    network, the optimizer and its settings (baked into its kernels), the recipe's fixed
+    parts (augmentation, the dropout rate, the moving average's decay) and the batch size
+    -- a verdict is remembered for exactly what it was reached on."""
+    model, opt, average = state.model, state.optimizer, state.average
+    aug = data.augmenter
     return (
-        str(trainer.X.dtype),
+        str(data.X.dtype),
+        None if data.pixels is None else (data.pixels.scale, data.pixels.offset),
         tuple(model.layer_sizes),
         tuple(model.activations),
         model.dtype,
-        opt.name,
-        bool(getattr(opt, "momentum", 0.0)),
-        cfg.augment,
-        bool(cfg.dropout),
-        bool(cfg.ema),
-        trainer.batch_size,
+        model.task,
+        float(model.l2),
+        tuple(sorted(opt.hyperparameters().items())),
+        None if aug is None else (aug.kind, aug.height, aug.width, aug.n_coefficients),
+        float(data.dropout),
+        None if average is None else average.decay,
+        data.batch_size,
     )
 
 
@@ -63,57 +67,50 @@ class Verdict(NamedTuple):
     no_graph: str = ""
 
 
-def _run(trainer, step, plan, steps) -> float:
-    """Take ``steps`` with ``step`` from where the trainer is; their mean loss."""
-    step.begin_epoch(plan, steps[0])
+def _run(state, step, plan, steps) -> tuple[list, float]:
+    """Take ``steps`` with ``step`` from ``state`` as the loop does: the buffers they
+    reach (copies) and their mean loss."""
+    step.begin_epoch(state, plan, steps[0])
     for s in steps:
-        step(s)
-    return step.end_epoch().mean
+        step(state, plan, s)
+        state.advance(plan, s)
+    mean = step.end_epoch().mean
+    return state.take().buffers, mean
 
 
-def _generic_reference(trainer, generic, plan, steps) -> tuple[list, float]:
-    """What the generic step reaches (with the weights' average, as its callback would)."""
-    generic.begin_epoch(plan, steps[0])
-    epoch_start = trainer.epoch * trainer.steps_per_epoch
-    for s in steps:
-        generic(s)
-        if trainer.average is not None:  # the fast step updates its own
-            trainer.average.update(trainer.model.params.buffer, epoch_start + s)
-    return take(trainer).buffers, generic.end_epoch().mean
-
-
-def compare_steps(trainer, generic, fast, plan, graph: bool = False) -> Verdict:
-    """Run both steps from copies of one state (:mod:`mlp_xp.train.state`) and compare.
+def compare_steps(state, generic, fast, plan, graph: bool = False) -> Verdict:
+    """Run both steps from copies of one state (:class:`~mlp_xp.train.state.TrainState`)
+    and compare.
 
     The fast step is run kernel by kernel; with ``graph`` it is then captured as a CUDA
     graph and run again. A capture that fails (CuPy 14 refuses cuBLAS while a stream
     captures) or does not match loses the graph only: the kernel-by-kernel step is kept.
-    The trainer's state is left as it was found.
+    ``state`` is left as it was found.
     """
-    xp = trainer.backend.xp
+    xp = state.backend.xp
     k = min(CHECK_STEPS, fast.full_steps)
-    first = min(trainer.step, fast.full_steps - k)
+    first = min(state.step, fast.full_steps - k)
     steps = range(first, first + k)
-    tolerance = TOLERANCE[trainer.model.dtype]
+    tolerance = TOLERANCE[state.model.dtype]
 
     def mismatch(how: str, before, want, want_loss) -> str:
-        got_loss = _run(trainer, fast, plan, steps)
-        miss = _difference(xp, take(trainer).buffers, want, before.buffers)
+        state.put_back(before)
+        got, got_loss = _run(state, fast, plan, steps)
+        miss = _difference(xp, got, want, before.buffers)
         loss_miss = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
         if miss <= tolerance and loss_miss <= tolerance:
             return ""
         return (f"run {how} it did not match the generic step ({k} steps: parameters off "
                 f"by {miss:.2g} of the update, loss by {loss_miss:.2g})")  # fmt: skip
 
-    with trainer.backend.scope():
-        before = take(trainer)
+    with state.backend.scope():
+        before = state.take()
         try:
-            want, want_loss = _generic_reference(trainer, generic, plan, steps)
-            put_back(trainer, before)
+            want, want_loss = _run(state, generic, plan, steps)
             failed = mismatch("kernel by kernel", before, want, want_loss)
             if failed or not graph:
                 return Verdict(failed)
-            put_back(trainer, before)
+            state.put_back(before)
             try:
                 fast.capture()
                 no_graph = mismatch("as a CUDA graph", before, want, want_loss)
@@ -126,4 +123,4 @@ def compare_steps(trainer, generic, fast, plan, graph: bool = False) -> Verdict:
             fast.graph = None
             return Verdict(f"it failed ({type(exc).__name__}: {first_line(exc)})")
         finally:
-            put_back(trainer, before)
+            state.put_back(before)

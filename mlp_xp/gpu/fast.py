@@ -27,26 +27,25 @@ import contextlib
 
 import numpy as np
 
+from ..optim import SGD, Adam
 from ..train.step import EpochLosses, summarize
 from .kernels import NO_STEP, Kernels
 
 __all__ = ["FastStep", "unsupported"]
 
 
-def unsupported(trainer) -> str:
-    """Why the fast step cannot run ``trainer``'s configuration ("" when it can)."""
-    from ..optim import SGD, Adam
-
-    model = trainer.model
-    if trainer.backend.name != "cupy":
-        return f"it needs CuPy, the model is on {trainer.backend}"
+def unsupported(state, data) -> str:
+    """Why the fast step cannot run ``state`` on ``data`` ("" when it can)."""
+    model, optimizer = state.model, state.optimizer
+    if state.backend.name != "cupy":
+        return f"it needs CuPy, the model is on {state.backend}"
     if any(h.is_maxout for h in model.hidden):
         return "maxout layers have no fused kernels"
     if model.task != "classify":
         return f"task {model.task!r} has no fused loss (only 'classify')"
-    if type(trainer.optimizer) not in (SGD, Adam) or trainer.optimizer.params is not model.params:
+    if type(optimizer) not in (SGD, Adam) or optimizer.params is not model.params:
         return "the optimizer is not an SGD or Adam bound to model.params"
-    if trainer.pixels is not None:
+    if data.pixels is not None:
         return "it gathers float inputs; uint8 pixels (pixels=) are scaled by the generic step"
     return ""
 
@@ -82,7 +81,9 @@ class _PlanBuffer:
 
 
 class FastStep:
-    """The CuPy fast step (see the module docstring); the loop calls it like the generic one.
+    """The CuPy fast step (see the module docstring): ``step(state, plan, s) -> loss`` like
+    the generic step, for the one state it was made on (its kernels, and a captured graph,
+    hold that state's buffers; :meth:`TrainState.put_back` writes into them in place).
 
     ``graph`` is None until :meth:`capture`; until then a call runs :meth:`body`
     (kernel by kernel).
@@ -90,33 +91,28 @@ class FastStep:
 
     name = "fast"
 
-    def __init__(self, trainer, generic):
-        self.trainer, self.generic = trainer, generic
-        self.model, self.optimizer = trainer.model, trainer.optimizer
-        self.backend = trainer.backend
+    def __init__(self, state, data, generic):
+        self.generic, self.augmenter = generic, data.augmenter
+        self.model, self.optimizer = state.model, state.optimizer
+        self.average = state.average  # updated inside the step (and its graph) when set
+        self.backend = state.backend
         cp = self.cp = self.backend.cupy
-        self.batch = trainer.batch_size
-        self.dropout = bool(trainer.config.dropout)
-        self.n = trainer.X.shape[0]
+        self.batch = data.batch_size
+        self.dropout = bool(data.dropout)
+        self.n = data.X.shape[0]
         self.full_steps = self.n // self.batch
-        aug = trainer.augmenter
-        self.k = Kernels(
-            cp,
-            self.model,
-            self.optimizer,
-            trainer.config.dropout,
-            None if aug is None else (aug.height, aug.width),
-        )
-        self.average = trainer.average  # updated inside the step (and its graph) when set
+        aug = data.augmenter
+        shape = None if aug is None else (aug.height, aug.width)
+        self.k = Kernels(cp, self.model, self.optimizer, data.dropout, shape)
         self.graph = None
         with self.backend.scope():
-            self._allocate(trainer)
+            self._allocate(data)
 
     # -- buffers ------------------------------------------------------------------------
-    def _allocate(self, trainer) -> None:
+    def _allocate(self, data) -> None:
         cp, model, B = self.cp, self.model, self.batch
         dtype = cp.dtype(model.dtype)
-        aug = trainer.augmenter
+        aug = data.augmenter
         K = aug.n_coefficients if aug is not None else 0
         self.layout = _PlanBuffer(self.full_steps, B, K, dtype)
         self.plan_device = cp.zeros(self.layout.nbytes, dtype=cp.uint8)
@@ -136,7 +132,7 @@ class FastStep:
         self.samples_col = self.irow[0].reshape(B, 1)
         self.labels_col = self.irow[1].reshape(B, 1)
         self.lr, self.average_weight = self.frow[0], self.frow[1]
-        X = trainer.X
+        X = data.X
         self.x = cp.empty((B, model.n_inputs), dtype=dtype)
         if aug is not None:
             h, w = aug.height, aug.width
@@ -175,7 +171,7 @@ class FastStep:
         l2[: params.layout.n_weights] = model.l2
         self.l2 = self.backend.put(l2)
         self.slots = [self.optimizer.state[s].buffer for s in self.optimizer.slots]
-        self.labels = self.backend.get(cp.argmax(trainer.T, axis=1)).astype(np.uint32)
+        self.labels = self.backend.get(cp.argmax(data.T, axis=1)).astype(np.uint32)
 
     # -- the step -----------------------------------------------------------------------
     def body(self) -> None:
@@ -199,7 +195,7 @@ class FastStep:
         cp, k, model, B = self.cp, self.k, self.model, self.batch
         cp.take(self.ints, self.counter, axis=0, out=self.irow)
         cp.take(self.floats, self.counter, axis=0, out=self.frow)
-        if self.trainer.augmenter is not None:
+        if self.augmenter is not None:
             cp.matmul(self.coefficients, self.basis, out=self.coords.reshape(2 * B, -1))
             rows, cols = self.coords[:, 0:1, :], self.coords[:, 1:2, :]
             k.warp_index(rows, cols, self.samples.reshape(B, 1, 1), self.offsets, self.index)
@@ -266,7 +262,7 @@ class FastStep:
             self.graph = stream.end_capture()
 
     # -- what the loop calls ------------------------------------------------------------
-    def begin_epoch(self, plan, start: int = 0) -> None:
+    def begin_epoch(self, state, plan, start: int = 0) -> None:
         """Fill the plan buffer for ``plan`` from step ``start`` on: one copy to the device."""
         B, full = self.batch, self.full_steps
         host = self.layout.views(self.plan_host)
@@ -274,15 +270,14 @@ class FastStep:
         host["ints"][:, 0, :] = order
         host["ints"][:, 1, :] = self.labels[order]
         host["scalars"][:] = (min(start, full), plan.dropout_key, NO_STEP)
-        t0 = self.optimizer.t
+        t0 = state.t
         lrs = [
             self.optimizer.step_size(t0 + s - start + 1, float(plan.lrs[s])) if s >= start else 0
             for s in range(full)
         ]
         host["floats"][:, 0] = lrs
         if self.average is not None:
-            first = self.trainer.epoch * self.trainer.steps_per_epoch
-            host["floats"][:, 1] = [self.average.weight(first + s) for s in range(full)]
+            host["floats"][:, 1] = [self.average.weight(plan.global_step(s)) for s in range(full)]
         if plan.coefficients is not None:
             host["floats"][:, 2:] = plan.coefficients[: full * B].reshape(full, -1)
         host["book"][:] = 0.0
@@ -290,22 +285,19 @@ class FastStep:
             self.plan_device.set(self.plan_host)
         self.start, self.plan = start, plan
         if plan.steps > full:  # the last, smaller batch goes to the generic step
-            self.generic.begin_epoch(plan, start)
+            self.generic.begin_epoch(state, plan, start)
 
-    def averages(self, s: int) -> bool:
-        """Whether step ``s`` updates the weights' moving average itself (the full ones)."""
-        return self.average is not None and s < self.full_steps
-
-    def __call__(self, s: int):
+    def __call__(self, state, plan, s: int):
+        """Step ``s`` of ``plan`` (begun with :meth:`begin_epoch`): its loss, on the device."""
+        if state.params.buffer is not self.model.params.buffer:
+            raise ValueError("a fast step runs the state it was made on (its buffers)")
         if s >= self.full_steps:
-            return self.generic(s)
+            return self.generic(state, plan, s)
         with self.backend.scope():
             if self.graph is not None:
                 self.graph.launch()
             else:
                 self.body()
-        self.optimizer.t += 1
-        self.optimizer.lr = float(self.plan.lrs[s])
         return self.loss
 
     def end_epoch(self) -> EpochLosses:

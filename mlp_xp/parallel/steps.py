@@ -54,19 +54,18 @@ class ShardedStep(GenericStep):
         self._scale = 1.0
         self._zero = None
 
-    def __call__(self, s: int):
-        rows, whole = self.plan.rows(s), self.plan.global_rows(s)
+    def __call__(self, state, plan, s: int):
+        rows, whole = plan.rows(s), plan.global_rows(s)
         self._scale = (rows.stop - rows.start) / (whole.stop - whole.start)
         if rows.stop > rows.start:
-            return super().__call__(s)
+            return super().__call__(state, plan, s)
         # an empty share (a global batch smaller than the world): no samples, no gradient,
         # but this rank still takes part in the allreduce and the update
         with self.backend.scope():
             xp = self.backend.xp
             self.grads.buffer[...] = 0
             self._allreduce(self.grads)
-            self.optimizer.lr = float(self.plan.lrs[s])
-            self.optimizer.update_params(self.grads)
+            self.update(state, plan, s, self.grads)
             if self._zero is None:
                 self._zero = xp.zeros(
                     (), dtype=self.grads.buffer.dtype, device=self.grads.buffer.device
@@ -100,9 +99,9 @@ class StreamedStep(ShardedStep):
 
     name = "generic (streamed)"
 
-    def __init__(self, world, model, optimizer, source, T, *args, **kwargs):
-        super().__init__(world, model, optimizer, None, T, *args, **kwargs)
-        self.source = source  # host (N, H*W) uint8, e.g. a Subset of Shards
+    def __init__(self, world, state, data):
+        super().__init__(world, state, data)
+        self.source = data.X  # host (N, H*W) uint8, e.g. a Subset of Shards
 
     def _gather(self, samples, rows: slice, slot: int = 0):
         # the same rows as ``samples``, read on the host

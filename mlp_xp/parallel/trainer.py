@@ -103,7 +103,7 @@ class DistributedTrainer(Trainer):
 
     def _choose_step(self, plan):
         step = StreamedStep if self.stream else ShardedStep
-        return step(self.world, *self.step_arguments(), pixels=self.pixels)
+        return step(self.world, self.train_state, self.data)
 
     def should_stop(self) -> bool:
         if self.watchdog is not None:

@@ -155,7 +155,6 @@ class BaseMLP(BaseEstimator):
             val = (backend.put(X_val, model.dtype), T_val)
         batch = self._batch_size(s, X_train.shape[0])
         model.l2 = validate("l2", s["alpha"] / batch)
-        optimizer.lr = s["learning_rate_init"]
         epochs = 1 if incremental else s["max_iter"]
         config = TrainConfig(
             epochs=self._epochs_done + epochs, batch_size=batch, optimizer=s["solver"],
@@ -167,7 +166,8 @@ class BaseMLP(BaseEstimator):
             model, X_train, T_train, config=config, optimizer=optimizer, callbacks=[monitor],
             image_shape=image_shape(s["augment"], X.shape[1]),
         )  # fmt: skip
-        trainer.epoch = self._epochs_done  # shuffles keyed by (seed, epoch) go on
+        trainer.base_lr = s["learning_rate_init"]  # the schedule's base, not the last step's
+        trainer.train_state.begin_at(self._epochs_done)  # shuffles keyed by (seed, epoch) go on
         if not incremental:
             self._partial_epochs = 0  # a fit restarts the schedule; partial_fit walks it
         start = self._epochs_done - (getattr(self, "_partial_epochs", 0) if incremental else 0)

@@ -9,26 +9,23 @@ constant learning rate the raw weights keep bouncing around a minimum while thei
 average sits near its centre, which is where the gain comes from
 (docs/accuracy.md).
 
-It is a :class:`~mlp_xp.train.Callback`: after a step it makes three device operations,
-no copy, no sync (written into the buffer with ``out=`` where the backend takes it).
-A step that updates the average itself says so (``runner.averages(s)``): the CuPy fast
-step does, in one fused kernel inside its CUDA graph, with :meth:`weight` computed for
-the epoch ahead.
+It is part of the run's state (:class:`~mlp_xp.train.state.TrainState`) and the step
+function updates it after the optimizer: three device operations, no copy, no sync
+(written into the buffer with ``out=`` where the backend takes it); the CuPy fast step
+does it in one fused kernel, with :meth:`WeightAverage.weight` computed for the epoch
+ahead.
 """
 
 from __future__ import annotations
 
-from .history import Callback
-
 __all__ = ["WeightAverage"]
 
 
-class WeightAverage(Callback):
-    """The moving average of ``trainer.model``'s parameters (``decay`` in (0, 1))."""
+class WeightAverage:
+    """The moving average of ``model``'s parameters (``decay`` in (0, 1))."""
 
-    def __init__(self, trainer, decay: float):
+    def __init__(self, model, decay: float):
         self.decay = float(decay)
-        model = trainer.model
         self.backend, self.dtype = model.backend, model.dtype
         with model.backend.scope():
             self.buffer = model.xp.asarray(model.params.buffer, copy=True)
@@ -49,13 +46,6 @@ class WeightAverage(Callback):
                 xp.add(self.buffer, self._diff, out=self.buffer)
             else:
                 self.buffer = self.buffer + weight * (params - self.buffer)
-
-    def on_step(self, trainer, step: int) -> None:
-        s = step - 1  # the step just run, 0-based in its epoch
-        averages = getattr(trainer.runner, "averages", None)
-        if averages is not None and averages(s):
-            return  # the step updated the average itself
-        self.update(trainer.model.params.buffer, trainer.epoch * trainer.steps_per_epoch + s)
 
     def load(self, buffer) -> None:
         """Continue from a checkpoint's average (a host array), in place (a captured CUDA

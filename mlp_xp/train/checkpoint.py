@@ -51,15 +51,14 @@ class Checkpoint:
 def save_checkpoint(path: str | os.PathLike, trainer: Trainer, **meta: Any) -> Path:
     """Save everything needed to resume ``trainer``: parameters, optimizer, loop state."""
     model = trainer.model
-    scalars, opt_arrays = trainer.optimizer.state_dict()
-    arrays = param_arrays(model)
-    arrays.update({f"optim/{k}": v for k, v in model.backend.get(opt_arrays).items()})
-    if trainer.best_params is not None:  # early stopping's best epoch so far
+    scalars, _ = trainer.optimizer.state_dict()
+    # the run's state (parameters, optimizer slots, moving average), then early stopping's
+    # best epoch so far
+    arrays = {**param_arrays(model), **trainer.train_state.host_arrays()}
+    if trainer.best_params is not None:
         arrays.update(
             {f"best/{k}": v for k, v in model.backend.get(dict(trainer.best_params)).items()}
         )
-    if trainer.average is not None:  # the weights' moving average (config.ema)
-        arrays["average/buffer"] = model.backend.get(trainer.average.buffer)
     merged = {
         **model.meta,
         **meta,

@@ -43,8 +43,8 @@ from .history import Callback, History
 from .interrupts import hold_ctrl_c
 from .plan import EpochPlan, make_plan
 from .schedules import Plan
-from .state import Snapshot, put_back, take
-from .step import FASTER_STEPS, GenericStep
+from .state import Snapshot, TrainState
+from .step import FASTER_STEPS, GenericStep, StepData
 
 __all__ = ["Trainer", "History", "Callback"]
 
@@ -139,20 +139,35 @@ class Trainer:
                 "average is not used; pass ema=0 (--ema 0) to say so",
                 stacklevel=2,
             )
-        self.average = WeightAverage(self, self.config.ema) if self.config.ema else None
-        if self.average is not None:  # first, so other callbacks see this step's average
-            self.callbacks.insert(0, self.average)
+        self.average = WeightAverage(model, self.config.ema) if self.config.ema else None
+        #: everything a step writes (mlp_xp.train.state), and what it reads besides
+        self.train_state = TrainState(model, self.optimizer, self.average)
+        self.data = StepData(
+            self.X, self.T, self.augmenter, self.config.dropout, pixels, self.batch_size
+        )
         self.history = History()
-        self.epoch = 0  # epochs completed
-        self.step = 0  # steps completed inside the current epoch
         self.best_score = -math.inf
         self.best_params: dict | None = None
-        self.carried: dict | None = None  # an interrupted epoch's summed loss, samples, seconds
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
         self.runner: Any = None  # the step object, chosen at the first epoch (see _choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (the state's position)."""
+        return self.train_state.epoch
+
+    @property
+    def step(self) -> int:
+        """Steps completed inside the current epoch (the state's position)."""
+        return self.train_state.step
+
+    @property
+    def carried(self) -> dict | None:
+        """An interrupted epoch's summed loss, samples and seconds so far."""
+        return self.train_state.carried
 
     def _admit(self, model: MLP, X, y, X_val, y_val) -> tuple:
         """The door (:func:`~mlp_xp.data.door.check_data`): the data as accepted, the
@@ -236,49 +251,43 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
-    def step_arguments(self) -> tuple[MLP, Optimizer, Array, Array, Any, float]:
-        """What a step object is made of: model, optimizer, X, T, augmenter, dropout."""
-        return self.model, self.optimizer, self.X, self.T, self.augmenter, self.config.dropout
-
     def _choose_step(self, plan: EpochPlan):
         """The generic step, or on CuPy the fast step once it has checked itself."""
-        generic = GenericStep(*self.step_arguments(), pixels=self.pixels)
+        generic = GenericStep(self.train_state, self.data)
         chooser = FASTER_STEPS.get(self.backend.name)
         if chooser is None or self.config.gpu_step == "generic":
             return generic
-        return chooser(self, generic, plan)
+        return chooser(self.train_state, self.data, self.config.gpu_step, generic, plan)
 
     def run_epoch(self) -> bool:
         """Train one epoch (or the rest of an interrupted one) and record it.
 
         Returns False when a stop was requested before the epoch finished.
         """
-        model, e = self.model, self.epoch
+        model, state, e = self.model, self.train_state, self.epoch
         plan = self.plan(e)
         if self.runner is None:
             self.runner = self._choose_step(plan)
-        snapshot = take(self)  # what a diverged epoch is undone to
+        snapshot = state.take()  # what a diverged epoch is undone to
         for cb in self.callbacks:
             cb.on_epoch_start(self, e + 1, self.steps_per_epoch)
-        self.runner.begin_epoch(plan, self.step)
+        self.runner.begin_epoch(state, plan, state.step)
         self.backend.synchronize()
         t0 = time.perf_counter()
-        while self.step < self.steps_per_epoch:
+        while state.step < self.steps_per_epoch:
             if self.should_stop():
-                self.carried = self._so_far(t0, snapshot)  # what a resumed run adds to
+                state.carried = self._so_far(t0, snapshot)  # what a resumed run adds to
                 return False
-            self.last_loss = self.runner(self.step)
-            self.step += 1
+            self.last_loss = self.runner(state, plan, state.step)
+            state.advance(plan, state.step)
             for cb in self.callbacks:
-                cb.on_step(self, self.step)
-        so_far, self.carried = self._so_far(t0, snapshot), None
+                cb.on_step(self, state.step)
+        so_far = self._so_far(t0, snapshot)
         samples = so_far["samples"]
         penalty = float(model.penalty()) if model.l2 else 0.0
-        self.optimizer.lr = float(plan.lrs[-1])
         mean = so_far["loss_sum"] / samples if samples else math.nan
         self._record(e + 1, mean + penalty, so_far["seconds"])
-        self.epoch += 1
-        self.step = 0
+        state.next_epoch()
         return True
 
     def _so_far(self, t0: float, snapshot: Snapshot) -> dict:
@@ -292,7 +301,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         losses = self.runner.end_epoch()
         if losses.bad_step is not None:
-            put_back(self, snapshot)
+            self.train_state.put_back(snapshot)
             raise DivergenceError(
                 f"training diverged: the loss became {losses.bad_value} at epoch "
                 f"{self.epoch + 1}, step {losses.bad_step + 1}; the state from before that "
@@ -383,17 +392,12 @@ class Trainer:
         """Continue from a checkpoint: the optimizer's ``state_dict()`` and :meth:`state`,
         with the host arrays :func:`~mlp_xp.train.load_checkpoint` adds to it (early
         stopping's ``best_params``, the weights' moving ``average`` with ``config.ema``)."""
-        self.optimizer.load_state_dict(*optimizer_state)
-        if self.average is not None and state.get("average") is not None:
-            self.average.load(state["average"])
-        self.epoch = int(state["epoch"])
-        self.step = int(state["step"])
+        self.train_state.load_host(optimizer_state, state, state.get("average"))
         self.history = History.from_dict(state.get("history", {}))
         self.history.interrupted = False  # it was, when saved; this run goes on
         best = state.get("best_score")
         self.best_score = -math.inf if best is None else float(best)
         self.schedule = self._plan(state.get("schedule_stretches") or ())
-        self.carried = state.get("partial_epoch")
         best = state.get("best_params")  # host arrays (load_checkpoint reads them)
         self.best_params = None
         if best is not None:

@@ -50,6 +50,10 @@ class EpochPlan:
         start = step * self.batch_size
         return slice(start, min(start + self.batch_size, len(self.order)))
 
+    def global_step(self, step: int) -> int:
+        """Step ``step``'s 0-based index in the whole run (earlier epochs counted whole)."""
+        return self.epoch * self.steps + step
+
 
 def make_plan(
     seed: int,

@@ -1,13 +1,19 @@
 """One training step, written once in ``xp``: gather, augment, forward, backward, update.
 
-:class:`GenericStep` runs on every backend. A step is an object with three calls, so
-the loop does not care how it is done (the CuPy fast step of :mod:`mlp_xp.gpu` has the
-same three):
+A step is a function of the run's state (:class:`~mlp_xp.train.state.TrainState`) and
+the epoch's plan: ``step(state, plan, s) -> loss`` writes the parameters, the optimizer's
+slots and the weights' moving average, and returns the loss of step ``s`` (a device
+scalar). The loop then counts the step (:meth:`TrainState.advance`), so the counters have
+one writer. What a step reads besides the state -- the training data and the recipe's
+fixed parts -- is a :class:`StepData`, given when the step is made (with the state, to
+size its buffers); nothing refers back to a trainer.
 
-``begin_epoch(plan, start)``  take an :class:`~mlp_xp.train.plan.EpochPlan` (one copy of
-                              its arrays to the device) before step ``start``
-``step(s)``                   run step ``s``; returns its loss, a device scalar
-``end_epoch()``               :class:`EpochLosses` of the steps run (one copy back)
+:class:`GenericStep` runs on every backend; the CuPy fast step of :mod:`mlp_xp.gpu` is a
+second implementation of the same function. Around the calls, each has
+
+``begin_epoch(state, plan, start)``  take the plan (one copy of its arrays to the
+                                     device) before step ``start``
+``end_epoch()``                      :class:`EpochLosses` of the steps run (one copy back)
 
 Its parts compose: :meth:`GenericStep.batch` makes a batch's inputs, targets and
 dropout masks; ``grad_hooks`` are called with the flat gradient before the update
@@ -17,6 +23,7 @@ dropout masks; ``grad_hooks`` are called with the flat gradient before the updat
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,10 +31,11 @@ import numpy as np
 from .dropout import dropout_masks
 from .lookahead import Lookahead, spare_core
 
-__all__ = ["GenericStep", "EpochLosses", "FASTER_STEPS"]
+__all__ = ["GenericStep", "StepData", "EpochLosses", "FASTER_STEPS"]
 
-#: Faster steps a backend's package offers, by backend name: ``chooser(trainer, generic,
-#: plan) -> step``, the generic step when the faster one cannot be used. :mod:`mlp_xp.gpu`
+#: Faster steps a backend's package offers, by backend name: ``chooser(state, data, mode,
+#: generic, plan) -> step`` (``mode`` is ``TrainConfig.gpu_step``), the generic step when
+#: the faster one cannot be used. :mod:`mlp_xp.gpu`
 #: adds CuPy's fast step when it is imported (``import mlp_xp`` does; it imports no CuPy),
 #: so the loop needs no import of an outer package.
 FASTER_STEPS: dict[str, Callable[..., Any]] = {}
@@ -46,46 +54,62 @@ class EpochLosses(NamedTuple):
     bad_value: float = 0.0
 
 
+@dataclass(frozen=True)
+class StepData:
+    """What a step reads besides the state: the data on the device and the recipe's fixed
+    parts.
+
+    ``X`` (N, n_inputs) inputs, or uint8 pixels scaled per batch by ``pixels`` (a
+    :class:`~mlp_xp.data.Normalization`); ``T`` (N, n_outputs) encoded targets;
+    ``augmenter`` (or None); ``dropout``, the hidden layers' inverted-dropout rate (0 = off);
+    ``batch_size``.
+    """
+
+    X: Any
+    T: Any
+    augmenter: Any = None
+    dropout: float = 0.0
+    pixels: Any = None
+    batch_size: int = 128
+
+
 class GenericStep:
     """Mini-batch gradient descent on any backend (see the module docstring).
 
     Parameters
     ----------
-    model, optimizer
-        The network and an optimizer bound to ``model.params``.
-    X, T : device arrays
-        All training inputs (N, n_inputs) and encoded targets (N, n_outputs).
-    augmenter : Augmenter or None
-    dropout : float
-        Inverted-dropout rate of the hidden layers (0 = off).
+    state : TrainState
+        The run's state; its layout sizes the step's gradient buffer.
+    data : StepData
     """
 
     name = "generic"
 
-    def __init__(self, model, optimizer, X, T, augmenter=None, dropout: float = 0.0, pixels=None):
-        self.model, self.optimizer = model, optimizer
-        self.pixels = pixels  # uint8 X: x = pixel * scale + offset, per batch
-        self.backend = model.backend
-        self.X, self.T = X, T
-        self.augmenter, self.dropout = augmenter, dropout
+    def __init__(self, state, data: StepData):
+        self.data = data
+        self.pixels = data.pixels  # uint8 X: x = pixel * scale + offset, per batch
+        self.backend = state.backend
+        self.X, self.T = data.X, data.T
+        self.augmenter, self.dropout = data.augmenter, data.dropout
         self.grad_hooks: list = []
         self.plan: Any = None  # the EpochPlan of the epoch under way
         self._gathered: dict = {}  # (batch size, slot) -> the buffer a batch is gathered into
         # on the CPU, distorted inputs are made a step ahead on a core BLAS leaves free
-        ahead = self.backend.kind == "cpu" and augmenter is not None and spare_core()
+        ahead = self.backend.kind == "cpu" and self.augmenter is not None and spare_core()
         self.lookahead = Lookahead() if ahead else None
         with self.backend.scope():  # the step's gradient buffer, reused at every step
-            params = model.params
-            self.grads = params.layout.views(model.xp, model.xp.zeros_like(params.buffer))
+            params, xp = state.params, self.backend.xp
+            self.grads = params.layout.views(xp, xp.zeros_like(params.buffer))
 
-    def begin_epoch(self, plan, start: int = 0) -> None:
+    def begin_epoch(self, state, plan, start: int = 0) -> None:
+        self.dtype = state.model.dtype
         if self.lookahead is not None:
             self.lookahead.settle()
         self.plan = plan
         self.order = self.backend.put(plan.order, np.int64)
         self.coefficients: Any = None
         if self.augmenter is not None:
-            self.coefficients = self.backend.put(plan.coefficients, self.model.dtype)
+            self.coefficients = self.backend.put(plan.coefficients, self.dtype)
         self.losses: list = []
 
     def inputs(self, s: int):
@@ -102,7 +126,7 @@ class GenericStep:
             xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend, slot=slot)
         return xb
 
-    def batch(self, s: int):
+    def batch(self, model, s: int):
         """Step ``s``'s inputs (augmented), targets and dropout masks, on the device."""
         xp, rows = self.backend.xp, self.plan.rows(s)
         samples = self.order[rows]
@@ -114,7 +138,7 @@ class GenericStep:
                 self.lookahead.ahead(s + 1, lambda: self.inputs(s + 1))
         masks = None
         if self.dropout:
-            masks = dropout_masks(self.model, samples, self.plan.dropout_key, self.dropout)
+            masks = dropout_masks(model, samples, self.plan.dropout_key, self.dropout)
         return xb, xp.take(self.T, samples, axis=0), masks
 
     def _has_rows(self, s: int) -> bool:
@@ -142,18 +166,23 @@ class GenericStep:
             self._gathered[key] = xp.empty((key[0], X.shape[1]), dtype=X.dtype, device=X.device)
         return xp.take(X, samples, axis=0, out=self._gathered[key])
 
-    def __call__(self, s: int):
+    def __call__(self, state, plan, s: int):
+        """Step ``s`` of ``plan`` (begun with :meth:`begin_epoch`) on ``state``: its loss."""
+        model = state.model
         with self.backend.scope():
-            xb, tb, masks = self.batch(s)
-            loss, grads = self.model.loss_and_grads(
-                xb, tb, masks, with_penalty=False, out=self.grads
-            )
+            xb, tb, masks = self.batch(model, s)
+            loss, grads = model.loss_and_grads(xb, tb, masks, with_penalty=False, out=self.grads)
             for hook in self.grad_hooks:
                 hook(grads)
-            self.optimizer.lr = float(self.plan.lrs[s])
-            self.optimizer.update_params(grads)
+            self.update(state, plan, s, grads)
         self.losses.append((s, loss))
         return loss
+
+    def update(self, state, plan, s: int, grads) -> None:
+        """The optimizer's step ``s`` with ``grads``, then the weights' moving average."""
+        state.optimizer.apply(grads, state.t + 1, float(plan.lrs[s]))
+        if state.average is not None:
+            state.average.update(state.params.buffer, plan.global_step(s))
 
     def end_epoch(self) -> EpochLosses:
         if self.lookahead is not None:
