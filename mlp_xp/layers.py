@@ -15,6 +15,7 @@ there instead of into new arrays::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import functional as F
 from .constraints import validate
@@ -74,7 +75,45 @@ def parse_hidden(spec) -> list[LayerSpec]:
     return layers
 
 
-class Dense:
+class _Layer:
+    """What dense and maxout layers share: the backward pass in three operations, so the
+    one layer loop of training (:func:`mlp_xp.model.backprop`) can run them in turn.
+
+    ``delta(dout)`` is dE/d(pre-activation) from dE/d(output); ``weight_grads(delta)`` is
+    ``{"W": x^T delta, "b": sum_n delta}`` (into ``out=(dW, db)`` if given);
+    ``input_grad(delta)`` is dE/dx. They need a ``forward(x, train=True)`` first; the
+    weight gradients release what it kept.
+    """
+
+    xp: Any
+    params: dict
+    _cache: tuple | None
+
+    def _cached(self, release: bool = False) -> tuple:
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward(x, train=True) first")
+        cache = self._cache
+        if release:
+            self._cache = None
+        return cache
+
+    def delta(self, dout):
+        raise NotImplementedError
+
+    def weight_grads(self, delta, out=None) -> dict:
+        return _weight_grads(self.xp, self._cached(release=True)[0], delta, out)
+
+    def input_grad(self, delta):
+        return delta @ self.params["W"].T
+
+    def backward(self, dout, need_input_grad: bool = True, out=None):
+        """``(weight gradients, dE/dx or None)`` from dE/d(output), in one call."""
+        delta = self.delta(dout)
+        grads = self.weight_grads(delta, out)
+        return grads, (self.input_grad(delta) if need_input_grad else None)
+
+
+class Dense(_Layer):
     """Fully connected layer ``x' = f(x W + b)``.
 
     Parameters
@@ -91,7 +130,7 @@ class Dense:
         self.xp = xp
         self.params = {"W": W, "b": b}
         self.act = F.activation(act)
-        self._cache: tuple | None = None
+        self._cache = None
 
     @property
     def n_out(self) -> int:
@@ -102,26 +141,17 @@ class Dense:
         self._cache = (x, a, out) if train else None
         return out
 
-    def backward(self, dout, need_input_grad: bool = True, out=None):
-        if self._cache is None:
-            raise RuntimeError("backward() needs a forward(x, train=True) first")
-        x, a, h = self._cache
-        self._cache = None
-        return self._bwd(x, a, h, dout, need_input_grad, out)
-
     def _fwd(self, x):
         a = x @ self.params["W"]
         a += self.params["b"]
         return a, self.act.fn(self.xp, a)
 
-    def _bwd(self, x, a, h, dout, need_input_grad, out=None):
-        delta = self.act.backprop(self.xp, a, h, dout)
-        return _weight_grads(self.xp, x, delta, out), (
-            delta @ self.params["W"].T if need_input_grad else None
-        )
+    def delta(self, dout):
+        _, a, h = self._cached()
+        return self.act.backprop(self.xp, a, h, dout)
 
 
-class Maxout:
+class Maxout(_Layer):
     """Maxout layer (Goodfellow et al., 2013): ``h_j = max_k (x W + b)_{j,k}``.
 
     Each of ``units`` outputs is the max of ``pieces`` linear pieces; the
@@ -140,7 +170,7 @@ class Maxout:
         self.xp = xp
         self.params = {"W": W, "b": b}
         self.pieces = int(pieces)
-        self._cache: tuple | None = None
+        self._cache = None
 
     @property
     def n_out(self) -> int:
@@ -151,13 +181,6 @@ class Maxout:
         self._cache = (x, winner) if train else None
         return out
 
-    def backward(self, dout, need_input_grad: bool = True, out=None):
-        if self._cache is None:
-            raise RuntimeError("backward() needs a forward(x, train=True) first")
-        x, winner = self._cache
-        self._cache = None
-        return self._bwd(x, winner, dout, need_input_grad, out)
-
     def _fwd(self, x):
         xp = self.xp
         z = x @ self.params["W"] + self.params["b"]
@@ -165,14 +188,13 @@ class Maxout:
         winner = xp.argmax(z, axis=2)
         return xp.max(z, axis=2), winner
 
-    def _bwd(self, x, winner, dout, need_input_grad, out=None):
-        xp = self.xp
-        n = x.shape[0]
+    def delta(self, dout):
+        """dE/dz of every piece: the output's gradient routed to its winning piece."""
+        xp, (_, winner) = self.xp, self._cached()
+        n = dout.shape[0]
         pieces = xp.arange(self.pieces, dtype=winner.dtype, device=winner.device)
         route = winner[:, :, None] == pieces
-        dz = xp.reshape(xp.where(route, dout[:, :, None], 0.0), (n, self.n_out * self.pieces))
-        dx = dz @ self.params["W"].T if need_input_grad else None
-        return _weight_grads(xp, x, dz, out), dx
+        return xp.reshape(xp.where(route, dout[:, :, None], 0.0), (n, self.n_out * self.pieces))
 
 
 def _weight_grads(xp, x, delta, out=None) -> dict:

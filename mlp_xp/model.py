@@ -26,6 +26,7 @@ from . import functional as F
 from . import metrics
 from .arrays import Array, ArrayLike, as_rows
 from .backends import Backend, get_backend
+from .backprop import LayerOps, backprop
 from .constraints import validate
 from .errors import ConfigError
 from .flat import FlatParams, Layout
@@ -317,23 +318,17 @@ class MLP:
         step's own buffer), receives the gradients and is returned.
         """
         xp = self.xp
-        z = self.logits(X, train=True, masks=masks)
-        E, delta = self.loss.value_and_delta(xp, z, T)
         direct = self.backend.writes_out  # the layers write straight into the flat buffer
         if direct and out is None:
-            out = self.layout.views(xp, xp.empty(self.layout.size, dtype=z.dtype, device=z.device))
-        grads: Any = {}
-        for i in range(len(self.layers), 0, -1):
-            layer = self.layers[i - 1]
-            if masks is not None and i - 1 < len(masks):
-                delta = delta * masks[i - 1]
-            into = (out[f"W{i}"], out[f"b{i}"]) if direct and out is not None else None
-            g, delta = layer.backward(delta, need_input_grad=i > 1, out=into)
-            grads[f"W{i}"], grads[f"b{i}"] = g["W"], g["b"]
+            buffer = xp.empty(self.layout.size, dtype=self.params.buffer.dtype, device=X.device)
+            out = self.layout.views(xp, buffer)
+        ops = LayerOps(self, X, T, masks, out if direct else None)
+        E = backprop(ops, len(self.layers))
+        grads: Any
         if direct:
             grads = out
         else:
-            grads = self.layout.pack(xp, grads)  # one concatenation into a flat buffer
+            grads = self.layout.pack(xp, ops.grads)  # one concatenation into a flat buffer
             if out is not None:
                 out.buffer[...] = grads.buffer
                 grads = out

@@ -42,10 +42,10 @@ def start(out: str, faults: tuple[str, ...] = (), devices: int = 2) -> None:
     where: dict = {}
     plain = ShardedStep.__call__
 
-    def counted(self, s):
+    def counted(self, state, plan, s):
         where["rank"] = self.world.rank
         before = STATE.counts.copy()
-        result = plain(self, s)
+        result = plain(self, state, plan, s)
         steps.append({"step": s, **(STATE.counts.copy() - before).as_dict()})
         return result
 

@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP, Callback, TrainConfig, Trainer
+from mlp_xp.backends import get_backend
 from mlp_xp.data import scale_images
 from mlp_xp.gpu import check
 from mlp_xp.train import load_checkpoint, save_checkpoint
 from mlp_xp.train.averaging import WeightAverage
 from mlp_xp.train.state import TrainState
 from mlp_xp.train.step import GenericStep
+
+from .conftest import simulated_gpu
 
 RECIPE = dict(epochs=2, batch_size=32, augment="affine", dropout=0.2, ema=0.99)
 
@@ -107,3 +110,29 @@ def test_the_fast_step_verdict_is_keyed_on_every_setting_the_step_reads(small, c
     assert check.signature(one.train_state, one.data) == check.signature(
         same.train_state, same.data
     )
+
+
+def test_the_fast_step_runs_the_generic_steps_layer_loop_with_fused_operations(
+    request, small, monkeypatch
+):
+    """One chain rule (mlp_xp.backprop): the fast step overrides its operations, it holds
+    no layer loop of its own; the self-check runs both (on the CuPy double)."""
+    from mlp_xp import backprop
+
+    simulated_gpu(request)
+
+    seen = []
+
+    def counted(ops, n_layers):
+        seen.append((type(ops).__name__, n_layers))
+        return backprop.backprop(ops, n_layers)
+
+    monkeypatch.setattr("mlp_xp.gpu.fast.backprop", counted)
+    monkeypatch.setattr("mlp_xp.model.backprop", counted)
+    model = MLP(784, (24, 16), 10, backend=get_backend("gpu"), seed=0)
+    config = TrainConfig(epochs=1, batch_size=32, gpu_step="fast", dropout=0.2)
+    trainer = Trainer(model, *small, config=config)
+    trainer.run()
+    assert trainer.runner.name == "fast"
+    assert {("FastStep", 3), ("LayerOps", 3)} <= set(seen)
+    assert seen.count(("FastStep", 3)) >= small[0].shape[0] // 32  # every full step

@@ -16,9 +16,11 @@ allows it: CuPy 14 refuses cuBLAS calls while a stream captures on CUDA
 are cuBLAS calls, so there the capture fails and the step stays kernel by kernel.
 
 The batch shape is fixed: the last, smaller batch of an epoch (if any) is run by the
-generic step, from the same plan. The step holds no math the generic step does not
-hold, except the fused softmax cross-entropy; :mod:`mlp_xp.gpu.check` compares the two
-on each device before the fast one is used.
+generic step, from the same plan. The step holds no layer loop of its own: it runs
+:func:`mlp_xp.backprop.backprop`, the generic step's chain rule, with fused operations
+on its buffers (as thinc's ``CupyOps`` overrides single operations of ``Ops``), and no
+math the generic step does not hold, except the fused softmax cross-entropy;
+:mod:`mlp_xp.gpu.check` compares the two on each device before the fast one is used.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import contextlib
 
 import numpy as np
 
+from ..backprop import backprop
 from ..optim import SGD, Adam
 from ..train.step import EpochLosses, summarize
 from .kernels import NO_STEP, Kernels
@@ -125,7 +128,7 @@ class FastStep:
             parts["book"],
         )
         self.counter, self.key, self.bad = scalars[0], scalars[1], scalars[2]
-        self.total, self.bad_value, self.loss = book[0], book[1], book[2]
+        self.total, self.bad_value, self.loss_value = book[0], book[1], book[2]
         self.irow = cp.empty((2, B), dtype=cp.uint32)
         self.frow = cp.empty((self.layout.row,), dtype=dtype)
         self.samples = self.irow[0]
@@ -162,7 +165,7 @@ class FastStep:
         self.zmax = cp.empty((B, 1), dtype=dtype)
         self.p = cp.empty((B, n_out), dtype=dtype)
         self.s = cp.empty((B, 1), dtype=dtype)
-        self.delta = cp.empty((B, n_out), dtype=dtype)
+        self.dz = cp.empty((B, n_out), dtype=dtype)
         self.contrib = cp.empty((B, n_out), dtype=dtype)
         self.classes = self.backend.put(np.arange(n_out, dtype=np.uint32)[None])
         params = model.params
@@ -192,60 +195,72 @@ class FastStep:
             core.set_routine_accelerators(accelerators)
 
     def _kernels(self) -> None:
-        cp, k, model, B = self.cp, self.k, self.model, self.batch
+        """Forward and backward by :func:`~mlp_xp.backprop.backprop` (the generic step's
+        one layer loop) with this step's fused operations below, then the update."""
+        cp, k = self.cp, self.k
         cp.take(self.ints, self.counter, axis=0, out=self.irow)
         cp.take(self.floats, self.counter, axis=0, out=self.frow)
-        if self.augmenter is not None:
-            cp.matmul(self.coefficients, self.basis, out=self.coords.reshape(2 * B, -1))
-            rows, cols = self.coords[:, 0:1, :], self.coords[:, 1:2, :]
-            k.warp_index(rows, cols, self.samples.reshape(B, 1, 1), self.offsets, self.index)
-            cp.take(self.source, self.index, out=self.neighbours)
-            v = self.neighbours
-            k.warp_blend(
-                v[:, 0], v[:, 1], v[:, 2], v[:, 3], self.coords[:, 0], self.coords[:, 1], self.x
-            )
-        else:
-            cp.take(self.source, self.samples, axis=0, out=self.x)
-        params, grads = model.params, self.grads
-
-        def mask(i):  # what the kernels of hidden layer i need to make its dropout mask
-            return (self.samples_col, self.units[i], self.key) if self.dropout else ()
-
-        inputs = [self.x, *self.h]
-        for i, kernel in enumerate(k.forward):
-            cp.matmul(inputs[i], params[f"W{i + 1}"], out=self.a[i])
-            kernel(self.a[i], params[f"b{i + 1}"], self.h[i], *mask(i))
-        top = len(k.forward) + 1
-        cp.matmul(inputs[-1], params[f"W{top}"], out=self.z)
-        k.add_bias(self.z, params[f"b{top}"])
-        cp.max(self.z, axis=1, keepdims=True, out=self.zmax)
-        k.exp_shifted(self.z, self.zmax, self.p)
-        cp.sum(self.p, axis=1, keepdims=True, out=self.s)
-        k.softmax_xent(
-            self.p,
-            self.s,
-            self.z,
-            self.zmax,
-            self.labels_col,
-            self.classes,
-            1.0 / B,
-            self.delta,
-            self.contrib,
-        )
-        cp.sum(self.contrib, out=self.loss)
-        k.bookkeeping(self.loss, self.counter, self.total, self.bad, self.bad_value)
-        delta = self.delta
-        for i in range(top, 0, -1):
-            if i < top:
-                k.backward[i - 1](self.a[i - 1], delta, *mask(i - 1))
-            cp.matmul(inputs[i - 1].T, delta, out=grads[f"W{i}"])
-            cp.sum(delta, axis=0, out=grads[f"b{i}"])
-            if i > 1:
-                cp.matmul(delta, params[f"W{i}"].T, out=self.dh[i - 2])
-                delta = self.dh[i - 2]
-        k.update(params.buffer, grads.buffer, self.l2, self.lr, *self.slots)
+        backprop(self, len(self.k.forward) + 1)
+        params = self.model.params
+        k.update(params.buffer, self.grads.buffer, self.l2, self.lr, *self.slots)
         if self.average is not None:
             k.average(self.average.buffer, params.buffer, self.average_weight)
+
+    # -- backprop's operations, fused, on the persistent buffers -------------------------
+    def _mask(self, i: int) -> tuple:
+        """What the kernels of hidden layer ``i`` (1-based) need to make its dropout mask."""
+        return (self.samples_col, self.units[i - 1], self.key) if self.dropout else ()
+
+    def _input(self, i: int):
+        return self.x if i == 1 else self.h[i - 2]
+
+    def inputs(self):
+        """The step's batch, gathered (and distorted) into :attr:`x`."""
+        cp, k, B = self.cp, self.k, self.batch
+        if self.augmenter is None:
+            cp.take(self.source, self.samples, axis=0, out=self.x)
+            return self.x
+        cp.matmul(self.coefficients, self.basis, out=self.coords.reshape(2 * B, -1))
+        rows, cols = self.coords[:, 0:1, :], self.coords[:, 1:2, :]
+        k.warp_index(rows, cols, self.samples.reshape(B, 1, 1), self.offsets, self.index)
+        cp.take(self.source, self.index, out=self.neighbours)
+        v, c = self.neighbours, self.coords
+        k.warp_blend(v[:, 0], v[:, 1], v[:, 2], v[:, 3], c[:, 0], c[:, 1], self.x)
+        return self.x
+
+    def forward(self, i: int, h):
+        params = self.model.params
+        if i > len(self.k.forward):  # the output layer
+            self.cp.matmul(h, params[f"W{i}"], out=self.z)
+            self.k.add_bias(self.z, params[f"b{i}"])
+            return self.z
+        self.cp.matmul(h, params[f"W{i}"], out=self.a[i - 1])
+        self.k.forward[i - 1](self.a[i - 1], params[f"b{i}"], self.h[i - 1], *self._mask(i))
+        return self.h[i - 1]
+
+    def loss(self, z):
+        """The fused softmax cross-entropy: its delta, the loss and the epoch's book."""
+        cp, k = self.cp, self.k
+        cp.max(z, axis=1, keepdims=True, out=self.zmax)
+        k.exp_shifted(z, self.zmax, self.p)
+        cp.sum(self.p, axis=1, keepdims=True, out=self.s)
+        k.softmax_xent(self.p, self.s, z, self.zmax, self.labels_col, self.classes,
+                       1.0 / self.batch, self.dz, self.contrib)  # fmt: skip
+        cp.sum(self.contrib, out=self.loss_value)
+        k.bookkeeping(self.loss_value, self.counter, self.total, self.bad, self.bad_value)
+        return self.loss_value, self.dz
+
+    def delta(self, i: int, dh):
+        self.k.backward[i - 1](self.a[i - 1], dh, *self._mask(i))  # in place
+        return dh
+
+    def weight_grads(self, i: int, delta) -> None:
+        self.cp.matmul(self._input(i).T, delta, out=self.grads[f"W{i}"])
+        self.cp.sum(delta, axis=0, out=self.grads[f"b{i}"])
+
+    def input_grad(self, i: int, delta):
+        self.cp.matmul(delta, self.model.params[f"W{i}"].T, out=self.dh[i - 2])
+        return self.dh[i - 2]
 
     def capture(self) -> None:
         """Capture :meth:`body` as a CUDA graph (recorded, not run) for one-launch steps."""
@@ -298,7 +313,7 @@ class FastStep:
                 self.graph.launch()
             else:
                 self.body()
-        return self.loss
+        return self.loss_value
 
     def end_epoch(self) -> EpochLosses:
         """The epoch's losses: the fast steps' bookkeeping and any generic last step."""
