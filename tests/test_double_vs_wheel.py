@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from .cupy_double import STATE, installed
+from .cupy_double import installed
 from .cupy_wheel import device_array, module_strings, real_cupy, wheel_module
 
 pytestmark = pytest.mark.cupy_wheel
@@ -41,11 +41,6 @@ def _runtime_error(status):
     from cupy_backends.cuda.api.runtime import CUDARuntimeError
 
     return CUDARuntimeError(status)  # its text comes from the CUDA runtime's error tables
-
-
-def _out_of_memory(cupy):
-    # the double's device memory reads as a pool limit (cupy/cuda/memory.pyx, OutOfMemoryError)
-    _throw(cupy.cuda.memory.OutOfMemoryError(STATE.memory + 1, 0, STATE.memory))
 
 
 f32 = np.float32
@@ -82,19 +77,14 @@ SAME = {
         (),
     ),
     "a GPU that does not exist": (
-        lambda cp: cp.cuda.Device(7),
-        lambda cupy: _throw(_runtime_error(101)),  # cudaErrorInvalidDevice
+        lambda cp: cp.cuda.Device(7).use(),  # CuPy: cudaSetDevice's cudaErrorInvalidDevice
+        lambda cupy: _throw(_runtime_error(101)),
         (),
     ),
     "a driver older than the runtime": (
         lambda cp: cp.cuda.runtime.getDeviceCount(),
         lambda cupy: _throw(_runtime_error(35)),  # cudaErrorInsufficientDriver
         ("driver",),
-    ),
-    "out of device memory": (
-        lambda cp: cp.empty(STATE.memory + 1, dtype=cp.uint8),
-        _out_of_memory,
-        (),
     ),
 }
 
