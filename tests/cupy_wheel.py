@@ -58,6 +58,15 @@ def real_cupy():
             f"the CuPy wheel and NVRTC are needed ({type(exc).__name__}: {exc}); "
             'pip install "cupy-cuda12x" "nvidia-cuda-nvrtc-cu12" "nvidia-cuda-runtime-cu12"'
         )
+    try:
+        gpus = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        gpus = 0  # no driver or no device: what these checks are made for
+    if gpus:  # a launch that got past the hook would read host memory as device memory
+        pytest.fail(
+            "the cupy_wheel checks hand CuPy arrays over host memory: run them where no GPU "
+            "is visible (CUDA_VISIBLE_DEVICES= python -m pytest -m cupy_wheel)"
+        )
     return cupy
 
 

@@ -136,7 +136,7 @@ def recorded():
 
 @pytest.fixture(scope="module")
 def sources(recorded):
-    """Each distinct kernel source real CuPy writes: source -> the kernels it stands for."""
+    """Each distinct kernel real CuPy writes, (source, compile options) -> its names."""
     cupy = real_cupy()
     made, probe = recorded
     found: dict = {}
@@ -148,24 +148,29 @@ def sources(recorded):
             key = (kernel.name, code.co_filename, code.co_firstlineno)
             called[key] = called.get(key, False) or bool(kernel.layouts)
             for spec in kernel.layouts:
-                source = trace(cupy, kernel, spec)
-                found.setdefault(source, set()).add(kernel.name)
+                found.setdefault(trace(cupy, kernel, spec), set()).add(kernel.name)
     never = [key for key, was in called.items() if not was]
     assert not never, f"kernels no recipe calls, so unchecked: {never}"
     return found
 
 
-def trace(cupy, kernel: Recorded, spec: tuple) -> str:
-    """Real CuPy's fusion of ``kernel`` on arguments of layout ``spec``, and its source."""
+def trace(cupy, kernel: Recorded, spec: tuple) -> tuple[str, tuple]:
+    """Real CuPy's fusion of ``kernel`` on arguments of layout ``spec``: the source and the
+    compile options of the kernel it makes."""
     fused = cupy.fuse(kernel_name=kernel.name)(kernel.func)
     cupy_wheel.LAUNCHES.clear()
-    fused(*(cupy_wheel.stand_in(cupy, s) for s in spec))
-    # CuPy's fusion falls back to its newer fusion (cupy/_core/new_fusion.pyx) when the
-    # trace fails; that one would have asked the device for a launch instead
-    assert fused.new_fusion is None, f"{kernel.name}: CuPy's fusion could not trace it"
+    try:
+        fused(*(cupy_wheel.stand_in(cupy, s) for s in spec))
+    except Exception as exc:
+        raise AssertionError(f"{kernel.name}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        # CuPy's fusion hands a body it cannot trace to its newer fusion
+        # (cupy/_core/new_fusion.pyx), whose trace asks for a device
+        assert fused.new_fusion is None, f"{kernel.name}: CuPy's fusion could not trace it"
     assert len(cupy_wheel.LAUNCHES) == 1, f"{kernel.name}: {len(cupy_wheel.LAUNCHES)} launches"
     (elementwise, args) = cupy_wheel.LAUNCHES[0]
-    return cupy_wheel.kernel_source(cupy, elementwise, args)
+    options = tuple(elementwise.kwargs.get("options", ()))
+    return cupy_wheel.kernel_source(cupy, elementwise, args), options
 
 
 def fuse_sites() -> dict:
@@ -231,7 +236,10 @@ def test_every_fused_kernel_compiles_with_nvrtc(sources, arch):
     # NVRTC compiles without holding the GIL (cupy_backends/cuda/libs/nvrtc.pyx), so the
     # kernels are compiled side by side, one per core
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        jobs = {pool.submit(cupy_wheel.compile_cubin, s, arch): n for s, n in sources.items()}
+        jobs = {
+            pool.submit(cupy_wheel.compile_cubin, source, arch, options): names
+            for (source, options), names in sources.items()
+        }
         for job, names in jobs.items():
             try:
                 cubin = job.result()
@@ -248,3 +256,15 @@ def test_a_kernel_nvrtc_rejects_fails_with_its_log():
     broken = 'extern "C" __global__ void mlp_xp_broken(float *x) { x[0] = not_declared; }'
     with pytest.raises(AssertionError, match="not_declared"):
         cupy_wheel.compile_cubin(broken, cupy_wheel.ARCHS[0])
+
+
+def test_a_body_cupys_fusion_cannot_trace_fails():
+    cupy = real_cupy()
+
+    def first_row(x, y):
+        y[...] = x[0]  # CuPy's fusion takes no index but [...] and [:]
+
+    kernel = Recorded(Switchable(cupy), first_row, "mlp_xp_first_row")
+    spec = (("array", "<f4", (3, 3), (12, 4)), ("array", "<f4", (3,), (4,)))
+    with pytest.raises(AssertionError, match="mlp_xp_first_row: CuPy's fusion could not trace"):
+        trace(cupy, kernel, spec)
