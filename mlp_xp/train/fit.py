@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import budget
 from ..arrays import ArrayLike
 from ..model import MLP
 from ..optim import Optimizer
@@ -59,5 +60,8 @@ def fit(
     """
     if isinstance(optimizer, str):
         config["optimizer"], optimizer = optimizer, None
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_dict(config).validate()
+    n = int(getattr(X, "shape", (len(X),))[0])  # type: ignore[arg-type]
+    estimate = budget.for_training(model, cfg, n, evaluates=X_val is not None)
+    budget.check(estimate, model.backend, built=True)  # before the Trainer allocates
     return Trainer(model, X, y, X_val, y_val, cfg, optimizer=optimizer, callbacks=callbacks).run()
