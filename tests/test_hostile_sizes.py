@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import tracemalloc
+import warnings
 import zlib
 
 import numpy as np
@@ -104,3 +105,22 @@ def test_stream_of_a_gzipd_set_says_where_its_copy_is(tmp_path, monkeypatch, cap
     assert code == 0
     assert f"decompressed once to {tmp_path / 'cache'} and memory-mapped from there" in out
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_an_image_too_large_for_a_digit_is_refused_from_its_header(tmp_path, capsys):
+    """Before, a 10000x10000 PNG passed Pillow's bomb warning through and was decoded
+    (3.2 GB); its header alone now refuses it, in one line."""
+    Image = pytest.importorskip("PIL.Image")
+    from mlp_xp import MLP, save_model
+    from mlp_xp.data.images import load_digit_image
+
+    path = tmp_path / "huge.png"
+    Image.new("1", (10_000, 10_000), 1).save(path)  # 12.5 MB to make, a few kB on disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning passes through
+        with pytest.raises(DataError, match="10000x10000 pixels .100.0 megapixels. is more"):
+            load_digit_image(path)
+    save_model(tmp_path / "m.npz", MLP(784, (8,), 10, backend="cpu"))
+    code = main(["predict", str(tmp_path / "m.npz"), str(path), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "scale it down first" in err[0]

@@ -10,6 +10,7 @@ centre by centre of mass.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,12 @@ import numpy as np
 from ..errors import ConfigError, DataError, NoDigitError
 from .pixels import BLANK_CONTRAST
 
-__all__ = ["load_digit_image", "to_mnist"]
+__all__ = ["load_digit_image", "to_mnist", "MAX_PIXELS"]
+
+#: The most pixels an image file may have: 8192x8192, more than a 50-megapixel camera's
+#: photo. Judged from the file's header, before anything is decoded: the conversion holds
+#: the decoded image, its grayscale and a float copy (about 13 bytes a pixel, 0.9 GB here).
+MAX_PIXELS = 8192 * 8192
 
 
 def _pil():
@@ -35,7 +41,11 @@ def load_digit_image(path) -> np.ndarray:
     Image, ImageOps = _pil()
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the size is judged below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # lazy: reads the header, decodes nothing
+        with opened as img:
+            _check_size(img, path)
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 rgba = img.convert("RGBA")
@@ -44,9 +54,20 @@ def load_digit_image(path) -> np.ndarray:
             gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit
+        raise DataError(f"{path}: more pixels than a digit photo needs ({exc})") from None
+    except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not an image Pillow can read ({exc})") from None
     return to_mnist(gray, str(path))
+
+
+def _check_size(img, path: Path) -> None:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"{path}: {width}x{height} pixels ({width * height / 1e6:,.1f} megapixels) is more "
+            f"than a digit photo needs (at most {MAX_PIXELS / 1e6:.1f}); scale it down first"
+        )
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
