@@ -4,6 +4,7 @@ with uneven light are cropped to the ink, not to the shading."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,13 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     ink towards a dark edge moves the centre of mass that centres the digit)."""
     shifts = [np.roll(b, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     return max(float(np.corrcoef(a.ravel(), s.ravel())[0, 1]) for s in shifts)
+
+
+def test_the_calibration_script_refuses_every_page_without_a_digit(capsys):
+    from .helpers import load_module
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "calibrate_digit_check.py"
+    report = load_module(script).main([])
+    assert report["bounds"] == BOUNDS.to_dict()
+    assert report["held_out_refused"] == 0 and report["not_digits_passed"] == []
+    assert "differs" not in capsys.readouterr().out

@@ -116,7 +116,7 @@ NO_DIGIT = "no digit found (the image is blank)"
 def _prediction(label: str, probs: np.ndarray | None, evidence: dict | None = None) -> dict:
     """One ``predict`` result; ``probs`` is None for a blank image, and an input whose
     ``evidence`` is not a digit's (:mod:`mlp_xp.data.plausible`) gets no guess either."""
-    none = {"input": label, "digit": None, "probability": None, "top3": []}
+    none: dict = {"input": label, "digit": None, "probability": None, "top3": []}
     if probs is None:
         return {**none, "note": NO_DIGIT}
     reason = verdict(evidence) if evidence is not None else None

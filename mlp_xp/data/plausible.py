@@ -59,10 +59,10 @@ BOUNDS = Bounds(ink_min=0.015, ink_max=0.367, solid_max=0.784, coherence_min=0.1
 
 def spans(field: np.ndarray) -> np.ndarray:
     """The longer side of each image's ink box (0 for an image without ink), (N,) ints."""
-    ink = np.asarray(field) >= _INK
+    ink: np.ndarray = np.asarray(np.asarray(field) >= _INK)
     out = np.zeros(ink.shape[0], dtype=np.int64)
     for axis in (1, 2):
-        lines = ink.any(axis=3 - axis)  # rows (axis 1) or columns (axis 2) holding ink
+        lines = np.asarray(ink.any(axis=3 - axis))  # rows (axis 1) or columns holding ink
         first = np.argmax(lines, axis=1)
         last = lines.shape[1] - 1 - np.argmax(lines[:, ::-1], axis=1)
         out = np.maximum(out, np.where(lines.any(axis=1), last - first + 1, 0))
@@ -95,7 +95,8 @@ def _box(lit: np.ndarray) -> np.ndarray:
         at = np.arange(lines.shape[1])[None, :]
         return (at >= first) & (at <= last) & lines.any(axis=1, keepdims=True)
 
-    return extent(lit.any(axis=2))[:, :, None] & extent(lit.any(axis=1))[:, None, :]
+    rows, cols = np.asarray(lit.any(axis=2)), np.asarray(lit.any(axis=1))
+    return extent(rows)[:, :, None] & extent(cols)[:, None, :]
 
 
 def _coherence(field: np.ndarray) -> np.ndarray:
@@ -176,7 +177,7 @@ def verdict(ev: dict, bounds: Bounds = BOUNDS) -> str | None:
     if ev["coherence"] < bounds.coherence_min:
         return (
             f"no strokes, only texture (neighbouring pixels correlate {ev['coherence']:.2f}; "
-            f"digits' strokes {bounds.coherence_min:.2f}+)"
+            f"digits' strokes {bounds.coherence_min:.3g}+)"
         )
     return None
 

@@ -61,7 +61,8 @@ def fit(
     if isinstance(optimizer, str):
         config["optimizer"], optimizer = optimizer, None
     cfg = TrainConfig.from_dict(config).validate()
-    n = int(getattr(X, "shape", (len(X),))[0])  # type: ignore[arg-type]
+    shape = getattr(X, "shape", None)
+    n = int(shape[0]) if shape is not None else len(X)
     estimate = budget.for_training(model, cfg, n, evaluates=X_val is not None)
     budget.check(estimate, model.backend, built=True)  # before the Trainer allocates
     return Trainer(model, X, y, X_val, y_val, cfg, optimizer=optimizer, callbacks=callbacks).run()
