@@ -38,7 +38,7 @@ bound of what one step keeps alive.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import MemoryBudgetError
@@ -254,14 +254,18 @@ def check(est: Estimate, backend: Any, names: dict | None = None, built: bool = 
     ``names`` spells the settings (:data:`API_NAMES` or :data:`CLI_FLAGS`).
     """
     names = names or API_NAMES
-    need = est.training if built else est.total
+    gpu = getattr(backend, "kind", "cpu") == "gpu"
+    # a GPU's network is drawn on the host and copied over once: its initial weights are
+    # the host's concern (below), not the device's
+    device = replace(est, parts={**est.parts, "initial weights": 0}) if gpu else est
+    need = device.training if built else device.total
     room, what = available_bytes(backend)
     if room is not None and need > room:
         raise MemoryBudgetError(
-            f"{est.n_params:,} parameters would need {est.describe()}, but "
-            f"{size(max(room, 0))} is {what}; {_advice(est, names, room)}"
+            f"{est.n_params:,} parameters would need {device.describe()}, but "
+            f"{size(max(room, 0))} is {what}; {_advice(device, names, room)}"
         )
-    if not built and getattr(backend, "kind", "cpu") == "gpu":  # drawn on the host first
+    if not built and gpu:
         host = est.parts["parameters"] + est.parts["initial weights"]
         room, what = host_available()
         if room is not None and host > room:

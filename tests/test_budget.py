@@ -137,3 +137,20 @@ def test_cli_sizes_that_cannot_fit_are_one_line_naming_hidden(tmp_path):
         assert f"use smaller --hidden than {hidden}" in err
         assert "--batch-size" not in err
     assert not out.exists()
+
+
+def test_a_gpu_network_is_judged_against_its_own_gpus_free_memory(gpu_backend):
+    with pytest.raises(MemoryBudgetError, match=r"is free on gpu:0 .*; the 10,079,600,010 param"):
+        MLP(784, (100000, 100000), 10, backend=gpu_backend)
+    model = MLP(784, (30,), 10, backend=gpu_backend)  # a small one is built as before
+    assert model.n_params == budget.estimate(784, (30,), 10).n_params
+
+
+def test_gpu_1_is_asked_for_its_own_free_memory(request):
+    from .conftest import simulated_gpu
+
+    simulated_gpu(request)
+    from mlp_xp.backends import get_backend
+
+    with pytest.raises(MemoryBudgetError, match="is free on gpu:1"):
+        MLP(784, (100000, 100000), 10, backend=get_backend("gpu:1"))
