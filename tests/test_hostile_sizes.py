@@ -123,4 +123,5 @@ def test_an_image_too_large_for_a_digit_is_refused_from_its_header(tmp_path, cap
     save_model(tmp_path / "m.npz", MLP(784, (8,), 10, backend="cpu"))
     code = main(["predict", str(tmp_path / "m.npz"), str(path), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "scale it down first" in err[0]
+    assert code == 2 and len(err) == 1 and "(at most 67.1 megapixels); scale it down" in err[0]
+    assert err[0].startswith(f"mlp-xp predict: error: {path}: 10000x10000 pixels"), err

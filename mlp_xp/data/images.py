@@ -55,6 +55,8 @@ def load_digit_image(path, info: dict | None = None) -> np.ndarray:
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, rgba)
             gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    except DataError:  # the size refused above (a ValueError, like Pillow's own)
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit
@@ -69,7 +71,7 @@ def _check_size(img, path: Path) -> None:
     if width * height > MAX_PIXELS:
         raise DataError(
             f"{path}: {width}x{height} pixels ({width * height / 1e6:,.1f} megapixels) is more "
-            f"than a digit photo needs (at most {MAX_PIXELS / 1e6:.1f}); scale it down first"
+            f"than a digit photo needs (at most {MAX_PIXELS / 1e6:.1f} megapixels); scale it down"
         )
 
 
