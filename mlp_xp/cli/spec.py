@@ -99,6 +99,8 @@ def from_checkpoint(args, backend: Backend) -> RunSpec:
     checkpoint = load_checkpoint(path, backend)
     model, config = checkpoint.model, checkpoint.config
     config.gpu_step = args.gpu_step  # how this device steps, like --device: ours to choose
+    estimate = budget.for_training(model, config, evaluates=True)  # this device may be smaller
+    budget.check(estimate, backend, budget.CLI_FLAGS, built=True)
     data = model.meta.get("data")
     if not isinstance(data, dict):
         raise ModelFileError(
