@@ -191,13 +191,17 @@ def for_training(
 def available_bytes(backend: Any) -> tuple[int | None, str]:
     """Memory free for ``backend``'s device, and what limits it (``None`` when unknown).
 
-    A GPU: CUDA's free memory of this backend's own GPU (read inside its scope, not GPU 0's).
+    A GPU: CUDA's free memory of this backend's own GPU (read inside its scope, not GPU 0's),
+    plus what CuPy's memory pool holds unused (freed arrays it keeps for reuse).
     The host: the smaller of ``MemAvailable`` (``/proc/meminfo``; elsewhere the physical
     pages the OS reports free) and what is left under this process's address-space limit.
     """
-    if getattr(backend, "kind", "cpu") == "gpu":
+    cupy = getattr(backend, "cupy", None)
+    if getattr(backend, "kind", "cpu") == "gpu" and cupy is not None:
         with backend.scope():
-            free, _ = backend.cupy.cuda.runtime.memGetInfo()
+            free, _ = cupy.cuda.runtime.memGetInfo()
+            pool = cupy.get_default_memory_pool()
+            free += int(pool.total_bytes()) - int(pool.used_bytes())
         return int(free), f"free on {backend.device}"
     return host_available()
 
