@@ -139,3 +139,16 @@ def test_the_calibration_script_refuses_every_page_without_a_digit(capsys):
     assert report["bounds"] == BOUNDS.to_dict()
     assert report["held_out_refused"] == 0 and report["not_digits_passed"] == []
     assert "differs" not in capsys.readouterr().out
+
+
+def test_a_model_of_another_set_is_not_told_its_inputs_are_not_digits(tmp_path, capsys):
+    """A Fashion-MNIST model's inputs are clothes: weighed (the evidence is there) but
+    never refused as "not a digit"."""
+    model = MLP(784, (8,), 10, backend="cpu", seed=0)
+    meta = {"dataset": "Fashion-MNIST", "augment": "none", "requested": "auto", "reason": ""}
+    path = save_model(tmp_path / "fashion.npz", model, augmentation=meta)
+    square = np.zeros((28, 28), np.uint8)
+    square[4:24, 4:24] = 255  # "a filled blob" to a digit model
+    np.save(tmp_path / "coat.npy", square)
+    (r,) = _predict(path, capsys, tmp_path / "coat.npy").values()
+    assert r["digit"] is not None and verdict(r["evidence"]) is not None

@@ -113,13 +113,20 @@ def _images_from(path: Path) -> tuple[np.ndarray, list | None]:
 NO_DIGIT = "no digit found (the image is blank)"
 
 
-def _prediction(label: str, probs: np.ndarray | None, evidence: dict | None = None) -> dict:
+#: The recognised training sets (``augmentation.dataset`` in a model file) of digit models;
+#: ``None``: not recognised, or not recorded. Only these models' inputs are weighed as
+#: digits (a Fashion-MNIST model's coat is not "not a digit").
+DIGIT_SETS = (None, "MNIST", "the embedded MNIST digits")
+
+
+def _prediction(label: str, probs: np.ndarray | None, evidence: dict, digits: bool) -> dict:
     """One ``predict`` result; ``probs`` is None for a blank image, and an input whose
-    ``evidence`` is not a digit's (:mod:`mlp_xp.data.plausible`) gets no guess either."""
+    ``evidence`` is not a digit's (:mod:`mlp_xp.data.plausible`) gets no guess either
+    from a model of ``digits``."""
     none: dict = {"input": label, "digit": None, "probability": None, "top3": []}
     if probs is None:
         return {**none, "note": NO_DIGIT}
-    reason = verdict(evidence) if evidence is not None else None
+    reason = verdict(evidence) if digits else None
     if reason is not None:
         return {**none, "note": f"not a digit: {reason}", "evidence": evidence}
     top = np.argsort(-probs, kind="stable")[:3]
@@ -140,12 +147,13 @@ def cmd_predict(args) -> int:
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))
+    digits = (model.meta.get("augmentation") or {}).get("dataset") in DIGIT_SETS
     results = []
     for name in args.inputs:
         try:
             images, source = _images_from(resolve(name))
         except NoDigitError:
-            results.append(_prediction(name, None))
+            results.append(_prediction(name, None, {}, digits))
             continue
         blank = blank_images(images, name)
         X = backend.put(normalization.apply(images, model.dtype, name))
@@ -153,7 +161,7 @@ def cmd_predict(args) -> int:
         evidence = weigh(images, source, name)  # is each one plausibly a digit at all?
         for i, row in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{i}]"
-            results.append(_prediction(label, None if blank[i] else row, evidence[i]))
+            results.append(_prediction(label, None if blank[i] else row, evidence[i], digits))
     if args.json:
         emit_json(results)
         return 0
