@@ -18,7 +18,8 @@ blob is not enough to draw a digit with; and scaling would smear noise into blob
 coherence after averaging disjoint blocks down to at most 56 pixels a side, which keeps
 independent pixels independent; for an array, on its 28x28 field.
 
-An input is "not a digit" when one of them lies outside :data:`BOUNDS`. The bounds are not
+An input is "not a digit" when one of them lies outside :data:`BOUNDS` (``predict`` asks
+only for models of digit sets: a Fashion-MNIST model's inputs are weighed, not refused). The bounds are not
 chosen by hand: :func:`calibrate` derives them from the embedded MNIST digits -- the lower
 bounds are half the smallest value any of them has, the upper bounds 1.2 times the
 largest -- so that no embedded digit is refused and a margin is left for handwriting a
