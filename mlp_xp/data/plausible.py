@@ -19,12 +19,13 @@ coherence after averaging disjoint blocks down to at most 56 pixels a side, whic
 independent pixels independent; for an array, on its 28x28 field.
 
 An input is "not a digit" when one of them lies outside :data:`BOUNDS` (``predict`` asks
-only for models of digit sets: a Fashion-MNIST model's inputs are weighed, not refused). The bounds are not
-chosen by hand: :func:`calibrate` derives them from the embedded MNIST digits -- the lower
-bounds are half the smallest value any of them has, the upper bounds 1.2 times the
-largest -- so that no embedded digit is refused and a margin is left for handwriting a
-little thinner, bolder or rougher than MNIST's. ``scripts/calibrate_digit_check.py``
-prints them; ``tests/test_plausible.py`` recomputes them and checks the refusals.
+only for models of digit sets: a Fashion-MNIST model's inputs are weighed, not refused).
+The bounds are not chosen by hand: :func:`calibrate` derives them from the embedded
+MNIST digits -- the lower bounds are half the smallest value any of them has, the upper
+bounds 1.2 times the largest -- so that no embedded digit is refused and a margin is left
+for handwriting a little thinner, bolder or rougher than MNIST's.
+``scripts/calibrate_digit_check.py`` prints them; ``tests/test_plausible.py`` recomputes
+them and checks the refusals.
 """
 
 from __future__ import annotations
