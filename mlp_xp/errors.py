@@ -17,6 +17,7 @@ __all__ = [
     "DeviceError",
     "BackendMismatchError",
     "DivergenceError",
+    "MemoryBudgetError",
 ]
 
 
@@ -47,6 +48,12 @@ class OutputError(MlpXpError, OSError):
 
 class DeviceError(MlpXpError, RuntimeError):
     """The requested device cannot be used (no CuPy, no CUDA device, out of memory)."""
+
+
+class MemoryBudgetError(ConfigError, MemoryError):
+    """A network, its training or its data would need more memory than the device has
+    free: refused before anything is allocated (:mod:`mlp_xp.budget`), naming the estimate,
+    the memory available and the setting to change."""
 
 
 class BackendMismatchError(MlpXpError, TypeError):

@@ -22,6 +22,7 @@ from ..data import (
     scale_images,
     task_targets,
 )
+from ..data.plausible import verdict, weigh
 from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
 from .console import emit_json, log_stream, resolve
@@ -98,28 +99,43 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _images_from(path: Path) -> np.ndarray:
+def _images_from(path: Path) -> tuple[np.ndarray, list | None]:
+    """The images of a file, and for a photo what its crop to the ink measured."""
     if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
         from ..data.images import load_digit_image
 
-        return load_digit_image(path)[None]
-    return load_array_file(path)
+        info: dict = {}
+        return load_digit_image(path, info)[None], [info]
+    return load_array_file(path), None
 
 
 #: What ``predict`` says of an image with no digit in it (blank: no contrast).
 NO_DIGIT = "no digit found (the image is blank)"
 
 
-def _prediction(label: str, probs: np.ndarray | None) -> dict:
-    """One ``predict`` result; ``probs`` is None for a blank image (no guess)."""
+#: The recognised training sets (``augmentation.dataset`` in a model file) of digit models;
+#: ``None``: not recognised, or not recorded. Only these models' inputs are weighed as
+#: digits (a Fashion-MNIST model's coat is not "not a digit").
+DIGIT_SETS = (None, "MNIST", "the embedded MNIST digits")
+
+
+def _prediction(label: str, probs: np.ndarray | None, evidence: dict, digits: bool) -> dict:
+    """One ``predict`` result; ``probs`` is None for a blank image, and an input whose
+    ``evidence`` is not a digit's (:mod:`mlp_xp.data.plausible`) gets no guess either
+    from a model of ``digits``."""
+    none: dict = {"input": label, "digit": None, "probability": None, "top3": []}
     if probs is None:
-        return {"input": label, "digit": None, "probability": None, "top3": [], "note": NO_DIGIT}
+        return {**none, "note": NO_DIGIT}
+    reason = verdict(evidence) if digits else None
+    if reason is not None:
+        return {**none, "note": f"not a digit: {reason}", "evidence": evidence}
     top = np.argsort(-probs, kind="stable")[:3]
     return {
         "input": label,
         "digit": int(top[0]),
         "probability": float(probs[top[0]]),
         "top3": [{"digit": int(k), "probability": float(probs[k])} for k in top],
+        "evidence": evidence,
     }
 
 
@@ -131,19 +147,21 @@ def cmd_predict(args) -> int:
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))
+    digits = (model.meta.get("augmentation") or {}).get("dataset") in DIGIT_SETS
     results = []
     for name in args.inputs:
         try:
-            images = _images_from(resolve(name))
+            images, source = _images_from(resolve(name))
         except NoDigitError:
-            results.append(_prediction(name, None))
+            results.append(_prediction(name, None, {}, digits))
             continue
         blank = blank_images(images, name)
         X = backend.put(normalization.apply(images, model.dtype, name))
         probs = backend.get(model.predict_proba(X)).astype(np.float64)
+        evidence = weigh(images, source, name)  # is each one plausibly a digit at all?
         for i, row in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{i}]"
-            results.append(_prediction(label, None if blank[i] else row))
+            results.append(_prediction(label, None if blank[i] else row, evidence[i], digits))
     if args.json:
         emit_json(results)
         return 0

@@ -7,10 +7,12 @@ The command builds the same objects the Python API takes (:class:`~mlp_xp.MLP`,
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import budget
 from ..backends import Backend
 from ..data import DIGITS, Normalization
 from ..errors import ConfigError, ModelFileError
@@ -68,6 +70,10 @@ def from_flags(args, backend: Backend) -> RunSpec:
         patience=args.patience,
         gpu_step=args.gpu_step,
     ).validate()
+    layers = argparse.Namespace(n_inputs=784, hidden=args.hidden, n_outputs=N_OUTPUTS[args.task],
+                                dtype=args.dtype)  # fmt: skip
+    estimate = budget.for_training(layers, config, evaluates=True)  # before anything is allocated
+    budget.check(estimate, backend, budget.CLI_FLAGS)
     model = MLP(784, args.hidden, N_OUTPUTS[args.task], activation=args.activation,
                 task=args.task, l2=args.l2, backend=backend, dtype=args.dtype,
                 seed=args.seed)  # fmt: skip
@@ -93,6 +99,8 @@ def from_checkpoint(args, backend: Backend) -> RunSpec:
     checkpoint = load_checkpoint(path, backend)
     model, config = checkpoint.model, checkpoint.config
     config.gpu_step = args.gpu_step  # how this device steps, like --device: ours to choose
+    estimate = budget.for_training(model, config, evaluates=True)  # this device may be smaller
+    budget.check(estimate, backend, budget.CLI_FLAGS, built=True)
     data = model.meta.get("data")
     if not isinstance(data, dict):
         raise ModelFileError(

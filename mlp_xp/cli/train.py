@@ -14,6 +14,7 @@ from ..backends import get_backend
 from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
 from ..data import load_digits, recorded_split, task_targets
+from ..data.cache import stream_note
 from ..data.shards import Subset
 from ..errors import DivergenceError
 from ..fileio import atomic_write_text, check_writable
@@ -209,7 +210,10 @@ def _build(spec: RunSpec, args, backend, world, log) -> tuple[Trainer, tuple]:
     """Read the data (raw IDX files memory-mapped), split it, decide ``--augment auto``,
     and make the trainer; returns it and the held-out split (normalized, on the host)."""
     model, norm = spec.model, spec.normalization
-    digits = load_digits(spec.data["source"], image_shape=(28, 28), mapped=True)
+    # with --stream, gzip'd images are decompressed once into the cache and mapped from there
+    digits = load_digits(spec.data["source"], image_shape=(28, 28), mapped=True, stream=args.stream)
+    if args.stream and (note := stream_note(digits.files)):
+        print(note, file=log, flush=True)
     targets = task_targets(digits.labels, spec.data["task"], spec.data["positive"])
     train_idx, val_idx = recorded_split(digits.labels, spec.data)
     report_and_check(log, len(train_idx), model.n_outputs, spec.config.batch_size, backend,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import numbers
 
+from .. import budget
 from ..constraints import SKLEARN_ACTIVATIONS, validate
 from ..errors import ConfigError
 from ..layers import parse_hidden
 
-__all__ = ["PARAMETERS_DOC", "ATTRIBUTES_DOC", "checked_settings", "image_shape"]
+__all__ = ["PARAMETERS_DOC", "ATTRIBUTES_DOC", "checked_settings", "image_shape", "estimate"]
 
 #: Each parameter checked by fit and the constraints-table entry that checks it.
 _CHECKED = {
@@ -132,3 +133,14 @@ def image_shape(augment: str, n_features: int):
             "use augment='none'"
         )
     return (side, side)
+
+
+def estimate(s: dict, shape: tuple, n_outputs: int) -> budget.Estimate:
+    """What a new network for rows of ``shape`` and its training take (:mod:`mlp_xp.budget`),
+    judged at ``fit`` before the network is built."""
+    n, width = int(shape[0]), int(shape[1])
+    batch = min(200 if s["batch_size"] == "auto" else s["batch_size"], n)
+    return budget.estimate(
+        width, s["hidden"], n_outputs, dtype=s["dtype"], optimizer=s["solver"],
+        momentum=s["momentum"], batch_size=batch, n_samples=n,
+    )  # fmt: skip

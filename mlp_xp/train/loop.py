@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import budget
 from ..arrays import Array, ArrayLike, to_device
 from ..constraints import validate
 from ..data.door import check_data
@@ -102,6 +103,8 @@ class Trainer:
                 f"{self.backend}; use gpu_step='auto' or 'generic'"
             )
         X, y, X_val, y_val = self._admit(model, X, y, X_val, y_val)  # none on the device yet
+        estimate = budget.for_training(model, self.config, len(X), evaluates=X_val is not None)
+        budget.check(estimate, self.backend, built=True)  # before anything is allocated
         self.X = self._inputs(X)
         labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
         self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once
