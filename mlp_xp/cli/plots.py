@@ -24,7 +24,13 @@ __all__ = [
     "worst_digits",
     "reliability_diagram",
     "bench_plot",
+    "require_matplotlib",
 ]
+
+
+def require_matplotlib() -> None:
+    """A ConfigError naming the extra where matplotlib is missing (checked before work)."""
+    _plt()
 
 
 def _plt():
