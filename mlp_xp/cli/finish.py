@@ -2,8 +2,9 @@
 
 - :func:`failure` judges the finished run: a held-out score no better than chance
   (the majority class for classifiers, the targets' variance for regression, within
-  three standard errors of the held-out estimate), or a held-out loss a hundred times
-  the untrained network's, is a failed run.
+  three standard errors of the held-out estimate; judged on 100 held-out samples or
+  more, as fewer cannot tell), or a held-out loss a hundred times the untrained
+  network's, is a failed run.
 - :func:`save_without_replacing` writes a failed run's model beside an existing file
   (``model.failed.npz``), never over it.
 - :func:`save_or_fallback` writes the model, or, when that write fails (a full disk),
@@ -41,6 +42,8 @@ __all__ = [
 GROWTH = 100.0
 #: Standard errors of the held-out estimate a score must clear to be better than chance.
 SIGMAS = 3.0
+#: Fewer held-out samples than this cannot tell chance from learning: not judged.
+MIN_JUDGED = 100
 
 
 def failure(task: str, final: dict, targets: np.ndarray, initial_loss: float | None) -> str | None:
@@ -57,7 +60,7 @@ def failure(task: str, final: dict, targets: np.ndarray, initial_loss: float | N
             "the run blew up"
         )
     n = len(targets)
-    if n == 0:
+    if n < MIN_JUDGED:
         return None
     if task == "regress":
         variance = float(np.var(np.asarray(targets, dtype=np.float64)))

@@ -98,7 +98,7 @@ def _check_combinations(args) -> None:
     if "watchdog" in given and not getattr(args, "distributed", False):
         raise ConfigError("--watchdog applies to --distributed runs only")
     lr = args.lr if args.lr is not None else default_lr(args.optimizer, args.task)
-    if args.optimizer != "adam" and lr * args.l2 >= 1:
+    if args.optimizer != "adam" and lr * args.l2 >= 1 and args.l2 >= 1:  # l2 is the culprit
         raise ConfigError(
             f"--l2 {args.l2:g} with --lr {lr:g}: the weight penalty alone scales every weight "
             f"by 1 - lr*l2 = {1 - lr * args.l2:.3g} a step, so the run cannot converge; "
