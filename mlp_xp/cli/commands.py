@@ -233,7 +233,10 @@ def cmd_plot(args) -> int:
     info, history = _read_history(hist_path)
     written = [
         plots.learning_curves(
-            history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
+            history,
+            run_dir / "learning_curves.png",
+            f"learning curves ({info.get('device', '')})",
+            task=(info.get("data") or {}).get("task", "classify"),
         )
     ]
     model_path = Path(info.get("model", ""))
