@@ -37,7 +37,7 @@ def _plt():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'mlp-xp[plot]'") from None
+        raise ConfigError("plots need matplotlib: pip install '.[plot]'") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -25,7 +25,7 @@ def _pil():
         from PIL import Image, ImageOps
     except ImportError:
         raise ConfigError(
-            "reading image files needs Pillow: pip install 'mlp-xp[images]'"
+            "reading image files needs Pillow: pip install '.[images]'"
         ) from None
     return Image, ImageOps
 

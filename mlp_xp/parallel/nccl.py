@@ -26,7 +26,7 @@ __all__ = ["NcclCommunicator", "NCCL_FIX"]
 
 #: How to get the NCCL library CuPy loads (its wheels, like CuPy's, match the CUDA major).
 NCCL_FIX = (
-    'install it with: pip install "mlp-xp[nccl]" (CUDA 12) or "mlp-xp[nccl-cuda13]" (CUDA 13)'
+    'install it with: pip install ".[nccl]" (CUDA 12) or ".[nccl-cuda13]" (CUDA 13)'
 )
 
 

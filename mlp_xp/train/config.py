@@ -31,7 +31,8 @@ class TrainConfig:
     """Hyperparameters of one training run (all host Python values).
 
     The defaults are the digit recipe chosen by 5-fold cross-validation
-    (``docs/accuracy.md``): SGD with momentum 0.9 at a constant lr 0.08, batch 128,
+    (``docs/accuracy.md``): SGD with momentum 0.9 at a constant lr 0.08 (``mlp-xp
+    train`` starts Adam and regression elsewhere: :func:`default_lr`), batch 128,
     60 epochs, and the weights' moving average (decay 0.99) evaluated and saved in
     their place. ``augment="auto"`` (the default) distorts nothing here: a
     Trainer sees scaled arrays, not a data set; ``mlp-xp train`` decides it from the data
