@@ -231,14 +231,9 @@ def cmd_plot(args) -> int:
     if not hist_path.is_file():
         raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
     info, history = _read_history(hist_path)
-    written = [
-        plots.learning_curves(
-            history,
-            run_dir / "learning_curves.png",
-            f"learning curves ({info.get('device', '')})",
-            task=(info.get("data") or {}).get("task", "classify"),
-        )
-    ]
+    task = (info.get("data") or {}).get("task", "classify")
+    title = f"learning curves ({info.get('device', '')})"
+    written = [plots.learning_curves(history, run_dir / "learning_curves.png", title, task)]
     model_path = Path(info.get("model", ""))
     if model_path.is_file():
         written.extend(_model_plots(model_path, info.get("data") or {}, run_dir, args.device))
@@ -320,8 +315,7 @@ def cmd_bench(args) -> int:
     if args.plot:  # refused now, not after the whole benchmark
         from .plots import require_matplotlib
 
-        output_path(resolve(args.plot))
-        require_matplotlib()
+        require_matplotlib(output_path(resolve(args.plot)))
     log = log_stream(args)
     if args.ranks is not None:
         return _bench_ranks(args, log)

@@ -28,9 +28,11 @@ __all__ = [
 ]
 
 
-def require_matplotlib() -> None:
-    """A ConfigError naming the extra where matplotlib is missing (checked before work)."""
+def require_matplotlib(path=None):
+    """A ConfigError naming the extra where matplotlib is missing (checked before the work
+    whose picture goes to ``path``); returns ``path``."""
     _plt()
+    return path
 
 
 def _plt():
