@@ -17,7 +17,7 @@ from mlp_xp.cli.rundir import LOCK
 from mlp_xp.errors import OutputError
 from mlp_xp.fileio import atomic_write_bytes, check_writable, output_path
 
-from .helpers import StopAt
+from .helpers import StopAt, idx_folder
 
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX devices, pipes and signals")
 TINY = "--hidden 8 --epochs 1 --device cpu --augment none --quiet".split()
@@ -67,6 +67,15 @@ def test_train_out_onto_the_checkpoint_it_resumes_is_refused(tmp_path, monkeypat
     assert main(["train", "--resume", str(ckpt), "--out", str(ckpt)]) == 2
     assert "also an input" in one_line(capsys.readouterr().err)
     assert ckpt.read_bytes() == before
+
+
+def test_train_out_onto_one_of_its_data_files_is_refused(tmp_path, capsys):
+    data = idx_folder(tmp_path / "d", n=50, gz=False)
+    images = data / "train-images-idx3-ubyte"
+    before = images.read_bytes()
+    assert main(["train", *TINY, "--data", str(data), "--out", str(images)]) == 2
+    assert "also an input" in one_line(capsys.readouterr().err)
+    assert images.read_bytes() == before
 
 
 @POSIX

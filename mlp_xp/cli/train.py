@@ -170,7 +170,7 @@ def _train(args, world) -> int:
     spec = from_checkpoint(args, backend) if args.resume else from_flags(args, backend)
     resumed = resolve(args.resume) if args.resume else None
     if root:  # somewhere to go first, with room for what the run writes
-        output_path(spec.out, inputs=[resumed])
+        output_path(spec.out, inputs=[resumed, *_files_in(spec.data["source"])])
         for path in (spec.out, spec.checkpoint_path):
             check_writable(output_path(path))
         check_space(output_sizes(spec))
@@ -214,6 +214,12 @@ def _run(spec: RunSpec, args, backend, world, log) -> int:
     if args.json:
         emit_json(_summary(spec, trainer, history, final, meta))
     return 0
+
+
+def _files_in(source: str) -> list:
+    """The files of a ``--data`` folder (none for the embedded digits): the run's inputs."""
+    folder = resolve(source)
+    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
 
 
 def _saver(spec: RunSpec, meta: dict):
