@@ -98,7 +98,7 @@ def _score_panel(ax, epochs, values, label: str, best) -> None:
             f"best {values[i]:.{2 if unit else 4}f}{unit} (epoch {epochs[i]})",
             (epochs[i], values[i]),
             textcoords="offset points",
-            xytext=(-60, -25),
+            xytext=(-60, -25 if best is np.argmax else 25),  # the label inside the axes
             arrowprops={"arrowstyle": "->"},
         )
     else:
