@@ -38,8 +38,8 @@ _GPU = re.compile(r"^(gpu|cuda|cupy)(?::(\d+))?$")
 
 #: How to get CuPy with the CUDA libraries it loads (only the NVIDIA driver is needed).
 INSTALL_FIX = (
-    "install CuPy with its CUDA libraries: pip install 'mlp-xp[gpu]' (CUDA 12 drivers) or "
-    "'mlp-xp[gpu-cuda13]' (CUDA 13 drivers)"
+    "install CuPy with its CUDA libraries: pip install '.[gpu]' (CUDA 12 drivers) or "
+    "'.[gpu-cuda13]' (CUDA 13 drivers)"
 )
 
 
@@ -190,8 +190,8 @@ def diagnose(exc: BaseException) -> tuple[str, str] | None:
         return (
             f"the NVIDIA driver is missing, or older than CuPy's CUDA runtime ({first_line(exc)})",
             "install or update the NVIDIA driver (nvidia-smi shows the CUDA version it "
-            "supports), or install the CuPy wheel for that version: pip install 'mlp-xp[gpu]' "
-            "(CUDA 12) or 'mlp-xp[gpu-cuda13]' (CUDA 13)",
+            "supports), or install the CuPy wheel for that version: pip install '.[gpu]' "
+            "(CUDA 12) or '.[gpu-cuda13]' (CUDA 13)",
         )
     loader = isinstance(exc, (ImportError, OSError)) or "pathfinder" in module
     if loader or gpu_module or "cannot open shared object" in text or "Failure finding" in text:

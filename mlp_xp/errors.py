@@ -18,6 +18,7 @@ __all__ = [
     "BackendMismatchError",
     "DivergenceError",
     "MemoryBudgetError",
+    "TrainingFailedError",
 ]
 
 
@@ -74,6 +75,12 @@ class DivergenceError(MlpXpError, FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
+
+
+class TrainingFailedError(MlpXpError, RuntimeError):
+    """A training run ended without learning: its held-out score is chance, or its loss
+    grew by orders of magnitude. The command saves its model beside an existing one,
+    never over it, and exits 2."""
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:

@@ -203,7 +203,7 @@ def test_distributed_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert main(["train", "--distributed", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+    assert len(err) == 1 and 'pip install ".[mpi]"' in err[0]
 
 
 def test_bench_ranks_times_each_number_of_ranks_side_by_side(capsys):
@@ -225,7 +225,7 @@ def test_bench_ranks_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert main(["bench", "--ranks", "1,2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+    assert len(err) == 1 and 'pip install ".[mpi]"' in err[0]
 
 
 @pytest.mark.parametrize("ranks", ["0", "1,x", ","])

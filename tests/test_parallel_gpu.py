@@ -151,7 +151,7 @@ def test_gpu_ranks_without_the_nccl_library_are_one_line_naming_the_extra(tmp_pa
     job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, ("nccl",)))
     assert job.returncode == 2
     line = _one_error_line(job)
-    assert "which CuPy cannot load on rank 0" in line and 'pip install "mlp-xp[nccl]"' in line
+    assert "which CuPy cannot load on rank 0" in line and 'pip install ".[nccl]"' in line
     assert not (tmp_path / "n").exists()
 
 

@@ -10,7 +10,7 @@ device->host transfers, ``synchronize()`` for honest timing, and a memory
 reading. Three exist:
 
 ``numpy``            the CPU (always available)
-``cupy``             one CUDA GPU through CuPy (``pip install mlp-xp[gpu]``): ``gpu`` is
+``cupy``             one CUDA GPU through CuPy (``pip install .[gpu]``): ``gpu`` is
                      GPU 0, ``gpu:N`` (or ``cuda:N``) GPU N
 ``array_api_strict`` the Array API reference namespace, on the CPU; used by the
                      tests to prove the math touches nothing NumPy-only (and, on its

@@ -25,6 +25,7 @@ from ..data import (
 from ..data.plausible import verdict, weigh
 from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
+from ..fileio import output_path
 from .console import emit_json, log_stream, resolve
 from .train import cmd_train
 
@@ -184,13 +185,17 @@ TOY_TABLES = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
 def cmd_perceptron(args) -> int:
     from ..perceptron import perceptron
 
+    if args.toy and args.digits is not None:
+        raise ConfigError(
+            f"--toy {args.toy} and --digits {args.digits} name two different data sets: give one"
+        )
     if args.toy:
         X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
         y = np.array(TOY_TABLES[args.toy])
         what = f"{args.toy.upper()} truth table"
     else:
         try:
-            a, b = (int(v) for v in args.digits.split(","))
+            a, b = (int(v) for v in (args.digits or "0,1").split(","))
         except ValueError:
             raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
         if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
@@ -244,11 +249,9 @@ def cmd_plot(args) -> int:
     if not hist_path.is_file():
         raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
     info, history = _read_history(hist_path)
-    written = [
-        plots.learning_curves(
-            history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
-        )
-    ]
+    task = (info.get("data") or {}).get("task", "classify")
+    title = f"learning curves ({info.get('device', '')})"
+    written = [plots.learning_curves(history, run_dir / "learning_curves.png", title, task)]
     model_path = Path(info.get("model", ""))
     if model_path.is_file():
         written.extend(_model_plots(model_path, info.get("data") or {}, run_dir, args.device))
@@ -327,6 +330,10 @@ def cmd_bench(args) -> int:
         for d in devices:
             if parse_device(d).kind not in ("cpu", "gpu"):
                 raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
+    if args.plot:  # refused now, not after the whole benchmark
+        from .plots import require_matplotlib
+
+        require_matplotlib(output_path(resolve(args.plot)))
     log = log_stream(args)
     if args.ranks is not None:
         return _bench_ranks(args, log)
@@ -370,7 +377,9 @@ def _bench_ranks(args, log) -> int:
 def cmd_export(args) -> int:
     from ..onnx import OPSET, export_onnx
 
-    model = load_model(resolve(args.model), "cpu")
+    source = resolve(args.model)
+    output_path(resolve(args.output), inputs=[source])
+    model = load_model(source, "cpu")
     path = export_onnx(model, resolve(args.output))
     outputs = ["output"] if model.task == "regress" else ["output", "label"]
     info: dict[str, Any] = {

@@ -32,9 +32,7 @@ def _pil():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ConfigError(
-            "reading image files needs Pillow: pip install 'mlp-xp[images]'"
-        ) from None
+        raise ConfigError("reading image files needs Pillow: pip install '.[images]'") from None
     return Image, ImageOps
 
 

@@ -66,7 +66,7 @@ def start_world() -> World:
     except ImportError as exc:
         raise DistributedError(
             f"--distributed needs mpi4py and an MPI library ({exc}); "
-            'install them with: pip install "mlp-xp[mpi]"'
+            'install them with: pip install ".[mpi]"'
         ) from None
     return World(MPI.COMM_WORLD, MPI)
 
