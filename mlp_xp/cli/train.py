@@ -34,6 +34,7 @@ from .finish import (
     save_without_replacing,
 )
 from .progress import EpochLog, ProgressBar, RunLog
+from .ranks import record_ranks
 from .spec import RunSpec, from_checkpoint, from_flags
 
 __all__ = ["cmd_train"]
@@ -184,6 +185,8 @@ def _run(spec: RunSpec, args, backend, world, log) -> int:
     root = world is None or world.is_root
     trainer, held_out = _build(spec, args, backend, world, log)
     meta = _meta(spec, trainer, backend)
+    if world is not None:
+        record_ranks(spec, trainer, meta, log)
     if spec.run_dir is not None and root:
         trainer.callbacks.append(RunLog(spec.run_dir, _run_record(spec, meta)))
     initial = _held_out_loss(spec.model, held_out, backend) if root else None
@@ -211,6 +214,9 @@ def _run(spec: RunSpec, args, backend, world, log) -> int:
         final["ece"] = meta["calibration"]["ece_after"]  # at the temperature saved
     save_final(_saver(spec, meta), spec.out)
     _remove_resumed_checkpoint(args)
+    if world is not None:  # the epochs' checkpoints are spent
+        with contextlib.suppress(OSError):
+            spec.checkpoint_path.unlink()
     _report(spec, final, log)
     if args.json:
         emit_json(_summary(spec, trainer, history, final, meta))
@@ -322,6 +328,7 @@ def _run_record(spec: RunSpec, meta: dict) -> dict:
         "data": meta["data"],
         "augmentation": meta["augmentation"],
         **{key: training[key] for key in ("optimizer", "backend", "device")},
+        **({"distributed": training["distributed"]} if "distributed" in training else {}),
     }
 
 

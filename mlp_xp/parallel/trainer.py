@@ -70,6 +70,12 @@ class DistributedTrainer(Trainer):
         world.agree(self.fingerprint(), "configurations or data")
         world.broadcast(model.params.buffer, self.backend)  # rank 0's initial parameters
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
+        #: what the run's log and model file record of its ranks
+        self.ranks = {
+            "ranks": world.size,
+            "devices": world.gather(self.backend.spec),
+            "gradients summed with": "NCCL" if self.backend.kind == "gpu" else "MPI",
+        }
 
     def _admit(self, model, X, y, X_val, y_val) -> tuple:
         return X, y, X_val, y_val  # checked whole in __init__, before its held-out share
