@@ -427,3 +427,63 @@ def test_real_cupy_fusion_types_python_scalars_as_the_double_does(real_cupy):
     assert "float16" not in fused_operation(typed, hit, out)
     x = unowned(real_cupy, (4,), np.int8)
     assert "float16 v0_0" in fused_operation(scaled, x, 0.3, out)
+
+
+@pytest.mark.gpu
+def test_real_cupy_gives_blocks_back_to_the_pool_inside_a_capture_as_the_double_says(real_gpu):
+    """The twin of the graph-memory rule: with CUB, a reduction captured into ``out``
+    takes blocks from the pool and gives them back before the capture ends
+    (``cupy.cuda.MemoryHook``), so the graph would replay on freed memory; CuPy's own
+    reduction kernel takes none, and its graph replays right."""
+    from .test_gpu import memory_log
+
+    cupy = real_gpu.cupy
+    z = cupy.ones((8, 10), dtype=cupy.float32)
+    s = cupy.empty((8, 1), dtype=cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    saved = cupy._core.get_routine_accelerators()
+
+    def capture():
+        with memory_log(cupy) as log, stream:
+            stream.begin_capture()
+            try:
+                cupy.sum(z, axis=1, keepdims=True, out=s)
+            finally:
+                graph = stream.end_capture()
+        return graph, log
+
+    try:
+        cupy._core.set_routine_accelerators(["cub"])
+        _, on = capture()
+        cupy._core.set_routine_accelerators([])
+        graph, off = capture()
+    finally:
+        cupy._core.set_routine_accelerators(saved)
+    assert set(on.mallocs) & set(on.frees)  # taken and given back while capturing
+    assert off.mallocs == []
+    s.fill(0)
+    with stream:
+        graph.launch()
+    stream.synchronize()
+    assert cupy.asnumpy(s).ravel().tolist() == [10.0] * 8
+
+
+@pytest.mark.gpu
+def test_real_cupy_memgetinfo_answers_for_the_current_device_as_the_double_does(real_gpu):
+    """cudaMemGetInfo reads the current device; the package reads it in the scope of the
+    GPU the data goes to (``parallel.stream.available_bytes``)."""
+    from mlp_xp.backends import get_backend
+    from mlp_xp.parallel.stream import available_bytes
+
+    cupy = real_gpu.cupy
+    last = cupy.cuda.runtime.getDeviceCount() - 1
+    if last < 1:
+        pytest.skip("needs two GPUs")
+    with cupy.cuda.Device(last):
+        before = cupy.cuda.runtime.memGetInfo()[0]
+        block = cupy.empty(1 << 30, dtype=cupy.uint8)  # 1 GiB on the last GPU only
+        after = cupy.cuda.runtime.memGetInfo()[0]
+    assert before - after >= 1 << 30
+    free, what = available_bytes(get_backend(f"gpu:{last}"))
+    assert abs(free - cupy.cuda.Device(last).mem_info[0]) < 64 << 20 and f"gpu:{last}" in what
+    del block

@@ -1,10 +1,12 @@
 """End to end on a GPU: on the counting CuPy double everywhere, and on a real GPU where
 there is one (``MLP_XP_REQUIRE_GPU=1`` turns that skip into a failure)."""
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -145,6 +147,38 @@ def _traced(func, name, args):
         return history.get_fusion(func, args, name)[0]
     finally:
         fusion._thread_local.history, fusion._thread_local.is_old_fusing = None, False
+
+
+def memory_log(cupy):
+    """A ``cupy.cuda.MemoryHook`` noting each block taken from CuPy's pool (``mallocs``) and
+    each given back (``frees``), by address; ``with memory_log(cupy) as log:``."""
+
+    class Log(cupy.cuda.MemoryHook):
+        name = "mlp_xp_memory_log"
+
+        def __init__(self):
+            self.mallocs, self.frees = [], []
+
+        def malloc_postprocess(self, **kwargs):
+            self.mallocs.append(kwargs["mem_ptr"])
+
+        def free_preprocess(self, **kwargs):
+            self.frees.append(kwargs["mem_ptr"])
+
+    return Log()
+
+
+@contextlib.contextmanager
+def no_sync(cupy):
+    """Inside, CuPy raises ``cupyx.DeviceSynchronized`` where it would wait for the device
+    (``ndarray.get`` -- so ``float()``, boolean masks, ``asnumpy`` -- and
+    ``Device.synchronize``: cupy/_core/syncdetect.py, the syncs the double counts)."""
+    import cupyx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # allow_synchronize is deprecated, not removed
+        with cupyx.allow_synchronize(False):
+            yield
 
 
 def fused_operation(func, *args) -> str:

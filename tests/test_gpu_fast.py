@@ -269,3 +269,16 @@ def test_no_fused_kernel_depends_on_how_python_scalars_are_typed(gpu, data, dtyp
         trainer.run()
         assert trainer.runner.name == "fast"
         assert STATE.retyped == [], (activation, recipe)
+
+
+@pytest.mark.gpu
+def test_real_cupy_loses_the_graph_to_cublas_and_keeps_the_fused_kernels_as_the_double_does(
+    real_gpu, data
+):
+    """The twin of the test above: on CUDA, CuPy 14 refuses cuBLAS while a stream
+    captures, so ``--gpu-step graph`` warns once, naming it, and trains kernel by kernel."""
+    VERDICTS.clear()
+    trainers: list = []
+    with pytest.warns(UserWarning, match="runs kernel by kernel .* cuBLAS API during stream"):
+        _, _, kind = train(real_gpu, data, "graph", epochs=1, trainer_out=trainers)
+    assert kind == "fast" and trainers[0].runner.graph is None
