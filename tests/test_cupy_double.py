@@ -1,6 +1,7 @@
 """The counting CuPy double imitates the CuPy 14 behaviour the package relies on."""
 
 import contextlib
+import re
 
 import numpy as np
 import pytest
@@ -487,3 +488,61 @@ def test_real_cupy_memgetinfo_answers_for_the_current_device_as_the_double_does(
     free, what = available_bytes(get_backend(f"gpu:{last}"))
     assert abs(free - cupy.cuda.Device(last).mem_info[0]) < 64 << 20 and f"gpu:{last}" in what
     del block
+
+
+#: CUDA type names in CuPy's generated kernels, as NumPy type characters
+_CUDA_TYPES = {"bool": "?", "signed char": "b", "unsigned char": "B", "short": "h",
+               "unsigned short": "H", "int": "i", "unsigned int": "I", "long long": "q",
+               "unsigned long long": "Q", "float16": "e", "float": "f", "double": "d"}  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_real_cupy_fusion_picks_the_loops_the_double_picks(real_cupy):
+    """For ufuncs, arrays of every kind and Python and NumPy scalars on either side, the loop
+    CuPy's fusion front end writes into the kernel is the one the double's fusion picks
+    (``tests/cupy_double/_fusion.py``). Left out: ``subtract`` and ``power`` of two
+    booleans, whose CuPy tables start with a boolean loop NumPy's lack."""
+    from .cupy_double import _fusion
+    from .test_gpu import fused_operation, unowned
+
+    names = ["add", "subtract", "multiply", "true_divide", "maximum", "greater_equal",
+             "equal", "bitwise_and", "right_shift", "where", "power", "floor_divide"]  # fmt: skip
+    dtypes = [np.bool_, np.int8, np.uint8, np.int32, np.uint32, np.int64, np.float16,
+              np.float32, np.float64]  # fmt: skip
+    scalars = [1, -1, 300, 0.5, 1e40, True, np.float32(0.5), np.int32(3)]
+    out, hit = unowned(real_cupy, (4,), np.float64), unowned(real_cupy, (4,), np.bool_)
+    differ = []
+    for name in names:
+        for dtype in dtypes:
+            x = unowned(real_cupy, (4,), dtype)
+            for scalar in scalars:
+                for args in ((x, scalar), (scalar, x)):
+                    if name in ("subtract", "power") and dtype == np.bool_ and scalar is True:
+                        continue
+                    if name == "where":
+                        args = (hit, *args)
+
+                    def kernel(*a, _name=name):
+                        a[-1][...] = getattr(real_cupy, _name)(*a[:-1])
+
+                    try:
+                        source = fused_operation(kernel, *args, out)
+                    except TypeError:
+                        real = "refused"
+                    else:
+                        ufunc = "true_divide" if name == "true_divide" else name
+                        k = re.search(rf"cupy_{ufunc}\(v(\d+)_0", source).group(1)
+                        line = next(s for s in source.splitlines() if f" v{k}_0;" in s)
+                        chars = [_CUDA_TYPES[d.strip().rsplit(" ", 1)[0]]
+                                 for d in line.split(";") if d.strip()]  # fmt: skip
+                        real = [np.dtype(c) for c in chars]
+                    host = [a if _fusion._scalar(a) else np.zeros(4, a.dtype) for a in args]
+                    fn = np.where if name == "where" else getattr(np, name)
+                    try:
+                        loop = _fusion.choose(fn, host)
+                        mine = [np.dtype(c) for c in loop.replace("->", "")]
+                    except TypeError:
+                        mine = "refused"
+                    if mine != real:
+                        differ.append((name, np.dtype(dtype).name, repr(scalar), real, mine))
+    assert differ == []

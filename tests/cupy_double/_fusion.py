@@ -39,6 +39,12 @@ _TABLES = {
     "divide": ("qq->d", "qQ->d", "Qq->d", "QQ->d", "ee->e", "ff->f", "dd->d", "FF->F",
                "DD->D"),
 }  # fmt: skip
+#: cupy/_core/_routines_logic.pyx, ``create_comparison``: one table for every comparison,
+#: with ``promote_weak_int``: a Python int beside an integer array is not weak there
+_COMPARISONS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+for _name in _COMPARISONS:
+    _TABLES[_name] = ("??->?", "qq->?", "QQ->?", "qQ->?", "Qq->?", "ee->?", "ff->?", "dd->?",
+                      "FF->?", "DD->?")  # fmt: skip
 
 
 def _scalar(x) -> bool:
@@ -55,13 +61,15 @@ def _loops(fn) -> list[str] | None:
     return [t for t in types if set(t.replace("->", "")) <= _CUPY_CHARS]
 
 
-def _takes(operand, char: str) -> bool:
+def _takes(operand, char: str, weak: bool = True) -> bool:
     """``_guess_routine_from_in_types``'s test of one operand against one loop type."""
     loop = np.dtype(char)
     if not _scalar(operand):
         return bool(np.can_cast(operand.dtype, loop))
     if np.can_cast(np.dtype(type(operand)), loop):
         return True
+    if not weak:
+        return False
     try:
         return np.result_type(type(operand)(0), loop) == loop
     except TypeError:
@@ -96,17 +104,29 @@ def _same(args, loop: str, numpy_loop: str) -> bool:
     return True
 
 
+def choose(fn, args) -> str:
+    """The loop (``"ff->f"``) CuPy's fusion takes for ``fn`` over ``args`` (arrays: anything
+    with a ``dtype``; scalars: Python or NumPy scalars)."""
+    loops = _loops(fn) or []
+    weak = [True] * len(args)
+    if getattr(fn, "__name__", "") in _COMPARISONS and len(args) == 2:  # promote_weak_int
+        for i, (a, b) in enumerate((args, args[::-1])):
+            if type(a) is int and not _scalar(b) and b.dtype.kind in "iu":
+                weak[i] = False
+    loop = next((t for t in loops if all(map(_takes, args, t.split("->")[0], weak))), None)
+    if loop is None:
+        kinds = [np.dtype(type(a)) if _scalar(a) else a.dtype for a in args]
+        raise TypeError(f"Invalid type cast in 'cupy_{fn.__name__}': {kinds} -> []")
+    return loop
+
+
 def typed(fn, args, out=None):
     """``fn(*args)`` (into ``out``'s data) as CuPy's fusion types it; None when no scalar is
     among ``args`` (NumPy's choice is then CuPy's: the caller runs ``fn`` as it is)."""
-    loops = _loops(fn)
-    if loops is None or not any(_scalar(a) for a in args):
+    if _loops(fn) is None or not any(_scalar(a) for a in args):
         return None
     name = getattr(fn, "__name__", "?")
-    loop = next((t for t in loops if all(map(_takes, args, t.split("->")[0]))), None)
-    if loop is None:
-        kinds = [np.dtype(type(a)) if _scalar(a) else a.dtype for a in args]
-        raise TypeError(f"Invalid type cast in 'cupy_{name}': {kinds} -> []")
+    loop = choose(fn, args)
     ins, outs = loop.split("->")
     with np.errstate(all="ignore"):  # a constant narrowed to the loop's type wraps, as in C
         cast = [
