@@ -185,19 +185,18 @@ def check_memory(nbytes: int, device: int | None = None) -> None:
 class Block:
     """A block of device memory from CuPy's pool, held by an array (or a temporary).
 
-    ``capture`` is the capture it was allocated during, if any: a graph made from that
-    capture writes and reads it on every replay, while CuPy's ``Graph`` keeps no reference
+    One allocated while a stream captures is remembered by that capture: a graph made from
+    it writes and reads the block on every replay, while CuPy's ``Graph`` keeps no reference
     to it (cupy/cuda/graph.pyx, ``Graph`` holds only the graph, its executable and host
     callbacks; cupy/cuda/stream.pyx, ``Stream.end_capture`` hands over nothing else). So
     once the block goes back to the pool, a replay uses memory the pool may have given to
     another array: :meth:`cuda.Graph.launch` refuses that in the double.
     """
 
-    __slots__ = ("device", "nbytes", "capture", "freed")
+    __slots__ = ("device", "nbytes", "freed")
 
     def __init__(self, device: int, nbytes: int):
         self.device, self.nbytes, self.freed = device, nbytes, False
-        self.capture = None
 
 
 def allocated(device: int, nbytes: int) -> Block:
@@ -214,7 +213,6 @@ def allocated(device: int, nbytes: int) -> Block:
     stream = STATE.capturing
     if stream is not None:
         counts.capture_allocations += 1
-        block.capture = stream._capture
         stream._blocks.append(block)
     return block
 
