@@ -462,8 +462,8 @@ def test_real_cupy_gives_blocks_back_to_the_pool_inside_a_capture_as_the_double_
         cupy._core.set_routine_accelerators(saved)
     assert set(on.mallocs) & set(on.frees)  # taken and given back while capturing
     assert off.mallocs == []
-    s.fill(0)
-    with stream:
+    with stream:  # on the capture's stream: a non-blocking one does not wait for the null one
+        s.fill(0)
         graph.launch()
     stream.synchronize()
     assert cupy.asnumpy(s).ravel().tolist() == [10.0] * 8
