@@ -66,6 +66,7 @@ class Counts:
 
 
 CONTEXTS: set[int] = set()
+GENERATION = [0]  # how many times the double was installed afresh (see Block)
 
 
 class State(threading.local):
@@ -116,6 +117,7 @@ class State(threading.local):
 
     def reset(self, n_devices: int = 2) -> None:
         CONTEXTS.clear()
+        GENERATION[0] += 1
         self.__init__()
         self.n_devices = n_devices
 
@@ -193,10 +195,11 @@ class Block:
     another array: :meth:`cuda.Graph.launch` refuses that in the double.
     """
 
-    __slots__ = ("device", "nbytes", "freed")
+    __slots__ = ("device", "nbytes", "freed", "generation")
 
     def __init__(self, device: int, nbytes: int):
         self.device, self.nbytes, self.freed = device, nbytes, False
+        self.generation = GENERATION[0]  # an array outliving its double frees nothing after
 
 
 def allocated(device: int, nbytes: int) -> Block:
@@ -221,7 +224,8 @@ def freed(block: Block) -> None:
     """``block`` goes back to its device's pool (CuPy's pool keeps it for reuse)."""
     if not block.freed:
         block.freed = True
-        STATE.used[block.device] = STATE.used.get(block.device, 0) - block.nbytes
+        if block.generation == GENERATION[0]:
+            STATE.used[block.device] = STATE.used.get(block.device, 0) - block.nbytes
 
 
 def fault(name: str) -> bool:
