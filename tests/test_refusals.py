@@ -110,3 +110,20 @@ def test_the_reliability_diagram_shows_each_bins_count(figures):
     plots.reliability_diagram({"temperature 1": curve}, "r.png")
     texts = [t.get_text() for t in figures[0].axes[0].texts]
     assert texts == ["12", "988"]
+
+
+def test_the_gpu_running_out_of_memory_is_called_that_not_host_memory(monkeypatch, capsys):
+    """CuPy's OutOfMemoryError is a MemoryError: it was reported as "out of host memory;
+    try a smaller --batch-size"."""
+    from mlp_xp.cli import commands
+
+    gpu_oom = type("OutOfMemoryError", (MemoryError,), {"__module__": "cupy.cuda.memory"})
+
+    def train(args):
+        raise gpu_oom("Out of memory allocating 1,048,576 bytes (allocated so far: 0 bytes).")
+
+    monkeypatch.setitem(commands.COMMANDS, "train", train)
+    assert main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the GPU ran out of memory (Out of memory allocating 1,048,576 bytes" in err
+    assert "host memory" not in err

@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(exc))
     except KeyboardInterrupt:
         return _fail(args, "interrupted", EXIT_INTERRUPTED)
-    except MemoryError:
+    except MemoryError as exc:  # CuPy's OutOfMemoryError is one: the GPU's memory, then
+        from ..backends import device_error_for
+
+        gpu = device_error_for(exc)
+        if gpu is not None:
+            return _fail(args, str(gpu))
         return _fail(
             args, f"out of host memory; {MEMORY_ADVICE.get(args.command, MEMORY_ADVICE[''])}"
         )
