@@ -248,5 +248,5 @@ def test_the_data_is_checked_against_the_free_memory_of_the_gpu_it_goes_to(
     argv = f"train --hidden 16 --epochs 1 --quiet --out {tmp_path / 'm.npz'} --device"
     assert main([*argv.split(), "gpu:1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "but 2.0 MB is free on gpu:1" in err[0]
+    assert len(err) == 1 and "but 2.1 MB is free on gpu:1" in err[0]  # 2 MiB, not 16 GiB
     assert not (tmp_path / "m.npz").exists()
