@@ -110,14 +110,14 @@ class Dense:
         return self._bwd(x, a, h, dout, need_input_grad, out)
 
     def _fwd(self, x):
-        a = x @ self.params["W"]
+        a = self.xp.matmul(x, self.params["W"])  # promotes mixed dtypes as the standard does
         a += self.params["b"]
         return a, self.act.fn(self.xp, a)
 
     def _bwd(self, x, a, h, dout, need_input_grad, out=None):
         delta = self.act.backprop(self.xp, a, h, dout)
         return _weight_grads(self.xp, x, delta, out), (
-            delta @ self.params["W"].T if need_input_grad else None
+            self.xp.matmul(delta, self.params["W"].T) if need_input_grad else None
         )
 
 
@@ -160,7 +160,7 @@ class Maxout:
 
     def _fwd(self, x):
         xp = self.xp
-        z = x @ self.params["W"] + self.params["b"]
+        z = xp.matmul(x, self.params["W"]) + self.params["b"]
         z = xp.reshape(z, (x.shape[0], self.n_out, self.pieces))
         winner = xp.argmax(z, axis=2)
         return xp.max(z, axis=2), winner
@@ -171,14 +171,14 @@ class Maxout:
         pieces = xp.arange(self.pieces, dtype=winner.dtype, device=winner.device)
         route = winner[:, :, None] == pieces
         dz = xp.reshape(xp.where(route, dout[:, :, None], 0.0), (n, self.n_out * self.pieces))
-        dx = dz @ self.params["W"].T if need_input_grad else None
+        dx = xp.matmul(dz, self.params["W"].T) if need_input_grad else None
         return _weight_grads(xp, x, dz, out), dx
 
 
 def _weight_grads(xp, x, delta, out=None) -> dict:
     """``dE/dW = x^T delta`` and ``dE/db = sum_n delta``, into ``out=(dW, db)`` if given."""
     if out is None:
-        return {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
+        return {"W": xp.matmul(x.T, delta), "b": xp.sum(delta, axis=0)}
     dW, db = out
     xp.matmul(x.T, delta, out=dW)
     xp.sum(delta, axis=0, out=db)

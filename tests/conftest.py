@@ -23,7 +23,7 @@ import pytest
 from mlp_xp.backends import get_backend, gpu_probe
 
 REAL_GPU = pytest.param("cupy", marks=pytest.mark.gpu)
-BACKENDS = ["numpy", "array_api_strict", "cupy-sim", REAL_GPU]
+BACKENDS = ["numpy", "array_api_strict", "cupy-sim", "torch-cpu", REAL_GPU]
 
 
 def pytest_addoption(parser):
@@ -63,6 +63,8 @@ def make_backend(name: str, request):
                 pytest.fail(message + " (GPU required by --require-gpu/MLP_XP_REQUIRE_GPU)")
             pytest.skip(message)
         return get_backend("gpu")
+    if name == "torch-cpu":
+        return get_backend("torch:cpu")
     if name == "array_api_strict":
         return get_backend("array-api-strict")
     return get_backend("cpu")

@@ -48,6 +48,9 @@ class Backend:
     name = "abstract"
     kind = "cpu"
     writes_out = False  # whether matmul/sum take out= (NumPy and CuPy; not the standard)
+    #: The integer dtype of the dropout hash's counters (:func:`mlp_xp.functional.mix32` gives
+    #: the same bits in uint32 and int64; PyTorch has no shifts on uint32, so it uses int64).
+    hash_dtype = "uint32"
 
     def __init__(self, xp: Any, device: str, note: str = ""):
         self.xp = xp
