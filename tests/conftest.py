@@ -1,7 +1,8 @@
 """Shared fixtures: one test body runs on every array backend.
 
 ``backend`` (and ``xp``, its namespace) is parametrized over NumPy,
-array-api-strict, ``cupy-sim`` and CuPy. ``cupy-sim`` is the package's CuPy code path
+array-api-strict, ``cupy-sim``, ``torch-cpu`` (PyTorch tensors on its CPU, skipped where the
+torch extra is missing) and CuPy. ``cupy-sim`` is the package's CuPy code path
 on the counting CuPy double (``tests/cupy_double``, NumPy underneath, two simulated
 GPUs), so it runs everywhere. The real CuPy case carries the ``gpu`` marker and is
 skipped, with the probe's reason, where CuPy or a CUDA device is missing -- unless
@@ -64,6 +65,11 @@ def make_backend(name: str, request):
             pytest.skip(message)
         return get_backend("gpu")
     if name == "torch-cpu":
+        from mlp_xp.backends.torch import torch_probe
+
+        probe = torch_probe("cpu")
+        if not probe.ok:  # .ci/run installs PyTorch: there this never skips
+            pytest.skip(f"no PyTorch: {probe.reason} ({probe.fix})")
         return get_backend("torch:cpu")
     if name == "array_api_strict":
         return get_backend("array-api-strict")
@@ -72,7 +78,7 @@ def make_backend(name: str, request):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """A Backend for each of numpy, array_api_strict and cupy."""
+    """A Backend for each of numpy, array_api_strict, cupy-sim, torch-cpu and cupy."""
     return make_backend(request.param, request)
 
 

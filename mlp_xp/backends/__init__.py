@@ -37,7 +37,15 @@ from ..scope import scoped_device, scoped_to
 from ._base import Backend, array_kind
 from .cupy import CupyBackend, device_error_for, gpu_count, gpu_probe, make_current
 from .numpy import NumpyBackend
-from .torch import LABELS, TorchBackend, not_built_for, torch_backend, torch_build, torch_probe
+from .torch import (
+    LABELS,
+    TorchBackend,
+    not_built_for,
+    torch_backend,
+    torch_build,
+    torch_devices,
+    torch_probe,
+)
 
 __all__ = [
     "Backend",
@@ -173,7 +181,8 @@ def gpu_devices() -> list[dict]:
 
 
 def available_backends() -> list[dict]:
-    """Every backend this process could use (the CPU, then each GPU), with reasons."""
+    """Every backend and device this process finds (NumPy's CPU, each CuPy GPU, each PyTorch
+    device), with its probe's verdict and, where it is not usable, why and the fix."""
     rows = [dict(NumpyBackend().describe(), available=True, reason="")]
     gpus = gpu_devices()
     if gpus:
@@ -189,4 +198,4 @@ def available_backends() -> list[dict]:
                 "reason": f"{probe.reason}; {probe.fix}",
             }
         )
-    return rows
+    return rows + torch_devices()

@@ -157,6 +157,10 @@ class Backend:
         gives no reading), plus GPU pool bytes on CuPy."""
         return {"host_peak_rss_bytes": host.peak_rss_bytes()}
 
+    def free_device_bytes(self) -> int | None:
+        """Free memory on this backend's GPU; None for a device that shares host memory."""
+        return None
+
     # -- checks ------------------------------------------------------------
     def owns(self, x: Any) -> bool:
         """True when ``x`` is an array of this backend."""

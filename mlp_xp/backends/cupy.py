@@ -89,6 +89,11 @@ class CupyBackend(Backend):
         )
         return info
 
+    def free_device_bytes(self) -> int | None:
+        with self._device:  # the free memory of this backend's GPU, not of GPU 0
+            free, _ = self.cupy.cuda.runtime.memGetInfo()
+        return int(free)
+
     def owns(self, x: Any) -> bool:
         return isinstance(x, self.cupy.ndarray) and x.device.id == self.index
 

@@ -26,7 +26,17 @@ from ..arrays import Location
 from ..errors import DeviceError, first_line
 from ._base import Backend, cpu_label
 
-__all__ = ["TorchBackend", "TorchProbe", "torch_probe", "torch_build", "TORCH_FIX", "LABELS"]
+__all__ = [
+    "TorchBackend",
+    "TorchProbe",
+    "torch_probe",
+    "torch_build",
+    "torch_devices",
+    "torch_backend",
+    "not_built_for",
+    "TORCH_FIX",
+    "LABELS",
+]
 
 #: How to get PyTorch and the array-api-compat wrapper the math runs through.
 TORCH_FIX = "install PyTorch: pip install 'mlp-xp[torch]' (pytorch.org lists GPU builds)"
@@ -35,7 +45,8 @@ LABELS = {"cpu": "PyTorch CPU", "cuda": "PyTorch CUDA/ROCm GPU", "mps": "MPS", "
 _BUILD_FIX = {
     "cuda": "install a CUDA or ROCm build of PyTorch (pytorch.org/get-started), or use "
     "--device gpu (CuPy) or cpu",
-    "mps": "MPS needs an Apple-silicon Mac with macOS 12.3 or later and PyTorch's macOS wheel",
+    "mps": "MPS needs an Apple-silicon Mac with macOS 12.3 or later: there, install PyTorch "
+    "(pip install 'mlp-xp[torch]')",
     "xpu": "install PyTorch's XPU build and Intel's GPU driver (pytorch.org/get-started)",
 }
 
@@ -156,8 +167,7 @@ def torch_probe(kind: str, index: int = 0) -> TorchProbe:
     host = np.arange(16, dtype=np.float32).reshape(4, 4)
     expected = float((host @ host * 2.0 + host).sum())
     try:
-        a = torch.asarray(host, device=device)
-        got = float(torch.sum(torch.matmul(a, a) * 2.0 + a).cpu())
+        got = run_probe(torch, device, host)
     except Exception as exc:
         return refused(f"the {device} device does not work ({first_line(exc)})", _BUILD_FIX.get(
             kind, "check the PyTorch installation"), count)  # fmt: skip
@@ -169,6 +179,12 @@ def torch_probe(kind: str, index: int = 0) -> TorchProbe:
         )
     name = _device_name(torch, kind, index)
     return TorchProbe(True, device, device_name=name, torch_version=version, count=count)
+
+
+def run_probe(torch: Any, device: str, host: np.ndarray) -> float:
+    """The probe's work on ``device``: a matrix product and an elementwise kernel, summed."""
+    a = torch.asarray(host, device=device)
+    return float(torch.sum(torch.matmul(a, a) * 2.0 + a).cpu())
 
 
 def _name(kind: str, index: int) -> str:
@@ -184,6 +200,31 @@ def best_probe() -> TorchProbe:
             if probe.ok:
                 return probe
     return torch_probe("cpu")
+
+
+def torch_devices() -> list[dict]:
+    """A row per PyTorch device type (per device for CUDA/ROCm and XPU), with its probe's
+    verdict, as ``mlp-xp devices`` lists them."""
+    build, rows = torch_build(), []
+    for kind in ("cpu", "cuda", "mps", "xpu"):
+        reason = "" if kind == "cpu" else not_built_for(kind, build)
+        probes = [] if reason else [torch_probe(kind)]
+        if probes and probes[0].count > 1:
+            probes += [torch_probe(kind, i) for i in range(1, probes[0].count)]
+        for probe in probes or [TorchProbe(False, "", reason, _fix(kind, build))]:
+            spec = "mps" if kind == "mps" else f"torch:{probe.device}" if probe.device else ""
+            rows.append({
+                "backend": "torch", "kind": "cpu" if kind == "cpu" else "gpu", "device": spec,
+                "type": LABELS[kind], "name": probe.device_name, "available": probe.ok,
+                "reason": "" if probe.ok else f"{probe.reason}; {probe.fix}",
+            })  # fmt: skip
+        if build is None:
+            break  # one row says PyTorch is not installed
+    return rows
+
+
+def _fix(kind: str, build: dict | None) -> str:
+    return TORCH_FIX if build is None else _BUILD_FIX.get(kind, TORCH_FIX)
 
 
 class TorchBackend(Backend):
@@ -262,6 +303,12 @@ class TorchBackend(Backend):
                 gpu_pool_total_bytes=int(cuda.memory_reserved(self.array_device)),
             )
         return info
+
+    def free_device_bytes(self) -> int | None:
+        if self.array_device.type != "cuda":
+            return None  # the CPU; MPS shares the host's memory
+        free, _ = self.torch.cuda.mem_get_info(self.array_device)
+        return int(free)
 
     def owns(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor) and x.device == self.array_device

@@ -48,10 +48,9 @@ def data_bytes(n: int, width: int, n_outputs: int, batch: int, stream: bool) -> 
 
 def available_bytes(backend) -> tuple[int | None, str]:
     """Memory a training set may take on ``backend``'s device, and what limits it."""
-    if backend.kind == "gpu":
-        with backend.scope():  # the free memory of this backend's GPU, not of GPU 0
-            free, _ = backend.cupy.cuda.runtime.memGetInfo()
-        return int(free), f"free on {backend.device}"
+    free = backend.free_device_bytes()
+    if free is not None:
+        return free, f"free on {backend.device}"
     limits = []
     try:
         import resource
