@@ -220,6 +220,18 @@ def test_an_array_of_another_device_is_refused_naming_both(request, rng):
         model.forward(on_gpu)
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_the_estimators_take_pytorch_device_names(rng):
+    from mlp_xp.sklearn import MLPClassifier
+
+    X = rng.random((60, 5)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int64)
+    clf = MLPClassifier((8,), max_iter=20, random_state=0, device="torch:cpu").fit(X, y)
+    assert clf.model_.backend.spec == "torch:cpu"
+    ref = MLPClassifier((8,), max_iter=20, random_state=0, device="cpu").fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), rtol=1e-4, atol=1e-6)
+
+
 class CountReads(Callback):
     """Counts reads of a tensor's value by the host (``item``, ``bool``, ``float``, ``int``,
     ``tolist``, ``numpy``) from the start of epoch 2 to its last step."""
