@@ -70,8 +70,8 @@ PARAMETERS_DOC = """
     device : str, default="auto"
         Where the network trains and predicts, any name :func:`~mlp_xp.get_backend` takes
         (``"cpu"``, ``"gpu:1"``, ``"torch:cpu"``, ``"mps"``, ...); ``"auto"`` is a usable
-        GPU (CuPy's, then PyTorch's) when there is one, else the CPU. Changing it on a fitted estimator moves
-        the network at its next use.
+        GPU (CuPy's, then PyTorch's) when there is one, else the CPU. Changing it on a
+        fitted estimator moves the network at its next use.
     dtype : {"float32", "float64"}, default="float32"
         The network's precision, whatever the input's.
     schedule : {"constant", "step", "cosine", "onecycle"}, default="constant"
