@@ -326,6 +326,19 @@ def test_bench_times_numpy_and_torch_side_by_side(capsys):
     assert all(r["epoch_seconds"] > 0 for r in result["results"])
 
 
+def test_compare_peers_puts_mlp_xp_on_torch_beside_pytorch_nn(capsys):
+    from .helpers import load_module
+    from .test_scripts import SCRIPTS
+
+    result = load_module(SCRIPTS / "compare_peers.py").main(
+        "--samples 512 --repeats 1 --peers torch".split()
+    )
+    rows = {(r["framework"], r["device"]): r for r in result["rows"]}
+    ours, nn = rows[("mlp_xp on torch", "cpu")], rows[("pytorch", "cpu")]
+    assert ours["torch_nn_time_ratio"] == pytest.approx(ours["epoch_seconds"] / nn["epoch_seconds"])
+    assert "x PyTorch nn's time on these tensors" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_the_default_network_follows_numpy_s_trajectory_on_torch():
     """200 steps of the default recipe on the default 784-300-100-10 network (momentum,
