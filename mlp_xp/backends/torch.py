@@ -187,6 +187,13 @@ def run_probe(torch: Any, device: str, host: np.ndarray) -> float:
     return float(torch.sum(torch.matmul(a, a) * 2.0 + a).cpu())
 
 
+def spec_of(device: str) -> str:
+    """The name ``--device`` takes for PyTorch device ``device``: ``torch:cuda:0``, ``mps``."""
+    if device.startswith("mps"):
+        return "mps"
+    return f"torch:{device}" if device else "torch"
+
+
 def _name(kind: str, index: int) -> str:
     return f"{kind}:{index}" if kind in ("cuda", "xpu") else kind
 
@@ -212,7 +219,7 @@ def torch_devices() -> list[dict]:
         if probes and probes[0].count > 1:
             probes += [torch_probe(kind, i) for i in range(1, probes[0].count)]
         for probe in probes or [TorchProbe(False, "", reason, _fix(kind, build))]:
-            spec = "mps" if kind == "mps" else f"torch:{probe.device}" if probe.device else ""
+            spec = spec_of(probe.device or kind) if probe.device or kind == "mps" else ""
             rows.append({
                 "backend": "torch", "kind": "cpu" if kind == "cpu" else "gpu", "device": spec,
                 "type": LABELS[kind], "name": probe.device_name, "available": probe.ok,
@@ -235,7 +242,7 @@ class TorchBackend(Backend):
 
     def __init__(self, probe: TorchProbe, note: str = ""):
         if not probe.ok:
-            raise DeviceError(f"no usable {probe.device or 'PyTorch'}: {probe.reason}; {probe.fix}")
+            raise DeviceError(f"no usable {spec_of(probe.device)}: {probe.reason}; {probe.fix}")
         self.torch = importlib.import_module("torch")
         # a tensor on the Apple GPU says mps:0, and devices compare with their index
         self.array_device = self.torch.device("mps:0" if probe.device == "mps" else probe.device)
@@ -249,8 +256,7 @@ class TorchBackend(Backend):
 
     @property
     def spec(self) -> str:
-        kind = self.array_device.type
-        return "mps" if kind == "mps" else f"torch:{self.array_device}"  # torch:cuda:0
+        return spec_of(str(self.array_device))  # torch:cpu, torch:cuda:0, mps
 
     def __str__(self) -> str:
         return f"torch ({self.array_device})"
