@@ -37,7 +37,8 @@ __all__ = [
 _CPU = {"cpu", "numpy"}
 _STRICT = {"array-api-strict", "array_api_strict", "strict"}
 _GPU = re.compile(r"^(gpu|cuda|cupy)(?::(\d+))?$")
-_TORCH = re.compile(r"^(?:torch(?::(cpu|cuda|mps|xpu))?|(mps|xpu))(?::(\d+))?$")
+# torch:cuda:N and xpu:N (torch: optional for xpu: plain cuda:N is CuPy's), mps, torch[:cpu]
+_TORCH = re.compile(r"^(?:torch:)?(cuda|xpu)(?::(\d+))?$|^(?:torch:)?(mps)$|^torch(?::(cpu))?$")
 
 #: How to get CuPy with the CUDA libraries it loads (only the NVIDIA driver is needed).
 INSTALL_FIX = (
@@ -71,10 +72,9 @@ def parse_device(spec: str) -> DeviceSpec:
     if match:
         return DeviceSpec("gpu", int(match.group(2) or 0))
     match = _TORCH.match(key)
-    if match and not (match.group(3) and (match.group(1) or match.group(2)) in ("cpu", "mps")):
-        name = match.group(1) or match.group(2) or ""
-        if name or not match.group(3):  # "torch:3" names no device type
-            return DeviceSpec("torch", int(match.group(3) or 0), name)
+    if match:
+        kind = match.group(1) or match.group(3) or match.group(4) or ""  # "" = PyTorch's best
+        return DeviceSpec("torch", int(match.group(2) or 0), kind)
     raise ConfigError(
         f"unknown device {spec!r}: choose auto, cpu, gpu or gpu:N (cuda:N), "
         "or through PyTorch torch, torch:cpu, torch:cuda:N, mps or xpu:N"
