@@ -270,7 +270,9 @@ class TorchBackend(Backend):
     def dtype(self, name: Any) -> Any:
         dtype = super().dtype(name)
         if dtype == self.torch.float64 and self.array_device.type == "mps":
-            raise DeviceError("MPS has no float64: use --dtype float32 (dtype='float32')")
+            raise DeviceError(
+                "MPS has no float64: use --dtype float32 (dtype='float32') and float32 inputs"
+            )
         return dtype
 
     def _put(self, a: Any, dtype: Any) -> Any:
