@@ -79,7 +79,8 @@ def torch_build() -> dict | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     try:
-        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+        version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+        text = version.read_text(encoding="utf-8")
     except OSError:
         return {}  # installed, but its build is unknown: the probe imports it to find out
     found = dict(re.findall(r"^(__version__|cuda|hip|xpu)\b[^=]*=\s*'([^']*)'", text, re.M))
