@@ -96,6 +96,17 @@ def test_torch_cpu_is_probed_and_names_itself():
     assert probe.ok and probe.torch_version == torch.__version__
 
 
+def test_the_environment_and_the_api_take_the_same_names(monkeypatch, rng):
+    monkeypatch.setenv("MLP_XP_DEVICE", "torch:cpu")
+    assert get_backend().spec == "torch:cpu"
+    model = MLP(6, (4,), 3, seed=0)
+    assert model.device == "torch:cpu" and isinstance(model.params["W1"], torch.Tensor)
+    back = model.to("cpu")
+    assert back.device == "cpu" and back.to("torch:cpu").device == "torch:cpu"
+    X = rng.random((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(model.backend.get(model.forward(X)), back.forward(X), rtol=1e-6)
+
+
 def test_a_missing_gpu_is_one_line_naming_what_is_missing_and_the_fix(capsys):
     for name, missing in (("torch:cuda:0", "CUDA or ROCm"), ("mps", "MPS"), ("xpu:0", "XPU")):
         assert main(["train", "--device", name, "--epochs", "1"]) == 2
