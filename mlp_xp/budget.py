@@ -191,17 +191,14 @@ def for_training(
 def available_bytes(backend: Any) -> tuple[int | None, str]:
     """Memory free for ``backend``'s device, and what limits it (``None`` when unknown).
 
-    A GPU: CUDA's free memory of this backend's own GPU (read inside its scope, not GPU 0's),
-    plus what CuPy's memory pool holds unused (freed arrays it keeps for reuse).
+    A GPU: the backend's :meth:`~mlp_xp.backends.Backend.free_device_bytes` (CuPy: CUDA's
+    free memory of its own GPU, read inside its scope, not GPU 0's, plus what its memory
+    pool holds unused; PyTorch on CUDA: ``torch.cuda.mem_get_info``).
     The host: the smaller of ``MemAvailable`` (``/proc/meminfo``; elsewhere the physical
     pages the OS reports free) and what is left under this process's address-space limit.
     """
-    cupy = getattr(backend, "cupy", None)
-    if getattr(backend, "kind", "cpu") == "gpu" and cupy is not None:
-        with backend.scope():
-            free, _ = cupy.cuda.runtime.memGetInfo()
-            pool = cupy.get_default_memory_pool()
-            free += int(pool.total_bytes()) - int(pool.used_bytes())
+    free = backend.free_device_bytes()
+    if free is not None:
         return int(free), f"free on {backend.device}"
     return host_available()
 

@@ -72,7 +72,7 @@ def test_devices_lists_every_gpu_with_name_memory_and_compute_capability(request
     simulated_gpu(request)
     assert main(["devices", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["devices"]
-    gpus = [r for r in rows if r["kind"] == "gpu"]
+    gpus = [r for r in rows if r["kind"] == "gpu" and r["backend"] == "cupy"]
     assert [g["device"] for g in gpus] == ["gpu:0", "gpu:1"]
     for g in gpus:
         assert g["available"] and g["name"].startswith("Simulated GPU")

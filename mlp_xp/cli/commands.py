@@ -42,14 +42,17 @@ def cmd_devices(args) -> int:
         return 0
     for row in rows:
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
-        label = row["device"] or row["kind"]
-        if row.get("name"):
+        label = row["device"] or row.get("type") or row["kind"]
+        if row.get("memory_bytes"):
             label += (
                 f" {row['name']}, {row['memory_bytes'] / 2**30:.1f} GiB, "
                 f"compute capability {row['compute_capability']}"
             )
+        elif row.get("name"):
+            label += f" ({row['name']})"
         print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
-    print(f"--device auto uses: {best.name} ({best.device})")
+    why = f"; {best.note}" if best.note else ""
+    print(f"--device auto uses: {best.name} ({best.device}){why}")
     return 0
 
 
@@ -325,11 +328,15 @@ def cmd_bench(args) -> int:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
         if not devices:
             raise ConfigError(
-                f"--devices must be a comma list of cpu, gpu or gpu:N, got {args.devices!r}"
+                "--devices must be a comma list of cpu, gpu or gpu:N (or torch, torch:cpu, "
+                f"torch:cuda:N, mps, xpu:N), got {args.devices!r}"
             )
         for d in devices:
-            if parse_device(d).kind not in ("cpu", "gpu"):
-                raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
+            if parse_device(d).kind not in ("cpu", "gpu", "torch"):
+                raise ConfigError(
+                    f"unknown device {d!r} in --devices: use cpu, gpu, gpu:N, or through PyTorch "
+                    "torch, torch:cpu, torch:cuda:N, mps or xpu:N"
+                )
     if args.plot:  # refused now, not after the whole benchmark
         from .plots import require_matplotlib
 

@@ -86,8 +86,9 @@ def stop_on_signals(trainer: Trainer):
 
 
 def _fast_step_possible(args, backend, world) -> bool:
+    """Whether CuPy's fast step may run (a PyTorch GPU takes the generic step, uint8 pixels)."""
     return (
-        backend.kind == "gpu" and args.gpu_step != "generic" and world is None and not args.stream
+        backend.name == "cupy" and args.gpu_step != "generic" and world is None and not args.stream
     )
 
 

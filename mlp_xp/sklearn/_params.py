@@ -68,10 +68,11 @@ PARAMETERS_DOC = """
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         For ``solver="adam"``.
-    device : {"auto", "cpu", "gpu"}, default="auto"
-        Where the network trains and predicts; ``"auto"`` is a CUDA GPU when
-        one is usable, else the CPU. Changing it on a fitted estimator moves
-        the network at its next use.
+    device : str, default="auto"
+        Where the network trains and predicts, any name :func:`~mlp_xp.get_backend` takes
+        (``"cpu"``, ``"gpu:1"``, ``"torch:cpu"``, ``"mps"``, ...); ``"auto"`` is a usable
+        GPU (CuPy's, then PyTorch's) when there is one, else the CPU. Changing it on a
+        fitted estimator moves the network at its next use.
     dtype : {"float32", "float64"}, default="float32"
         The network's precision, whatever the input's.
     schedule : {"constant", "step", "cosine", "onecycle"}, default="constant"

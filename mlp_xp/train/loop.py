@@ -97,7 +97,7 @@ class Trainer:
         self.backend = model.backend
         # a copy: extend() and the data-parallel trainer write to it, never to the caller's
         self.config = dataclasses.replace(config or TrainConfig()).validate()
-        if self.config.gpu_step in ("fast", "graph") and self.backend.kind != "gpu":
+        if self.config.gpu_step in ("fast", "graph") and self.backend.name != "cupy":
             raise ConfigError(
                 f"gpu_step={self.config.gpu_step!r} needs a CuPy (GPU) model, this one is on "
                 f"{self.backend}; use gpu_step='auto' or 'generic'"
