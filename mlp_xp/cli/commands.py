@@ -299,6 +299,10 @@ def cmd_download(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import format_table, run_bench
 
+    if args.to_accuracy is not None:
+        from .bench_accuracy import cmd_to_accuracy
+
+        return cmd_to_accuracy(args)
     devices = None
     if args.devices is not None:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
