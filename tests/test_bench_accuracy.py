@@ -136,3 +136,23 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert main(["bench", *argv.split()]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_measuring_pass_runs_on_the_cupy_code_path(request):
+    """On the counting CuPy double: the phases, the copy rate and the fast step's whole step."""
+    from mlp_xp.backends import get_backend
+    from mlp_xp.cli.step_parts import copy_rate
+
+    from .conftest import simulated_gpu
+
+    simulated_gpu(request)
+    backend = get_backend("gpu")
+    rng = np.random.default_rng(0)
+    model = MLP(784, (8,), 10, seed=0, backend=backend)
+    config = TrainConfig(batch_size=16, augment="affine", ema=0.0)
+    trainer = Trainer(model, rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64),
+                      config=config)  # fmt: skip
+    parts = step_parts(trainer, steps=1, warmup=1)
+    assert parts["whole_step"]["step"] == "fast"  # the step the trainer chooses on a GPU
+    assert set(parts["seconds"]) >= {"gather", "augmentation", "matmuls", "optimizer"}
+    assert copy_rate(backend) > 0
