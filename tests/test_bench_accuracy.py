@@ -31,6 +31,9 @@ def test_to_accuracy_cli_table_verdict_json_and_roofline(tmp_path, capsys):
         assert a["tolerance"] == max(0.02 * run["whole"], 0.05)
         assert a["ok"] and row["accounted"]
         assert run["reached"] and run["epochs"] == 1 and run["val_accuracy"][0] >= 0.05
+        assert set(run["startup_parts"]) == {"launch_and_imports", "device_and_model",
+                                             "step_choice"}  # fmt: skip
+        assert sum(run["startup_parts"].values()) == pytest.approx(run["startup"])
     t = row["time_to_target"]
     assert t["never_reached"] == 0 and t["runs"] == 2
     wholes = sorted(r["whole"] for r in row["runs"])
@@ -56,17 +59,21 @@ def test_rows_count_runs_that_never_reached_and_the_verdict_says_so():
     parts = {"seconds": {"matmuls": 1.0}, "step_seconds": 1.0}
     fast = _row("cpu", 128, [_run(4.0), _run(5.0), _run(6.0)], 0.9)
     slow = _row("gpu", 128, [_run(9.0), _run(30.0, reached=False), _run(10.0)], 0.9)
-    for r, bound in ((fast, "compute"), (slow, "launches")):
+    close = _row("gpu", 512, [_run(5.5), _run(6.5), _run(7.0)], 0.9)
+    for r, bound in ((fast, "compute"), (slow, "launches"), (close, "launches")):
         r["parts"], r["verdict"] = parts, {"bound": bound}
     assert slow["time_to_target"]["never_reached"] == 1
     assert slow["time_to_target"]["median"] == 10.0  # of 9, 10 and never
     assert slow["parts_median"]["startup"] == 1.0  # parts over the runs that got there
-    text = summary({"rows": [fast, slow], "target": 0.9, "max_epochs": 60})
+    text = summary({"rows": [fast, slow, close], "target": 0.9, "max_epochs": 60})
     assert text.startswith("On this machine, cpu at batch 128 reaches 90% held-out accuracy "
-                           "fastest: 5.00 s (4.00-6.00)")  # fmt: skip
-    assert "gpu at batch 128 takes 10.00 s (9.00-not reached)" in text
+                           "soonest: 5.00 s (4.00-6.00); the others: gpu at batch 128 "
+                           "10.00 s (9.00-not reached), gpu at batch 512 6.50 s "
+                           "(5.50-7.00) (overlapping).")  # fmt: skip
+    assert ("Device against device: at batch 128 cpu takes 5.00 s (4.00-6.00) and gpu "
+            "10.00 s (9.00-not reached).") in text  # fmt: skip
+    assert "gpu batch 128: launches" in text and "a device with a faster matmul" in text
     assert "Never reached 90% within 60 epochs: 1 of 3 at gpu batch 128" in text
-    assert "gpu batch 128: launches" in text
     never = _row("cpu", 32, [_run(1.0, reached=False)] * 2, 0.99)
     assert summary({"rows": [never], "target": 0.99, "max_epochs": 5}).startswith(
         "No device reached 99%"

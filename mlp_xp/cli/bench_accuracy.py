@@ -163,8 +163,45 @@ def _interval_note(result: dict) -> str:
             f"{t['runs']} seeds (95% asked)")  # fmt: skip
 
 
+#: What to do about what bounds the fastest row's step.
+ADVICE = {
+    "compute": "its step is bound by the matrix products, so a device with a faster matmul "
+    "is what would shorten it",
+    "memory": "its step is bound by memory traffic outside the matrix products, so fused "
+    "operations would shorten it more than FLOP/s",
+    "overhead": "its step is bound by per-operation overhead (the interpreter, small "
+    "operations), so a larger batch or fused operations would shorten it",
+    "launches": "its device waits for kernel launches, so a larger batch or the CUDA-graph "
+    "step (--gpu-step graph) would shorten it",
+}
+
+
+def _apart(slow: dict, fast: dict) -> bool:
+    """Whether ``slow``'s interval lies wholly above ``fast``'s (a clear difference)."""
+    return slow["low"] is not None and fast["high"] is not None and slow["low"] > fast["high"]
+
+
+def _comparisons(rows: list[dict]) -> list[str]:
+    """At each batch size two or more devices reached the target at: which was faster."""
+    said = []
+    for batch in sorted({r["batch_size"] for r in rows}):
+        at = sorted((r for r in rows if r["batch_size"] == batch),
+                    key=lambda r: r["time_to_target"]["median"])  # fmt: skip
+        if len(at) < 2:
+            continue
+        first, second = at[0], at[1]
+        clear = _apart(second["time_to_target"], first["time_to_target"])
+        said.append(
+            f"at batch {batch} {first['device']} takes {_seconds(first['time_to_target'])} and "
+            f"{second['device']} {_seconds(second['time_to_target'])}"
+            + ("" if clear else " (the intervals overlap: no clear difference)")
+        )
+    return said
+
+
 def summary(result: dict) -> str:
-    """The paragraph a person can act on: the fastest row, each device's best, the bounds."""
+    """The paragraph a person can act on: the fastest row, the devices compared batch by
+    batch, what bounds the steps and what to do about it, the runs that never got there."""
     rows = [r for r in result["rows"] if r["time_to_target"]["median"] is not None]
     pct = f"{100 * result['target']:g}%"
     if not rows:
@@ -173,30 +210,28 @@ def summary(result: dict) -> str:
             f"{result['max_epochs']} epochs: lower the target or raise --max-epochs."
         )
     best = min(rows, key=lambda r: r["time_to_target"]["median"])
-    said = [
+    others = [f"{r['device']} at batch {r['batch_size']} {_seconds(r['time_to_target'])}"
+              + ("" if _apart(r["time_to_target"], best["time_to_target"]) else " (overlapping)")
+              for r in rows if r is not best]  # fmt: skip
+    text = (
         f"On this machine, {best['device']} at batch {best['batch_size']} reaches {pct} "
-        f"held-out accuracy fastest: {_seconds(best['time_to_target'])}"
-    ]
-    for r in rows:
-        if r is best:
-            continue
-        t = r["time_to_target"]
-        apart = (
-            t["low"] is not None
-            and best["time_to_target"]["high"] is not None
-            and (t["low"] > best["time_to_target"]["high"])
-        )
-        said.append(f"{r['device']} at batch {r['batch_size']} takes {_seconds(t)}"
-                    + ("" if apart else ", within the intervals of the fastest"))  # fmt: skip
+        f"held-out accuracy soonest: {_seconds(best['time_to_target'])}"
+        + (f"; the others: {', '.join(others)}" if others else "")
+        + "."
+    )
+    compared = _comparisons(rows)
+    if compared:
+        text += " Device against device: " + "; ".join(compared) + "."
     bounds = [f"{r['device']} batch {r['batch_size']}: {r['verdict']['bound']}"
               for r in result["rows"]]  # fmt: skip
+    text += f" What bounds a step: {', '.join(bounds)}; at the fastest setting "
+    text += ADVICE[best["verdict"]["bound"]] + "."
     never = [f"{r['time_to_target']['never_reached']} of {r['time_to_target']['runs']} at "
              f"{r['device']} batch {r['batch_size']}"
              for r in result["rows"] if r["time_to_target"]["never_reached"]]  # fmt: skip
-    text = "; ".join(said) + ". A step is bound by " + ", ".join(bounds) + "."
     if never:
         text += f" Never reached {pct} within {result['max_epochs']} epochs: {', '.join(never)}."
-    return text + f" Use {best['device']} at batch {best['batch_size']} to get there soonest."
+    return text
 
 
 def format_accuracy(result: dict) -> str:

@@ -10,7 +10,8 @@ the step's choice (on a GPU the fast step's self-check, which compiles its kerne
 
 The phases, each timed by ``time.perf_counter`` with the device synchronised:
 
-``startup``   launch -> backend probed and model made, plus the step's choice
+``startup``   launch -> imports done (``launch_and_imports``), the device probed and the
+              model made (``device_and_model``), and the step's choice (``step_choice``)
 ``data``      reading the digits, the split, the copy to the device (the Trainer)
 ``training``  the epochs, each with its held-out check, until the target (or the limit)
 
@@ -58,7 +59,7 @@ def _prepare(spec: dict, mark) -> tuple:
     backend = get_backend(spec["device"])
     model = MLP(784, (300, 100), 10, backend=backend, l2=1e-4, seed=spec["seed"])
     backend.synchronize()
-    mark("startup")
+    mark("startup", "device_and_model")
     digits = load_digits(spec["data"], image_shape=(28, 28))
     train_idx, val_idx = recorded_split(digits.labels, None)
     augment = choose_augment(spec.get("augment", "auto"), digits).augment
@@ -80,7 +81,7 @@ def _prepare(spec: dict, mark) -> tuple:
     # what the first epoch would do first (Trainer.run_epoch); the fast step checks itself
     trainer.runner = trainer._choose_step(trainer.plan(0))
     backend.synchronize()
-    mark("startup")
+    mark("startup", "step_choice")
     return trainer, settings
 
 
@@ -91,15 +92,17 @@ def run(spec: dict) -> dict:
     from ..errors import DivergenceError
 
     seconds = {"startup": 0.0, "data": 0.0, "training": 0.0}
-    last = [spec["launched"], time.perf_counter()]  # the first phase starts at the launch
+    # the interpreter's start and the imports: from the launch (another process) to here
+    startup = {"launch_and_imports": time.time() - spec["launched"]}
+    seconds["startup"] = startup["launch_and_imports"]
+    last = [time.perf_counter()]
 
-    def mark(phase: str) -> None:
+    def mark(phase: str, part: str = "") -> None:
         now = time.perf_counter()
-        if phase == "startup" and seconds["startup"] == 0.0:
-            seconds[phase] = time.time() - last[0]  # launch (another process) -> now
-        else:
-            seconds[phase] += now - last[1]
-        last[1] = now
+        seconds[phase] += now - last[0]
+        if part:
+            startup[part] = now - last[0]
+        last[0] = now
 
     trainer, settings = _prepare(spec, mark)
     reached, diverged, epochs = False, None, []
@@ -110,8 +113,7 @@ def run(spec: dict) -> dict:
             except DivergenceError as exc:
                 diverged = str(exc)
                 break
-            now = time.perf_counter()
-            epochs.append(now - last[1])
+            epochs.append(time.perf_counter() - last[0])
             mark("training")
             reached = trainer.history.val_accuracy[-1] >= spec["target"]
     whole = time.time() - spec["launched"]
@@ -127,6 +129,7 @@ def run(spec: dict) -> dict:
         "epoch_seconds": epochs,
         "step_seconds": float(sum(trainer.history.seconds)),
         **seconds,
+        "startup_parts": startup,
         "whole": whole,
         "accounting": benchtime.account(seconds, whole),
         "recipe": settings,

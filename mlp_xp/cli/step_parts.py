@@ -11,6 +11,10 @@ around each (:class:`PhaseTimer`), for a few steps of the recipe:
 ``elementwise``   the rest of forward/backward (bias, activations, their derivatives,
                   softmax, the reductions, the L2 term): forward/backward minus matmuls
 ``optimizer``     the update
+``step``          a whole step of the step the trainer chooses (on a GPU, the fast step)
+
+Each figure is the least time over the steps timed: on a shared machine the median
+holds other work's bursts, the least is what the phase costs when left alone.
 
 On a GPU each phase is also timed by CUDA events: the device's time beside the host's
 time to issue the work (``cupyx.profiler.benchmark`` separates them the same way). A
@@ -93,6 +97,9 @@ class PhaseTimer:
     def medians(self, which: str = "wall") -> dict[str, float]:
         return {k: statistics.median(v) for k, v in getattr(self, which).items()}
 
+    def least(self, which: str = "wall") -> dict[str, float]:
+        return {k: min(v) for k, v in getattr(self, which).items()}
+
 
 def _products(sizes: list[int], batch: int) -> list[tuple[int, int, int]]:
     """(m, k, n) of a step's matrix products: forward, dE/dW, and dE/dx above layer 1."""
@@ -141,14 +148,20 @@ def copy_rate(backend: Backend, n: int | None = None, repeats: int = 5) -> float
     return 12 * n / statistics.median(timer.wall["copy"][1:]) / 1e9
 
 
-def _matmuls(backend: Backend, sizes: list[int], batch: int, timer: PhaseTimer) -> None:
-    """The step's products alone, on random operands of the same shapes."""
+def _matmuls(backend: Backend, sizes: list[int], batch: int):
+    """A call running the step's products alone, on random operands of the same shapes,
+    into buffers kept (as the step's gradients are) where the backend writes ``out=``."""
     rng = np.random.default_rng(0)
+    xp, shapes = backend.xp, _products(sizes, batch)
     with backend.scope():
-        shapes = [((m, k), (k, n)) for m, k, n in _products(sizes, batch)]
-        operands = [backend.put([rng.random(s, dtype=np.float32) for s in pair]) for pair in shapes]
-        xp = backend.xp
-        timer.time("matmuls", lambda: [xp.matmul(a, b) for a, b in operands])
+        operands = [
+            backend.put([rng.standard_normal(s, dtype=np.float32) for s in ((m, k), (k, n))])
+            for m, k, n in shapes
+        ]
+        if not backend.writes_out:
+            return lambda: [xp.matmul(a, b) for a, b in operands]
+        outs = [xp.empty((m, n), dtype=xp.float32) for m, _, n in shapes]
+    return lambda: [xp.matmul(a, b, out=o) for (a, b), o in zip(operands, outs, strict=True)]
 
 
 def _one_step(trainer, plain, coefficients, timer: PhaseTimer, plan, s: int) -> None:
@@ -168,69 +181,59 @@ def _one_step(trainer, plain, coefficients, timer: PhaseTimer, plan, s: int) -> 
 
 
 def step_parts(trainer, steps: int = 10, warmup: int = 2) -> dict:
-    """Time ``steps`` steps of ``trainer``'s recipe phase by phase (after ``warmup``), then
-    as many whole steps of the step the trainer would choose (on a GPU, the fast step);
-    the trainer's state moves on by those steps (use a trainer made for this)."""
+    """Time ``steps`` steps of ``trainer``'s recipe (after ``warmup``): each phase of the
+    generic step, the products alone, and a whole step of the step the trainer would
+    choose (on a GPU, the fast step), in turn, so all share the same moments of a busy
+    machine. The trainer's state moves on (use a trainer made for this)."""
     from ..train.step import GenericStep
 
-    backend, model = trainer.backend, trainer.model
-    plain = GenericStep(trainer.train_state, dataclasses.replace(trainer.data, augmenter=None))
+    backend, model, state = trainer.backend, trainer.model, trainer.train_state
+    plain = GenericStep(state, dataclasses.replace(trainer.data, augmenter=None))
     plan = trainer.plan(0)
-    plain.begin_epoch(trainer.train_state, plan)
+    plain.begin_epoch(state, plan)
+    runner = trainer._choose_step(plan)  # what Trainer.run_epoch does first
+    runner.begin_epoch(state, plan, 0)
     coefficients = None
     if trainer.augmenter is not None:
         coefficients = backend.put(plan.coefficients, model.dtype)
     timer = PhaseTimer(backend)
     sizes = list(model.layer_sizes)
+    matmuls = _matmuls(backend, sizes, trainer.batch_size)
     n = min(steps + warmup, plan.steps - 1)  # full batches only
     with backend.scope(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for s in range(n):
             if s == warmup:
                 timer = PhaseTimer(backend)
             _one_step(trainer, plain, coefficients, timer, plan, s)
-            _matmuls(backend, sizes, trainer.batch_size, timer)
-        whole = _whole_steps(trainer, plan, n, warmup)
-    return _parts(timer, whole, sizes, trainer.batch_size)
-
-
-def _whole_steps(trainer, plan, n: int, warmup: int) -> PhaseTimer:
-    """``n`` whole steps of the step :class:`~mlp_xp.train.Trainer` chooses (the last
-    ``n - warmup`` timed), as its first epoch would run them."""
-    state = trainer.train_state
-    runner = trainer._choose_step(plan)  # what Trainer.run_epoch does first
-    runner.begin_epoch(state, plan, 0)
-    timer = PhaseTimer(trainer.backend)
-    for s in range(n):
-        if s == warmup:
-            timer = PhaseTimer(trainer.backend)
-        timer.time(runner.name, lambda s=s: runner(state, plan, s))
-        state.advance(plan, s)
+            timer.time("matmuls", matmuls)
+            timer.time("step", lambda s=s: runner(state, plan, s))
+            state.advance(plan, s)
     runner.end_epoch()
-    return timer
+    return _parts(timer, runner.name, sizes, trainer.batch_size)
 
 
-def _parts(timer: PhaseTimer, whole: PhaseTimer, sizes: list[int], batch: int) -> dict:
-    """Medians of the phases; elementwise is forward/backward minus the matmuls, step by
-    step (the pairs share a moment of the machine), and 0 where noise makes it negative."""
-    wall = timer.medians()
-    pairs = zip(timer.wall.pop("forward/backward"), timer.wall["matmuls"], strict=True)
-    difference = statistics.median(fb - mm for fb, mm in pairs)
-    wall.pop("forward/backward")
-    wall["elementwise"] = max(difference, 0.0)
-    name = next(iter(whole.wall))
-    step: dict[str, Any] = {"step": name, "seconds": whole.medians()[name],
-                            "issue_seconds": whole.medians("issue")[name]}  # fmt: skip
+def _parts(timer: PhaseTimer, step_name: str, sizes: list[int], batch: int) -> dict:
+    """The least time of each phase over the steps (what it costs when nothing else on
+    the machine interrupts it: on a shared machine a median holds other work's bursts);
+    elementwise is forward/backward minus the products, 0 where noise makes it negative."""
+    least = timer.least()
+    difference = least.pop("forward/backward") - least["matmuls"]
+    whole = least.pop("step")
+    least["elementwise"] = max(difference, 0.0)
+    step: dict[str, Any] = {"step": step_name, "seconds": whole,
+                            "issue_seconds": timer.least("issue")["step"]}  # fmt: skip
     out: dict[str, Any] = {
-        "seconds": wall,
-        "step_seconds": sum(wall.values()),
+        "seconds": least,
+        "step_seconds": sum(least.values()),
         "elementwise_below_noise": difference < 0,
         "work": step_work(sizes, batch),
         "whole_step": step,
     }
     if timer.events:
-        out["device_seconds"] = timer.medians("device")
-        out["issue_seconds"] = timer.medians("issue")
-        step["device_seconds"] = whole.medians("device")[name]
+        out["device_seconds"] = timer.least("device")
+        out["issue_seconds"] = timer.least("issue")
+        step["device_seconds"] = out["device_seconds"].pop("step")
+        out["issue_seconds"].pop("step")
     return out
 
 
