@@ -246,7 +246,12 @@ def cmd_plot(args) -> int:
             bench = json.loads(bench_path.read_text(encoding="utf-8"))
         except ValueError:
             raise DataError(f"{bench_path}: not valid JSON") from None
-        written.append(plots.bench_plot(bench, run_dir / "bench.png"))
+        if "target" in bench:  # bench --to-accuracy --json: the roofline
+            from .roofline import roofline_plot
+
+            written.append(roofline_plot(bench, run_dir / "bench.png"))
+        else:
+            written.append(plots.bench_plot(bench, run_dir / "bench.png"))
     else:
         print(
             f"note: no {bench_path} (write one with: mlp-xp bench --json > {bench_path}); "
