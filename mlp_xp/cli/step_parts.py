@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import statistics
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -58,7 +59,8 @@ def _events(backend: Backend):
             return event
 
         return record, lambda a, b: cupy.cuda.get_elapsed_time(a, b) / 1e3
-    torch = getattr(backend, "torch", None)
+    # a torch backend: torch is imported by then (only its backend module imports it)
+    torch = sys.modules.get("torch") if backend.name.startswith("torch") else None
     if torch is not None and torch.cuda.is_available():
 
         def record_torch():
