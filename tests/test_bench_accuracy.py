@@ -163,3 +163,9 @@ def test_the_measuring_pass_runs_on_the_cupy_code_path(request):
     assert parts["whole_step"]["step"] == "fast"  # the step the trainer chooses on a GPU
     assert set(parts["seconds"]) >= {"gather", "augmentation", "matmuls", "optimizer"}
     assert copy_rate(backend) > 0
+    from mlp_xp.cli.bench_accuracy import _breakdown
+
+    parts = _breakdown(backend, 256, "mnist-5k", steps=1)  # float inputs, for the fast step
+    assert parts["whole_step"]["step"] == "fast" and parts["work"] == step_work(
+        [784, 300, 100, 10], 256
+    )

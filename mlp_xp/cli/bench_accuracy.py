@@ -84,22 +84,23 @@ def _row(device: str, batch: int, runs: list[dict], target: float) -> dict:
 
 
 def _breakdown(backend, batch: int, data: str, steps: int) -> dict:
-    """Where a step goes at ``batch`` on ``backend``: a trainer made for the measuring pass."""
+    """Where a step goes at ``batch`` on ``backend``: a trainer made for the measuring pass,
+    its inputs as a run's (uint8 pixels scaled per batch; floats on a GPU, for its fast step)."""
     from ..data import Normalization, load_digits, recorded_split
     from ..model import MLP
     from ..train import TrainConfig, Trainer
+    from ..train.autoaugment import choose_augment
     from .step_parts import step_parts
 
     digits = load_digits(data, image_shape=(28, 28))
     train_idx, _ = recorded_split(digits.labels, None)
-    images = digits.images[train_idx].reshape(len(train_idx), -1)
+    images, norm = digits.images[train_idx].reshape(len(train_idx), -1), Normalization()
     model = MLP(784, (300, 100), 10, backend=backend, l2=1e-4, seed=0)
-    from ..train.autoaugment import choose_augment
-
-    augment = choose_augment("auto", digits).augment
-    config = TrainConfig(**recipe(batch, 1, 0, augment))
-    trainer = Trainer(model, images, digits.labels[train_idx], config=config,
-                      pixels=Normalization())  # fmt: skip
+    config = TrainConfig(**recipe(batch, 1, 0, choose_augment("auto", digits).augment))
+    on_gpu = backend.kind == "gpu"
+    trainer = Trainer(model, norm.apply(images, model.dtype) if on_gpu else images,
+                      digits.labels[train_idx], config=config,
+                      pixels=None if on_gpu else norm)  # fmt: skip
     return step_parts(trainer, steps=steps)
 
 
