@@ -109,6 +109,8 @@ def test_what_bounds_a_step(whole, seconds, bound):
     v = verdict(parts, matmul_gflops=1.0, copy_gbs=copy_gbs)
     assert v["bound"] == bound
     assert v["matmul_share"] == pytest.approx(seconds["matmuls"] / sum(seconds.values()))
+    assert v["rest_gbs"] == pytest.approx(work["optimizer"]["bytes"] / seconds["optimizer"] / 1e9)
+    assert v["elementwise_gbs"] is None  # no elementwise part in these rows
 
 
 def test_the_measuring_pass_times_each_phase_of_a_small_recipe():

@@ -264,13 +264,13 @@ def format_accuracy(result: dict) -> str:
 def _parts_table(result: dict) -> list[str]:
     names = ("gather", "augmentation", "matmuls", "elementwise", "optimizer")
     lines = [f"{'device':10s} {'batch':>5s} " + " ".join(f"{n[:11]:>11s}" for n in names)
-             + f" {'mm GFLOP/s':>10s} {'ew GB/s':>8s} {'bound':>9s}"]  # fmt: skip
+             + f" {'mm GFLOP/s':>10s} {'rest GB/s':>9s} {'bound':>9s}"]  # fmt: skip
     for r in result["rows"]:
         sec, v = r["parts"]["seconds"], r["verdict"]
         cells = " ".join(f"{1e3 * sec[n]:11.3f}" if n in sec else f"{'-':>11s}" for n in names)
         lines.append(
             f"{r['device']:10s} {r['batch_size']:>5d} {cells} "
-            f"{v['matmul_gflops']:10.1f} {v['elementwise_gbs']:8.1f} {v['bound']:>9s}"
+            f"{v['matmul_gflops']:10.1f} {v['rest_gbs']:9.1f} {v['bound']:>9s}"
         )
         w = r["parts"]["whole_step"]
         device = (f", the device busy {1e3 * w['device_seconds']:.3f} ms (CUDA events)"

@@ -246,10 +246,13 @@ def verdict(parts: dict, matmul_gflops: float, copy_gbs: float) -> dict:
     mem = [k for k in _MEMORY_PHASES if k in sec]
     mem_seconds = sum(sec[k] for k in mem)
     mem_rate = sum(work[k]["bytes"] for k in mem) / mem_seconds / 1e9 if mem_seconds else 0.0
+    ew = sec.get("elementwise")
     out = {
         "matmul_gflops": mm_rate,
         "of_matmul_peak": mm_rate / matmul_gflops if matmul_gflops else None,
-        "elementwise_gbs": mem_rate,
+        # the elementwise part alone; None where noise left it no time
+        "elementwise_gbs": work["elementwise"]["bytes"] / ew / 1e9 if ew else None,
+        "rest_gbs": mem_rate,  # every part but the products: what the verdict reads
         "of_copy_bandwidth": mem_rate / copy_gbs if copy_gbs else None,
         "matmul_share": sec["matmuls"] / parts["step_seconds"],
     }
