@@ -246,6 +246,8 @@ PARAMETERS: dict[str, Param] = {
     "samples": Param("samples", _POSITIVE_INT),
     "repeats": Param("repeats", _POSITIVE_INT),
     "ranks": Param("ranks", _POSITIVE_INT),
+    "to_accuracy": Param("target accuracy", Interval(float, 0.0, 1.0, closed="right")),
+    "seeds": Param("seeds", _POSITIVE_INT),
 }
 
 

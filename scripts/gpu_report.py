@@ -10,7 +10,10 @@
 3. times training epochs, interleaved (median of ``--repeats`` after a warm-up): mlp_xp's
    fast step, its generic step and PyTorch eager CUDA when torch has CUDA, at each batch
    size, with the CPU (NumPy) beside them;
-4. writes a Markdown report: the tables and the GPU targets, met or not.
+4. times cold-start runs to a held-out accuracy on the GPU and the CPU, with where each
+   step's time goes (``mlp-xp bench --to-accuracy``: medians, intervals, the verdict;
+   ``--roofline FILE`` writes its roofline plot, ``--accuracy-json FILE`` every figure);
+5. writes a Markdown report: the tables and the GPU targets, met or not.
 
 Without a usable GPU it says why in one line and exits 2.
 """
@@ -140,6 +143,9 @@ def markdown(info: dict) -> str:
             continue
         ratio = f"{r['of PyTorch']:.2f}x" if r["of PyTorch"] else ""
         out.append(f"| {r['batch']} | {r['run']} | {r['epoch_seconds']:.3f} | {ratio} |")
+    if info.get("accuracy"):
+        out += ["", "## Time to a held-out accuracy (`mlp-xp bench --to-accuracy`)", "",
+                "```", info["accuracy"], "```"]  # fmt: skip
     out += ["", "## Targets", ""] + [f"- {t}" for t in info["targets"]]
     return "\n".join(out) + "\n"
 
@@ -158,7 +164,26 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
-def main(argv=None) -> int:
+def time_to_accuracy(args) -> str:
+    """``mlp-xp bench --to-accuracy`` on the GPU and the CPU: its tables and verdict."""
+    from mlp_xp.cli.bench_accuracy import format_accuracy, run_to_accuracy
+
+    devices = [args.device] if args.no_cpu else [args.device, "cpu"]
+    sizes = [int(b) for b in args.accuracy_batch_sizes.split(",")]
+    result = run_to_accuracy(devices, sizes, args.to_accuracy, args.seeds, args.max_epochs,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+    if args.accuracy_json:
+        import json
+
+        Path(args.accuracy_json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    if args.roofline:
+        from mlp_xp.cli.roofline import roofline_plot
+
+        roofline_plot(result, Path(args.roofline))
+    return format_accuracy(result)
+
+
+def _arguments(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="gpu", help="gpu or gpu:N (default gpu:0)")
     p.add_argument("--samples", type=int, default=60000)
@@ -167,7 +192,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the Markdown here (default: stdout)")
     p.add_argument("--skip-tests", action="store_true", help="do not run the GPU tests")
     p.add_argument("--no-cpu", action="store_true", help="leave the CPU out of the timings")
-    args = p.parse_args(argv)
+    p.add_argument("--to-accuracy", type=float, default=0.97, help="held-out accuracy to reach")
+    p.add_argument("--seeds", type=int, default=6, help="runs per device and batch size")
+    p.add_argument("--max-epochs", type=int, default=60)
+    p.add_argument("--accuracy-batch-sizes", default="32,128,512")
+    p.add_argument("--skip-accuracy", action="store_true", help="no runs to an accuracy")
+    p.add_argument("--roofline", default=None, metavar="FILE.png")
+    p.add_argument("--accuracy-json", default=None, metavar="FILE.json")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _arguments(argv)
     try:
         backend = get_backend(args.device)
         if backend.kind != "gpu":
@@ -192,6 +228,7 @@ def main(argv=None) -> int:
         "check": fast_versus_generic(backend, X[:4096], y[:4096]),  # 32 steps an epoch
         "timings": rows,
         "targets": targets(rows),
+        "accuracy": None if args.skip_accuracy else time_to_accuracy(args),
     }
     text = markdown(info)
     if args.out:

@@ -1,5 +1,6 @@
 """The standalone scripts run end to end on tiny settings."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,8 @@ def test_gpu_report_writes_the_tables_docs_benchmarks_needs(request, tmp_path):
 
     simulated_gpu(request)
     out = tmp_path / "report.md"
-    argv = "--skip-tests --samples 512 --repeats 1 --batch-sizes 128 --no-cpu --out"
+    # (the runs to an accuracy are new processes, where the simulated GPU is not)
+    argv = "--skip-tests --skip-accuracy --samples 512 --repeats 1 --batch-sizes 128 --no-cpu --out"
     assert load("gpu_report").main([*argv.split(), str(out)]) == 0
     text = out.read_text()
     assert "# GPU report: gpu:0 (Simulated GPU 0" in text
@@ -72,6 +74,21 @@ def test_gpu_report_writes_the_tables_docs_benchmarks_needs(request, tmp_path):
     assert "| 128 | mlp_xp fast step |" in text and "| 128 | mlp_xp generic step |" in text
     assert "| 128 | PyTorch eager CUDA | skipped:" in text
     assert "GPU, batch 128: at most 0.5x PyTorch eager CUDA's epoch time: not measured" in text
+
+
+def test_gpu_report_times_runs_to_an_accuracy_with_the_roofline(tmp_path):
+    """The report's ``bench --to-accuracy`` part (on the CPU here: it names any device)."""
+    argv = (
+        "--device cpu --no-cpu --to-accuracy 0.05 --seeds 1 --max-epochs 1 "
+        f"--accuracy-batch-sizes 512 --roofline {tmp_path / 'r.png'} "
+        f"--accuracy-json {tmp_path / 'a.json'}"
+    )
+    report = load("gpu_report")
+    text = report.time_to_accuracy(report._arguments(argv.split()))
+    assert "time to 5% held-out accuracy on mnist-5k" in text and "cpu at batch 512" in text
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert [r["device"] for r in result["rows"]] == ["cpu"]
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_gpu_report_without_a_usable_gpu_is_one_line_and_exit_2(request, capsys):

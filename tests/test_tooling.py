@@ -259,3 +259,22 @@ def test_run_log_without_a_held_out_split(tmp_path, digits):
     )
     rows = (tmp_path / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].split(",")[2:4] == ["", ""]
+
+
+def test_plot_draws_the_roofline_of_a_to_accuracy_bench(run_dir):
+    """``mlp-xp bench --to-accuracy ... --json > RUN_DIR/bench.json``: bench.png is its roofline."""
+    from mlp_xp.cli.step_parts import step_work
+
+    seconds = {"gather": 1e-4, "augmentation": 1e-3, "matmuls": 3e-3, "elementwise": 5e-4,
+               "optimizer": 3e-4}  # fmt: skip
+    bench = {
+        "target": 0.9,
+        "devices": [{"device": "cpu", "matmul_gflops": 50.0, "copy_gbs": 15.0}],
+        "rows": [{"device": "cpu", "batch_size": b,
+                  "parts": {"seconds": seconds, "work": step_work([784, 300, 100, 10], b)}}
+                 for b in (32, 512)],
+    }  # fmt: skip
+    (run_dir / "bench.json").write_text(json.dumps(bench))
+    assert main(["plot", str(run_dir)]) == 0
+    with Image.open(run_dir / "bench.png") as img:
+        assert img.format == "PNG" and np.asarray(img.convert("L")).std() > 5

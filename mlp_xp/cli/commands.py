@@ -270,7 +270,12 @@ def cmd_plot(args) -> int:
             bench = json.loads(bench_path.read_text(encoding="utf-8"))
         except ValueError:
             raise DataError(f"{bench_path}: not valid JSON") from None
-        written.append(plots.bench_plot(bench, run_dir / "bench.png"))
+        if "target" in bench:  # bench --to-accuracy --json: the roofline
+            from .roofline import roofline_plot
+
+            written.append(roofline_plot(bench, run_dir / "bench.png"))
+        else:
+            written.append(plots.bench_plot(bench, run_dir / "bench.png"))
     else:
         print(
             f"note: no {bench_path} (write one with: mlp-xp bench --json > {bench_path}); "
@@ -323,6 +328,10 @@ def cmd_download(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import format_table, run_bench
 
+    if args.to_accuracy is not None:
+        from .bench_accuracy import cmd_to_accuracy
+
+        return cmd_to_accuracy(args)
     devices = None
     if args.devices is not None:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]

@@ -281,8 +281,20 @@ def _bench(sub) -> None:
         help="instead: time data-parallel training on these numbers of CPU ranks, e.g. 1,2 "
         "(launched with mpiexec, one BLAS thread each; the mpi extra)",
     )
+    _bench_accuracy(q)
     q.add_argument("--plot", default=None, metavar="FILE.png")
     q.add_argument("--json", action="store_true")
+
+
+def _bench_accuracy(q) -> None:
+    """``bench --to-accuracy``'s flags (docs/benchmarks.md)."""
+    checked(q, "--to-accuracy", None, "instead: time cold-start runs of the recipe to this "
+            "held-out accuracy (e.g. 0.97 on mnist-5k), and where a step's time goes",
+            metavar="A")  # fmt: skip
+    checked(q, "--seeds", 6, "with --to-accuracy: runs (seeds) per device and batch size "
+            "(6 or more for a 95%% interval; default 6)", metavar="N")  # fmt: skip
+    checked(q, "--max-epochs", 60, "with --to-accuracy: a run that has not reached the "
+            "target after this many epochs never reached it (default 60)", metavar="E")  # fmt: skip
 
 
 def _others(sub) -> None:

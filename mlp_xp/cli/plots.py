@@ -5,7 +5,8 @@
 ``worst_digits.png``     the held-out digits the model got most confidently wrong
 ``reliability.png``      held-out accuracy against confidence in 15 bins, before and after
                          the calibration temperature, with each curve's ECE
-``bench.png``            seconds per epoch vs batch size per device (from bench JSON)
+``bench.png``            seconds per epoch vs batch size per device (from bench JSON), or the
+                         roofline of a ``bench --to-accuracy`` JSON
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class DistributedTrainer(Trainer):
             return X
         return super()._inputs(X)
 
-    def _choose_step(self, plan):
+    def choose_step(self, plan):
         step = StreamedStep if self.stream else ShardedStep
         return step(self.world, self.train_state, self.data)
 

@@ -153,7 +153,7 @@ class Trainer:
         self.best_params: dict | None = None
         self.interrupted = False
         self.last_loss = None  # device scalar of the latest step (read only when logging)
-        self.runner: Any = None  # the step object, chosen at the first epoch (see _choose_step)
+        self.runner: Any = None  # the step object, chosen at the first epoch (see choose_step)
         self._stop = threading.Event()
         self._ctrl_c = False
 
@@ -254,8 +254,9 @@ class Trainer:
             lambda s: self.base_lr * self.schedule(epoch * steps + s),
         )
 
-    def _choose_step(self, plan: EpochPlan):
-        """The generic step, or on CuPy the fast step once it has checked itself."""
+    def choose_step(self, plan: EpochPlan):
+        """The step this run takes (the loop asks at its first epoch): the generic step, or
+        on CuPy the fast step once it has checked itself against it on ``plan``."""
         generic = GenericStep(self.train_state, self.data)
         chooser = FASTER_STEPS.get(self.backend.name)
         if chooser is None or self.config.gpu_step == "generic":
@@ -270,7 +271,7 @@ class Trainer:
         model, state, e = self.model, self.train_state, self.epoch
         plan = self.plan(e)
         if self.runner is None:
-            self.runner = self._choose_step(plan)
+            self.runner = self.choose_step(plan)
         snapshot = state.take()  # what a diverged epoch is undone to
         for cb in self.callbacks:
             cb.on_epoch_start(self, e + 1, self.steps_per_epoch)
