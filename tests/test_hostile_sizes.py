@@ -57,7 +57,7 @@ def test_a_gzip_header_declaring_more_than_deflate_can_hold_is_refused_unread(tm
 
 
 def test_a_bomb_whose_labels_disagree_is_refused_from_the_headers(tmp_path):
-    """The issue's 7.6 MB file of 10 million images, at 1/500 of its size: 20,000 blank
+    """The reported 7.6 MB file of 10 million images, at 1/500 of its size: 20,000 blank
     images beside 60 labels. Before, all 15.7 MB were decompressed (and copied) first."""
     _zeros_gz(tmp_path / "train-images-idx3-ubyte.gz", 20_000)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(60, dtype=np.uint8) % 10)

@@ -50,7 +50,7 @@ def _white(size=(100, 100)) -> np.ndarray:
 
 
 def _hostile(tmp_path) -> list[str]:
-    """The issue's inputs: one dark pixel, two pixels (apart and side by side), noise,
+    """The reported inputs: one dark pixel, two pixels (apart and side by side), noise,
     a sprinkle of dots, a filled square, and noise as an array."""
     rng = np.random.default_rng(0)
     cases = {name: _white() for name in ("dot", "two", "pair", "square")}
