@@ -24,7 +24,9 @@ from ..data import (
 )
 from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
+from ..predictions import prediction as _prediction
 from .console import emit_json, log_stream, resolve
+from .serve import cmd_serve
 from .train import cmd_train
 
 # --------------------------------------------------------------------------
@@ -104,23 +106,6 @@ def _images_from(path: Path) -> np.ndarray:
 
         return load_digit_image(path)[None]
     return load_array_file(path)
-
-
-#: What ``predict`` says of an image with no digit in it (blank: no contrast).
-NO_DIGIT = "no digit found (the image is blank)"
-
-
-def _prediction(label: str, probs: np.ndarray | None) -> dict:
-    """One ``predict`` result; ``probs`` is None for a blank image (no guess)."""
-    if probs is None:
-        return {"input": label, "digit": None, "probability": None, "top3": [], "note": NO_DIGIT}
-    top = np.argsort(-probs, kind="stable")[:3]
-    return {
-        "input": label,
-        "digit": int(top[0]),
-        "probability": float(probs[top[0]]),
-        "top3": [{"digit": int(k), "probability": float(probs[k])} for k in top],
-    }
 
 
 def cmd_predict(args) -> int:
@@ -388,4 +373,5 @@ COMMANDS = {
     "download": cmd_download,
     "bench": cmd_bench,
     "export": cmd_export,
+    "serve": cmd_serve,
 }

@@ -30,12 +30,17 @@ def _pil():
     return Image, ImageOps
 
 
-def load_digit_image(path) -> np.ndarray:
-    """Read an image file of one digit as a (28, 28) uint8 array in MNIST's convention."""
+def load_digit_image(path, name: str | None = None) -> np.ndarray:
+    """Read an image file of one digit as a (28, 28) uint8 array in MNIST's convention.
+
+    ``path`` may also be a binary file object (an upload held in memory, named ``name``
+    in messages): the same decoding, limits and conversion as for a file.
+    """
     Image, ImageOps = _pil()
-    path = Path(path)
+    source = path if hasattr(path, "read") else Path(path)
+    path = (name or "image") if hasattr(path, "read") else source  # what messages call it
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 rgba = img.convert("RGBA")
