@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import sys
-import threading
 
 from ..errors import ConfigError
 
@@ -35,34 +35,40 @@ def address(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def _server(config):
-    """A Uvicorn server that stops on Ctrl-C or SIGTERM (finishing the requests in flight;
-    a second Ctrl-C stops at once) and then returns, where Uvicorn's own would raise the
-    signal again after its shutdown and so end the process without our last line."""
-    import signal
+class _Stop:
+    """Ctrl-C and SIGTERM stop the server (it finishes the requests in flight; a second
+    Ctrl-C stops at once) and let :func:`serve` return. Installed before the address is
+    printed, so a signal sent as soon as it appears is not missed; Uvicorn's own handling
+    would raise the signal again after its shutdown, ending the process without our last
+    line and with a signal's exit status."""
 
+    def __init__(self, server):
+        self.server = server
+        self.by: str | None = None
+
+    def __call__(self, sig, frame) -> None:
+        self.by = signal.Signals(sig).name
+        self.server.force_exit = self.server.should_exit and sig == signal.SIGINT
+        self.server.should_exit = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        before = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+
+def _server(config):
+    """A Uvicorn server that leaves the signals to :class:`_Stop`."""
     import uvicorn
 
     class Server(uvicorn.Server):
-        stopped_by: str | None = None
-
         @contextlib.contextmanager
         def capture_signals(self):
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-
-            def stop(sig, frame):
-                self.stopped_by = signal.Signals(sig).name
-                self.force_exit = self.should_exit and sig == signal.SIGINT
-                self.should_exit = True
-
-            before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in before.items():
-                    signal.signal(sig, handler)
+            yield
 
     return Server(config)
 
@@ -79,15 +85,16 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, device=None, lo
     summary = app.state.recogniser.summary
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     server = _server(config)
-    print(
-        f"serving {summary['file']} ({summary['network']}, {summary['backend']} "
-        f"{summary['device']}) on {address(sock)}  (Ctrl-C to stop)",
-        file=log or sys.stdout,
-        flush=True,
-    )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-    print(f"stopped ({server.stopped_by or 'shut down'})", file=log or sys.stdout, flush=True)
+    with _Stop(server).installed() as stop:
+        print(
+            f"serving {summary['file']} ({summary['network']}, {summary['backend']} "
+            f"{summary['device']}) on {address(sock)}  (Ctrl-C to stop)",
+            file=log or sys.stdout,
+            flush=True,
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+    print(f"stopped ({stop.by or 'shut down'})", file=log or sys.stdout, flush=True)
     return 0
