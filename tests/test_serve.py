@@ -468,3 +468,16 @@ def test_a_port_in_use_is_one_line_and_exit_2(model_path):
         proc.communicate(timeout=30)
     assert again.returncode == 2
     assert "cannot listen on" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_the_load_script_sends_its_mix_and_counts_no_error(model_path, capsys):
+    from .helpers import load_module
+
+    script = load_module(ROOT / "scripts" / "load_serve.py")
+    result = script.main([str(model_path), "--requests", "60", "--concurrency", "8",
+                          "--hostile", "0.5"])  # fmt: skip
+    assert result["errors"] == 0 and result["server_exit"] == 0
+    assert sum(k["count"] for k in result["kinds"].values()) == 60
+    assert {"json 28x28", "png drawing", "image bomb"} <= set(result["kinds"])
+    assert result["p50_ms"] <= result["p99_ms"] and result["mean_batch"] >= 1
+    assert "60 requests at 8 concurrent, 50% hostile: 0 errors" in capsys.readouterr().out

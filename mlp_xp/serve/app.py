@@ -151,7 +151,7 @@ def create_app(
     max_batch: int = 256,
     window: float = 0.002,
     max_queue: int = 1024,
-) -> Starlette:
+) -> BodyLimit:
     """The application serving the model file at ``model_path`` on ``device``.
 
     The model is read once, here (:func:`mlp_xp.load_model`: the safe reader); requests'
