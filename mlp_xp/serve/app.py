@@ -17,6 +17,7 @@ from importlib import resources
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,9 +58,7 @@ async def _predict(request: Request) -> Response:
         labels = ["pixels"] if len(images) == 1 else [f"pixels[{i}]" for i in range(len(images))]
     elif kind.startswith("image/") or kind in ("multipart/form-data", "application/octet-stream"):
         data, name = await _upload(request, kind)
-        async with request.app.state.decoding:  # decodes one at a time: memory stays bounded
-            from starlette.concurrency import run_in_threadpool
-
+        async with request.app.state.decoding:  # two decodes at most: memory stays bounded
             preview = await run_in_threadpool(decode_upload, data, name)
         if preview is None:  # blank: predict's answer, and no forward pass
             return JSONResponse([{**prediction(name, None), "image": _BLANK}])
