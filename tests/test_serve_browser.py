@@ -53,17 +53,23 @@ def server(trained_run):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
     executable = _chromium()
     with sync_playwright() as p:
         args = ["--no-sandbox"] if os.geteuid() == 0 else []  # root cannot use the sandbox
         browser = p.chromium.launch(executable_path=executable, headless=True, args=args)
-        page = browser.new_page(viewport={"width": 900, "height": 620})
-        page.goto(server)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.goto(server)
+    yield page
+    page.close()
 
 
 def _draw(page, points) -> None:
@@ -137,3 +143,32 @@ def test_an_uploaded_photo_is_answered(page, tmp_path):
     page.click("#clear")
     page.set_input_files("#upload", str(tmp_path / "seven.png"))
     assert _answer(page)["digit"] == "7"
+
+
+def test_a_one_drawn_with_a_finger_is_a_one(browser, server):
+    """Touch: Chromium's own touch events (through the DevTools protocol, on a page with a
+    touch screen), which the page receives as pointer events of type ``touch``."""
+    context = browser.new_context(has_touch=True, viewport={"width": 900, "height": 620})
+    page = context.new_page()
+    page.goto(server)
+    page.evaluate(
+        "window.kinds = []; document.getElementById('pad')"
+        ".addEventListener('pointerdown', (e) => window.kinds.push(e.pointerType))"
+    )
+    box = page.locator("#pad").bounding_box()
+    touches = [(box["x"] + x, box["y"] + y) for x, y in ONE]
+    path = [touches[0]] + [
+        (a[0] + (b[0] - a[0]) * t / 8, a[1] + (b[1] - a[1]) * t / 8)
+        for a, b in zip(touches, touches[1:])  # noqa: B905 -- consecutive pairs
+        for t in range(1, 9)
+    ]
+    cdp = context.new_cdp_session(page)
+    kinds = ["touchStart"] + ["touchMove"] * (len(path) - 1)
+    for kind, (x, y) in zip(kinds, path, strict=True):
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    shown = _answer(page)
+    kinds_seen = page.evaluate("window.kinds")
+    context.close()
+    assert kinds_seen == ["touch"]  # one stroke, from a finger
+    assert shown["digit"] == "1" and shown["seen"].max() == 255
