@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 import socket
 import sys
@@ -85,6 +86,12 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, device=None, lo
     summary = app.state.recogniser.summary
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     server = _server(config)
+    if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+        print(
+            f"mlp-xp serve: warning: listening beyond this machine ({host}); the server has "
+            "no authentication, so anyone who can reach the port can use it",
+            file=sys.stderr,
+        )
     with _Stop(server).installed() as stop:
         print(
             f"serving {summary['file']} ({summary['network']}, {summary['backend']} "
