@@ -89,6 +89,8 @@ def read_file(path: str | os.PathLike) -> tuple[dict, dict]:
     arrays must match the stored one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     with NpzReader(path) as npz:

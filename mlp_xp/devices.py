@@ -1,7 +1,9 @@
 """Device names, the GPU probe and what a CUDA failure means (CuPy is passed in, never imported).
 
 ``--device`` (and ``get_backend``, ``MLP_XP_DEVICE``, ``model.to``) accepts ``auto``,
-``cpu``, ``gpu`` (the first GPU, ``gpu:0``), ``gpu:N`` or ``cuda:N`` for GPU N, and
+``cpu``, ``gpu`` (the first GPU, ``gpu:0``), ``gpu:N`` or ``cuda:N`` for GPU N through CuPy,
+the PyTorch devices ``torch`` (PyTorch's best device), ``torch:cpu``, ``torch:cuda:N`` (NVIDIA,
+and AMD on ROCm builds), ``mps`` (Apple GPU) and ``xpu:N`` (Intel GPU), and
 ``array-api-strict`` (optionally ``array-api-strict:device1``, one of the reference
 namespace's simulated devices, which the tests use to prove the math names its device).
 
@@ -35,25 +37,29 @@ __all__ = [
 _CPU = {"cpu", "numpy"}
 _STRICT = {"array-api-strict", "array_api_strict", "strict"}
 _GPU = re.compile(r"^(gpu|cuda|cupy)(?::(\d+))?$")
+# torch:cuda:N and xpu:N (torch: optional for xpu: plain cuda:N is CuPy's), mps, torch[:cpu]
+_TORCH = re.compile(r"^(?:torch:)?(cuda|xpu)(?::(\d+))?$|^(?:torch:)?(mps)$|^torch(?::(cpu))?$")
 
 #: How to get CuPy with the CUDA libraries it loads (only the NVIDIA driver is needed).
 INSTALL_FIX = (
-    "install CuPy with its CUDA libraries: pip install 'mlp-xp[gpu]' (CUDA 12 drivers) or "
-    "'mlp-xp[gpu-cuda13]' (CUDA 13 drivers)"
+    "install CuPy with its CUDA libraries: pip install '.[gpu]' (CUDA 12 drivers) or "
+    "'.[gpu-cuda13]' (CUDA 13 drivers)"
 )
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A parsed device name: ``kind`` is auto, cpu, gpu or strict."""
+    """A parsed device name: ``kind`` is auto, cpu, gpu, torch or strict."""
 
     kind: str
-    index: int = 0  # the GPU's number for kind "gpu"
-    name: str = ""  # the array-api-strict device for kind "strict" ("" = its default)
+    index: int = 0  # the GPU's number for kind "gpu" (and torch's cuda and xpu)
+    name: str = ""  # the array-api-strict device for kind "strict" ("" = its default);
+    # PyTorch's device type for kind "torch": cpu, cuda, mps, xpu ("" = its best)
 
 
 def parse_device(spec: str) -> DeviceSpec:
-    """Parse ``auto``, ``cpu``, ``gpu``, ``gpu:N``, ``cuda:N`` or ``array-api-strict[:DEVICE]``."""
+    """Parse ``auto``, ``cpu``, ``gpu``, ``gpu:N``, ``cuda:N``, ``torch``, ``torch:cpu``,
+    ``torch:cuda:N``, ``mps``, ``xpu:N`` or ``array-api-strict[:DEVICE]``."""
     key = str(spec).strip().lower()
     if key == "auto":
         return DeviceSpec("auto")
@@ -65,7 +71,14 @@ def parse_device(spec: str) -> DeviceSpec:
     match = _GPU.match(key)
     if match:
         return DeviceSpec("gpu", int(match.group(2) or 0))
-    raise ConfigError(f"unknown device {spec!r}: choose auto, cpu, gpu or gpu:N (cuda:N)")
+    match = _TORCH.match(key)
+    if match:
+        kind = match.group(1) or match.group(3) or match.group(4) or ""  # "" = PyTorch's best
+        return DeviceSpec("torch", int(match.group(2) or 0), kind)
+    raise ConfigError(
+        f"unknown device {spec!r}: choose auto, cpu, gpu or gpu:N (cuda:N), "
+        "or through PyTorch torch, torch:cpu, torch:cuda:N, mps or xpu:N"
+    )
 
 
 @dataclass(frozen=True)
@@ -190,8 +203,8 @@ def diagnose(exc: BaseException) -> tuple[str, str] | None:
         return (
             f"the NVIDIA driver is missing, or older than CuPy's CUDA runtime ({first_line(exc)})",
             "install or update the NVIDIA driver (nvidia-smi shows the CUDA version it "
-            "supports), or install the CuPy wheel for that version: pip install 'mlp-xp[gpu]' "
-            "(CUDA 12) or 'mlp-xp[gpu-cuda13]' (CUDA 13)",
+            "supports), or install the CuPy wheel for that version: pip install '.[gpu]' "
+            "(CUDA 12) or '.[gpu-cuda13]' (CUDA 13)",
         )
     loader = isinstance(exc, (ImportError, OSError)) or "pathfinder" in module
     if loader or gpu_module or "cannot open shared object" in text or "Failure finding" in text:

@@ -17,6 +17,8 @@ __all__ = [
     "DeviceError",
     "BackendMismatchError",
     "DivergenceError",
+    "MemoryBudgetError",
+    "TrainingFailedError",
 ]
 
 
@@ -49,6 +51,12 @@ class DeviceError(MlpXpError, RuntimeError):
     """The requested device cannot be used (no CuPy, no CUDA device, out of memory)."""
 
 
+class MemoryBudgetError(ConfigError, MemoryError):
+    """A network, its training or its data would need more memory than the device has
+    free: refused before anything is allocated (:mod:`mlp_xp.budget`), naming the estimate,
+    the memory available and the setting to change."""
+
+
 class BackendMismatchError(MlpXpError, TypeError):
     """Arrays from two different backends met in one computation."""
 
@@ -67,6 +75,12 @@ class DivergenceError(MlpXpError, FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
+
+
+class TrainingFailedError(MlpXpError, RuntimeError):
+    """A training run ended without learning: its held-out score is chance, or its loss
+    grew by orders of magnitude. The command saves its model beside an existing one,
+    never over it, and exits 2."""
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:

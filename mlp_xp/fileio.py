@@ -13,13 +13,26 @@ one, never a half-written file under the final name. The same on every OS:
   (and wherever else opening or syncing a folder fails);
 - a write that fails (no permission, disk full, a file where a folder should be)
   raises :class:`~mlp_xp.errors.OutputError` naming the file, and leaves no temp
-  file behind.
+  file behind;
+- the target is a new path or a regular file: a device (``/dev/full``,
+  ``/dev/null``), a pipe or a socket is refused, never replaced by a file; a symbolic
+  link is written through, to its target (the temp file beside the target, so the
+  rename stays atomic and the link stays a link);
+- a temp file carries the writer's process id (``.NAME.PID.XXXX.tmp``): one left by a
+  process that no longer runs (killed during a save) is removed by the next write of
+  the same file (POSIX; on Windows, where no process can be asked whether it lives
+  without opening it, such files are left).
+
+:func:`output_path` is what every command asks before it writes: the same checks,
+plus "not one of this command's inputs" (``mlp-xp export model.npz model.npz``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +41,16 @@ from typing import IO
 
 from .errors import OutputError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "replace", "check_writable"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "replace",
+    "check_writable",
+    "output_path",
+    "write_target",
+    "remove_stale_temps",
+]
 
 #: Seconds to wait before each new try while the OS refuses a rename (Windows).
 REPLACE_RETRIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -62,18 +84,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     OutputError
         Naming ``path`` and the reason.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    given = Path(path)
+    path = _target(given)
+    folder = path.parent
     try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory", str(path))
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise _output_error(path, exc) from None
-    return path
+        raise _output_error(given, exc) from None
+    return given
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
@@ -85,13 +106,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         The folder or the file cannot be written (the previous file, if any, is
         left as it was).
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    given = Path(path)
+    path = _target(given)  # a symbolic link: its target, written beside itself
+    folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise _output_error(path, exc) from None
+        raise _output_error(given, exc) from None
     try:
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
@@ -103,10 +126,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise _output_error(path, exc) from None
+            raise _output_error(given, exc) from None
         raise
     _fsync_dir(folder)
-    return path
+    return given
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -116,6 +139,96 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """Write ``text`` as UTF-8 (never the locale's encoding), atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def output_path(path: str | os.PathLike, inputs=()) -> Path:
+    """``path`` as a command's output, refused (:class:`OutputError`) before anything runs
+    when it is empty, a folder, a device, pipe or socket, a link that leads nowhere it can
+    write, or one of ``inputs`` (the files the same command reads)."""
+    if not str(path).strip():
+        raise OutputError("an empty output path: give a file name")
+    given = Path(path)
+    target = _target(given)
+    for source in inputs:
+        if source is not None and _same_file(target, Path(source)):
+            raise OutputError(
+                f"{given}: it is also an input of this command ({source}); writing it would "
+                "destroy what is read: give another output path"
+            )
+    return given
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they lead
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def write_target(path: str | os.PathLike) -> Path:
+    """Where writing ``path`` lands: the path, or the final target of a symbolic link;
+    refused (OutputError) when that is a folder or not a regular file."""
+    return _target(Path(path))
+
+
+def _target(path: Path) -> Path:
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if path.is_symlink() and target.is_symlink():  # realpath stops inside a loop
+        raise OutputError(f"{path}: a symbolic link that leads to itself; give a file name")
+    if not str(target.parent):
+        target = Path(".") / target
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target  # a new file
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"{path}: cannot write it (Is a directory)")
+    if not stat.S_ISREG(mode):
+        what = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise OutputError(
+            f"{path}: {what} (a file is written by creating a new one and renaming it over "
+            "the old, which would replace it); give a file name"
+        )
+    return target
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs here (POSIX). Where that cannot be asked safely
+    (Windows' ``os.kill`` terminates), every process is taken to be running."""
+    if os.name == "nt" or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive but another user's, or cannot tell
+        return False
+    return False
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temp files an earlier writer of ``path`` left when it was killed
+    (its process no longer runs); returns them. A live writer's temp file is kept."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed: list[Path] = []
+    try:
+        names = os.listdir(path.parent if str(path.parent) else ".")
+    except OSError:
+        return removed
+    for name in names:
+        match = re.fullmatch(r"(\d+)\.[^.]+\.tmp", name[len(prefix) :])
+        if name.startswith(prefix) and match and _process_gone(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
+                removed.append(path.parent / name)
+    return removed
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

@@ -104,7 +104,7 @@ class _Layer:
         return _weight_grads(self.xp, self._cached(release=True)[0], delta, out)
 
     def input_grad(self, delta):
-        return delta @ self.params["W"].T
+        return self.xp.matmul(delta, self.params["W"].T)
 
     def backward(self, dout, need_input_grad: bool = True, out=None):
         """``(weight gradients, dE/dx or None)`` from dE/d(output), in one call."""
@@ -142,7 +142,7 @@ class Dense(_Layer):
         return out
 
     def _fwd(self, x):
-        a = x @ self.params["W"]
+        a = self.xp.matmul(x, self.params["W"])  # promotes mixed dtypes as the standard does
         a += self.params["b"]
         return a, self.act.fn(self.xp, a)
 
@@ -183,7 +183,7 @@ class Maxout(_Layer):
 
     def _fwd(self, x):
         xp = self.xp
-        z = x @ self.params["W"] + self.params["b"]
+        z = xp.matmul(x, self.params["W"]) + self.params["b"]
         z = xp.reshape(z, (x.shape[0], self.n_out, self.pieces))
         winner = xp.argmax(z, axis=2)
         return xp.max(z, axis=2), winner
@@ -200,7 +200,7 @@ class Maxout(_Layer):
 def _weight_grads(xp, x, delta, out=None) -> dict:
     """``dE/dW = x^T delta`` and ``dE/db = sum_n delta``, into ``out=(dW, db)`` if given."""
     if out is None:
-        return {"W": x.T @ delta, "b": xp.sum(delta, axis=0)}
+        return {"W": xp.matmul(x.T, delta), "b": xp.sum(delta, axis=0)}
     dW, db = out
     xp.matmul(x.T, delta, out=dW)
     xp.sum(delta, axis=0, out=db)

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import budget, metrics
 from . import functional as F
-from . import metrics
 from .arrays import Array, ArrayLike, as_rows
 from .backends import Backend, get_backend
 from .backprop import LayerOps, backprop
@@ -102,6 +102,10 @@ class MLP:
         seed: int | np.random.Generator = 0,
     ):
         self._configure(n_inputs, hidden, n_outputs, activation, task, l2, backend, dtype)
+        # the size follows from the description: refused before a weight is drawn
+        budget.check(
+            budget.estimate(n_inputs, self.hidden, n_outputs, dtype=self.dtype), self.backend
+        )
         rng = (
             seed
             if isinstance(seed, np.random.Generator)

@@ -49,7 +49,7 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise ConfigError("ONNX export needs onnx: pip install 'mlp-xp[onnx]'") from None
+        raise ConfigError("ONNX export needs onnx: pip install '.[onnx]'") from None
     return onnx
 
 

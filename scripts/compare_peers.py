@@ -8,6 +8,9 @@ then ``--repeats`` epochs are timed (with a device synchronise before each
 clock read) and the median is reported, with ratios against mlp_xp.
 
 The peers are optional: each is skipped, with the reason, when not installed.
+"mlp_xp on torch" is mlp_xp's own math on PyTorch tensors (``--device torch:cpu``, and
+``torch:cuda`` where PyTorch sees a GPU) beside PyTorch's ``nn`` on the same device: the
+ratio of the two is what the abstraction costs on one library.
 "8 matmuls only" times each step's eight matrix products alone, on the same
 shapes: the floor a CPU epoch cannot go below, so mlp_xp's time over it is what
 everything else in a step costs.
@@ -27,7 +30,9 @@ import time
 import numpy as np
 
 from mlp_xp.backends import get_backend, gpu_probe
+from mlp_xp.backends.torch import torch_probe
 from mlp_xp.cli.bench import NETWORK, benchmark_trainer
+from mlp_xp.errors import DeviceError
 from mlp_xp.host import core_count
 
 
@@ -145,13 +150,14 @@ def main(argv=None) -> dict:
     def add(key, make):
         try:
             runners[key] = make()
-        except ImportError as exc:
+        except (ImportError, DeviceError) as exc:
             skipped[key] = str(exc)
 
     peers = args.peers.split(",")
     add(("mlp_xp", "cpu"), lambda: mlp_xp_epoch(X, y, args.batch_size, "cpu"))
     add(("8 matmuls only", "cpu"), lambda: matmul_floor_epoch(X, args.batch_size))
     if "torch" in peers:
+        add(("mlp_xp on torch", "cpu"), lambda: mlp_xp_epoch(X, y, args.batch_size, "torch:cpu"))
         add(("pytorch", "cpu"), lambda: torch_epoch(X, y, args.batch_size, "cpu"))
     if "sklearn" in peers:
         add(("scikit-learn", "cpu"), lambda: sklearn_epoch(X, y, args.batch_size))
@@ -159,6 +165,9 @@ def main(argv=None) -> dict:
         add(("mlp_xp", "gpu"), lambda: mlp_xp_epoch(X, y, args.batch_size, "gpu"))
         if "torch" in peers:
             add(("pytorch", "cuda"), lambda: torch_epoch(X, y, args.batch_size, "cuda"))
+    if "torch" in peers and torch_probe("cuda").ok:
+        add(("mlp_xp on torch", "cuda"), lambda: mlp_xp_epoch(X, y, args.batch_size, "torch:cuda"))
+        add(("pytorch", "cuda"), lambda: torch_epoch(X, y, args.batch_size, "cuda"))
     medians = interleaved_medians(runners, args.repeats)
     rows = [
         {"framework": fw, "device": dev, "epoch_seconds": s} for (fw, dev), s in medians.items()
@@ -173,6 +182,10 @@ def main(argv=None) -> dict:
         base = ours.get(r["device"].replace("cuda", "gpu"))
         if "epoch_seconds" in r and base:
             r["mlp_xp_time_ratio"] = base / r["epoch_seconds"]
+    nn = {r["device"]: r["epoch_seconds"] for r in rows if r["framework"] == "pytorch"}
+    for r in rows:  # what the abstraction costs: the same math on the same tensors
+        if r["framework"] == "mlp_xp on torch" and "epoch_seconds" in r and r["device"] in nn:
+            r["torch_nn_time_ratio"] = r["epoch_seconds"] / nn[r["device"]]
     result = {
         "samples": args.samples,
         "batch_size": args.batch_size,
@@ -197,6 +210,8 @@ def main(argv=None) -> dict:
         )
         if r["framework"] == "8 matmuls only":
             ratio = f"the floor: mlp_xp takes {r['mlp_xp_time_ratio']:.2f}x it"
+        if "torch_nn_time_ratio" in r:
+            ratio = f"takes {r['torch_nn_time_ratio']:.2f}x PyTorch nn's time on these tensors"
         print(f"{r['framework']:15s} {r['device']:5s} {r['epoch_seconds']:7.3f} s/epoch  {ratio}")
     return result
 

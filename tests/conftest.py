@@ -1,7 +1,8 @@
 """Shared fixtures: one test body runs on every array backend.
 
 ``backend`` (and ``xp``, its namespace) is parametrized over NumPy,
-array-api-strict, ``cupy-sim`` and CuPy. ``cupy-sim`` is the package's CuPy code path
+array-api-strict, ``cupy-sim``, ``torch-cpu`` (PyTorch tensors on its CPU, skipped where the
+torch extra is missing) and CuPy. ``cupy-sim`` is the package's CuPy code path
 on the counting CuPy double (``tests/cupy_double``, NumPy underneath, two simulated
 GPUs), so it runs everywhere. The real CuPy case carries the ``gpu`` marker and is
 skipped, with the probe's reason, where CuPy or a CUDA device is missing -- unless
@@ -23,7 +24,7 @@ import pytest
 from mlp_xp.backends import get_backend, gpu_probe
 
 REAL_GPU = pytest.param("cupy", marks=pytest.mark.gpu)
-BACKENDS = ["numpy", "array_api_strict", "cupy-sim", REAL_GPU]
+BACKENDS = ["numpy", "array_api_strict", "cupy-sim", "torch-cpu", REAL_GPU]
 
 
 def pytest_addoption(parser):
@@ -63,6 +64,13 @@ def make_backend(name: str, request):
                 pytest.fail(message + " (GPU required by --require-gpu/MLP_XP_REQUIRE_GPU)")
             pytest.skip(message)
         return get_backend("gpu")
+    if name == "torch-cpu":
+        from mlp_xp.backends.torch import torch_probe
+
+        probe = torch_probe("cpu")
+        if not probe.ok:  # .ci/run installs PyTorch: there this never skips
+            pytest.skip(f"no PyTorch: {probe.reason} ({probe.fix})")
+        return get_backend("torch:cpu")
     if name == "array_api_strict":
         return get_backend("array-api-strict")
     return get_backend("cpu")
@@ -70,7 +78,7 @@ def make_backend(name: str, request):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """A Backend for each of numpy, array_api_strict and cupy."""
+    """A Backend for each of numpy, array_api_strict, cupy-sim, torch-cpu and cupy."""
     return make_backend(request.param, request)
 
 

@@ -1,6 +1,7 @@
 """The counting CuPy double imitates the CuPy 14 behaviour the package relies on."""
 
 import contextlib
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,14 @@ from .cupy_double import counting
 @pytest.fixture
 def cp(request):
     return simulated_gpu(request)
+
+
+@pytest.fixture
+def real_cupy(request):
+    """The real CuPy module (no GPU needed), skipped where it is not installed."""
+    from .test_gpu import import_real_cupy
+
+    return import_real_cupy(request)
 
 
 @pytest.fixture
@@ -302,3 +311,238 @@ def test_real_cupy_cub_reductions_allocate_unless_switched_off_as_the_double_say
     finally:
         cupy._core.set_routine_accelerators(saved)
     assert on.n >= 1 and off.n == 0
+
+
+def test_a_graph_that_uses_a_block_the_pool_took_back_refuses_to_replay(cp):
+    """CuPy's Graph keeps no reference to the blocks allocated while it was captured
+    (cupy/cuda/graph.pyx): one that goes back to the pool is memory a replay still reads
+    and writes. The double makes that an error at the replay."""
+    from .cupy_double.cuda import GraphMemoryError
+
+    x = cp.ones((4, 8), dtype=cp.float32)
+    stream = cp.cuda.Stream(non_blocking=True)
+
+    def captured(body):
+        with stream:
+            stream.begin_capture()
+            kept = body()
+            return stream.end_capture(), kept
+
+    graph, y = captured(lambda: x * 2.0)  # a new array, kept alive: fine
+    graph.launch()
+    np.testing.assert_array_equal(y.get(), 2.0)
+    del y  # now its block is back in the pool
+    with pytest.raises(GraphMemoryError, match="1 block"):
+        graph.launch()
+    s = cp.empty((4, 1), dtype=cp.float32)
+    with counting() as c:  # CUB's result and workspace are freed inside the capture
+        graph, _ = captured(lambda: cp.sum(x, axis=1, keepdims=True, out=s))
+    assert c.counts.capture_allocations == 2
+    with pytest.raises(GraphMemoryError, match="2 block"):
+        graph.launch()
+    saved = cp._core.get_routine_accelerators()
+    cp._core.set_routine_accelerators([])  # CuPy's own reduction kernel: nothing allocated
+    try:
+        with counting() as c:
+            graph, _ = captured(lambda: cp.sum(x, axis=1, keepdims=True, out=s))
+    finally:
+        cp._core.set_routine_accelerators(saved)
+    assert c.counts.capture_allocations == 0
+    graph.launch()
+    np.testing.assert_array_equal(s.get(), 8.0)
+
+
+def test_memory_is_per_device_and_memgetinfo_reads_the_current_one(cp):
+    """cudaMemGetInfo answers for the current device (cupy_backends/cuda/api/runtime.pyx,
+    memGetInfo); Device.mem_info for its own; what CuPy's pool holds is not free."""
+    from .cupy_double import STATE
+
+    STATE.totals[1] = 1 << 30
+    assert cp.cuda.runtime.memGetInfo() == (16 << 30, 16 << 30)
+    with cp.cuda.Device(1):
+        assert cp.cuda.runtime.memGetInfo() == (1 << 30, 1 << 30)
+        block = cp.empty(1 << 20, dtype=cp.uint8)
+        assert cp.cuda.runtime.memGetInfo()[0] == (1 << 30) - (1 << 20)
+        assert cp.get_default_memory_pool().used_bytes() == 1 << 20
+        with pytest.raises(MemoryError, match="Out of memory"):
+            cp.empty(1 << 30, dtype=cp.uint8)  # fits GPU 0, not GPU 1
+        del block
+        assert cp.get_default_memory_pool().used_bytes() == 0
+        assert cp.cuda.runtime.memGetInfo()[0] == (1 << 30) - (1 << 20)  # the pool keeps it
+        cp.get_default_memory_pool().free_all_blocks()
+        assert cp.cuda.runtime.memGetInfo()[0] == 1 << 30
+    assert cp.cuda.Device(1).mem_info == (1 << 30, 1 << 30)
+    assert cp.cuda.runtime.getDeviceProperties(1)["totalGlobalMem"] == 1 << 30
+
+
+def test_fusion_types_a_python_scalar_by_its_type_as_cupy_does(cp):
+    """cupy/_core/fusion.pyx with _kernel.pyx's _guess_routine_from_in_types: inside a
+    fused kernel a Python float with no float array beside it takes the first loop that
+    holds it, float16: 0.1 arrives as 0.0999755859375. A NumPy scalar of the wanted dtype
+    keeps the operation in that dtype. The double notes every operation whose loop differs
+    from NumPy's."""
+    from .cupy_double import STATE
+
+    hit = cp.asarray(np.array([True, False]))
+    out = cp.empty(2, dtype=cp.float32)
+
+    @cp.fuse(kernel_name="bare_scalars")
+    def bare(hit, out):
+        out[...] = cp.where(hit, 0.1, 0.0)
+
+    @cp.fuse(kernel_name="typed_scalars")
+    def typed(hit, out):
+        out[...] = cp.where(hit, np.float32(0.1), np.float32(0.0))
+
+    STATE.retyped.clear()
+    bare(hit, out)
+    assert out.get().tolist() == [float(np.float16(0.1)), 0.0]
+    assert STATE.retyped == [("bare_scalars", "where", "?ee->e", "?dd->d")]
+    STATE.retyped.clear()
+    typed(hit, out)
+    assert out.get().tolist() == [float(np.float32(0.1)), 0.0] and STATE.retyped == []
+    x = cp.arange(4, dtype=cp.int8)
+    cp.fuse(lambda x, s, out: cp.multiply(x, s, out))(x, 0.3, out := cp.empty(4, cp.float16))
+    assert out.get()[1] == np.float16(0.3)  # int8 * 0.3 runs in float16 too
+    cp.fuse(lambda x, out: cp.true_divide(x, 2, out))(x, out64 := cp.empty(4, cp.float64))
+    assert out64.get().tolist() == [0.0, 0.5, 1.0, 1.5]  # integers divide in float64
+
+
+@pytest.mark.gpu
+def test_real_cupy_fusion_types_python_scalars_as_the_double_does(real_cupy):
+    """The real fusion front end (it needs CuPy, not a GPU) traces the kernels above."""
+    from .test_gpu import fused_operation, unowned
+
+    def bare(hit, out):
+        out[...] = real_cupy.where(hit, 0.1, 0.0)
+
+    def typed(hit, out):
+        out[...] = real_cupy.where(hit, np.float32(0.1), np.float32(0.0))
+
+    def scaled(x, s, out):
+        out[...] = x * s
+
+    hit, out = unowned(real_cupy, (2,), np.bool_), unowned(real_cupy, (2,), np.float32)
+    assert "cupy_where(v0_0, v0_1, v0_2, v0_3)" in fused_operation(bare, hit, out)
+    assert "float16 v0_1" in fused_operation(bare, hit, out)
+    assert "float16" not in fused_operation(typed, hit, out)
+    x = unowned(real_cupy, (4,), np.int8)
+    assert "float16 v0_0" in fused_operation(scaled, x, 0.3, out)
+
+
+@pytest.mark.gpu
+def test_real_cupy_gives_blocks_back_to_the_pool_inside_a_capture_as_the_double_says(real_gpu):
+    """The twin of the graph-memory rule: with CUB, a reduction captured into ``out``
+    takes blocks from the pool and gives them back before the capture ends
+    (``cupy.cuda.MemoryHook``), so the graph would replay on freed memory; CuPy's own
+    reduction kernel takes none, and its graph replays right."""
+    from .test_gpu import memory_log
+
+    cupy = real_gpu.cupy
+    z = cupy.ones((8, 10), dtype=cupy.float32)
+    s = cupy.empty((8, 1), dtype=cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    saved = cupy._core.get_routine_accelerators()
+
+    def capture():
+        with memory_log(cupy) as log, stream:
+            stream.begin_capture()
+            try:
+                cupy.sum(z, axis=1, keepdims=True, out=s)
+            finally:
+                graph = stream.end_capture()
+        return graph, log
+
+    try:
+        cupy._core.set_routine_accelerators(["cub"])
+        _, on = capture()
+        cupy._core.set_routine_accelerators([])
+        graph, off = capture()
+    finally:
+        cupy._core.set_routine_accelerators(saved)
+    assert set(on.mallocs) & set(on.frees)  # taken and given back while capturing
+    assert off.mallocs == []
+    with stream:  # on the capture's stream: a non-blocking one does not wait for the null one
+        s.fill(0)
+        graph.launch()
+    stream.synchronize()
+    assert cupy.asnumpy(s).ravel().tolist() == [10.0] * 8
+
+
+@pytest.mark.gpu
+def test_real_cupy_memgetinfo_answers_for_the_current_device_as_the_double_does(real_gpu):
+    """cudaMemGetInfo reads the current device; the package reads it in the scope of the
+    GPU the data goes to (``parallel.stream.available_bytes``)."""
+    from mlp_xp.backends import get_backend
+    from mlp_xp.parallel.stream import available_bytes
+
+    cupy = real_gpu.cupy
+    last = cupy.cuda.runtime.getDeviceCount() - 1
+    if last < 1:
+        pytest.skip("needs two GPUs")
+    with cupy.cuda.Device(last):
+        before = cupy.cuda.runtime.memGetInfo()[0]
+        block = cupy.empty(1 << 30, dtype=cupy.uint8)  # 1 GiB on the last GPU only
+        after = cupy.cuda.runtime.memGetInfo()[0]
+    assert before - after >= 1 << 30
+    free, what = available_bytes(get_backend(f"gpu:{last}"))
+    assert abs(free - cupy.cuda.Device(last).mem_info[0]) < 64 << 20 and f"gpu:{last}" in what
+    del block
+
+
+#: CUDA type names in CuPy's generated kernels, as NumPy type characters
+_CUDA_TYPES = {"bool": "?", "signed char": "b", "unsigned char": "B", "short": "h",
+               "unsigned short": "H", "int": "i", "unsigned int": "I", "long long": "q",
+               "unsigned long long": "Q", "float16": "e", "float": "f", "double": "d"}  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_real_cupy_fusion_picks_the_loops_the_double_picks(real_cupy):
+    """For ufuncs, arrays of every kind and Python and NumPy scalars on either side, the loop
+    CuPy's fusion front end writes into the kernel is the one the double's fusion picks
+    (``tests/cupy_double/_fusion.py``). Left out: ``subtract`` and ``power`` of two
+    booleans, whose CuPy tables start with a boolean loop NumPy's lack."""
+    from .cupy_double import _fusion
+    from .test_gpu import fused_operation, unowned
+
+    names = ["add", "subtract", "multiply", "true_divide", "maximum", "greater_equal",
+             "equal", "bitwise_and", "right_shift", "where", "power", "floor_divide"]  # fmt: skip
+    dtypes = [np.bool_, np.int8, np.uint8, np.int32, np.uint32, np.int64, np.float16,
+              np.float32, np.float64]  # fmt: skip
+    scalars = [1, -1, 300, 0.5, 1e40, True, np.float32(0.5), np.int32(3)]
+    out, hit = unowned(real_cupy, (4,), np.float64), unowned(real_cupy, (4,), np.bool_)
+    differ = []
+    for name in names:
+        for dtype in dtypes:
+            x = unowned(real_cupy, (4,), dtype)
+            for scalar in scalars:
+                for args in ((x, scalar), (scalar, x)):
+                    if name in ("subtract", "power") and dtype == np.bool_ and scalar is True:
+                        continue
+                    if name == "where":
+                        args = (hit, *args)
+
+                    def kernel(*a, _name=name):
+                        a[-1][...] = getattr(real_cupy, _name)(*a[:-1])
+
+                    try:
+                        source = fused_operation(kernel, *args, out)
+                    except TypeError:
+                        real = "refused"
+                    else:
+                        ufunc = "true_divide" if name == "true_divide" else name
+                        k = re.search(rf"cupy_{ufunc}\(v(\d+)_0", source).group(1)
+                        line = next(s for s in source.splitlines() if f" v{k}_0;" in s)
+                        chars = [_CUDA_TYPES[d.strip().rsplit(" ", 1)[0]]
+                                 for d in line.split(";") if d.strip()]  # fmt: skip
+                        real = [np.dtype(c) for c in chars]
+                    host = [a if _fusion._scalar(a) else np.zeros(4, a.dtype) for a in args]
+                    fn = np.where if name == "where" else getattr(np, name)
+                    try:
+                        loop = _fusion.choose(fn, host)
+                        mine = [np.dtype(c) for c in loop.replace("->", "")]
+                    except TypeError:
+                        mine = "refused"
+                    if mine != real:
+                        differ.append((name, np.dtype(dtype).name, repr(scalar), real, mine))
+    assert differ == []

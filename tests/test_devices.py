@@ -72,7 +72,7 @@ def test_devices_lists_every_gpu_with_name_memory_and_compute_capability(request
     simulated_gpu(request)
     assert main(["devices", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["devices"]
-    gpus = [r for r in rows if r["kind"] == "gpu"]
+    gpus = [r for r in rows if r["kind"] == "gpu" and r["backend"] == "cupy"]
     assert [g["device"] for g in gpus] == ["gpu:0", "gpu:1"]
     for g in gpus:
         assert g["available"] and g["name"].startswith("Simulated GPU")
@@ -99,7 +99,7 @@ def test_a_broken_cuda_install_is_one_line_naming_the_library_and_the_fix(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and library in err[0] and "--device cpu" in err[0]
     if fault in ("cublas", "nvrtc"):
-        assert "pip install 'mlp-xp[gpu]'" in err[0]
+        assert "pip install '.[gpu]'" in err[0]
     auto = get_backend("auto")
     assert auto.name == "numpy" and library in auto.note
     assert main("bench --devices gpu --samples 256 --batch-sizes 64 --repeats 1".split()) == 2

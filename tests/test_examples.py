@@ -77,3 +77,15 @@ def test_cli_tasks_binary_and_regress(tmp_path, capsys, task, extra, key):
         assert result[key] > 0.97  # 7 against the rest; always "no" would score 0.9
     else:
         assert result[key] < 0.5 * 8.25  # half the variance of the digit values 0-9
+
+
+def test_the_readmes_compose_by_hand_snippet_defines_what_it_uses(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```python", readme.index("The pieces compose by hand"))
+    code = readme[start + len("```python") : readme.index("```", start + 3)]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(code.replace("epochs=5", "epochs=1"), scope)  # every name it uses is defined
+    assert scope["trainer"].history.epoch == [1]

@@ -1,10 +1,12 @@
 """End to end on a GPU: on the counting CuPy double everywhere, and on a real GPU where
 there is one (``MLP_XP_REQUIRE_GPU=1`` turns that skip into a failure)."""
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -103,8 +105,7 @@ def test_the_fast_step_passes_its_check_and_trains_like_the_generic_one_on_a_rea
         assert r["losses (relative)"] < 1e-4 and r["parameters (relative)"] < 1e-3, r
 
 
-@pytest.fixture
-def real_cupy(request):
+def import_real_cupy(request):
     """The real CuPy module (a GPU is not needed), skipped where it is not installed."""
     from .conftest import require_gpu
 
@@ -117,6 +118,74 @@ def real_cupy(request):
     return cupy
 
 
+@pytest.fixture
+def real_cupy(request):
+    return import_real_cupy(request)
+
+
+_ADDRESS = [1 << 20]
+
+
+def unowned(cupy, shape, dtype):
+    """A device array over unowned memory at a made-up address: enough for CuPy's fusion
+    front end to trace a kernel, with no GPU."""
+    from cupy.cuda import memory
+
+    nbytes = max(8, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    mem = memory.UnownedMemory(_ADDRESS[0], nbytes, None, 0)
+    _ADDRESS[0] += nbytes + 256
+    return cupy.ndarray(shape, dtype=dtype, memptr=memory.MemoryPointer(mem, 0))
+
+
+def _traced(func, name, args):
+    """The elementwise kernel CuPy's fusion makes of ``func(*args)`` (traced, not run)."""
+    from cupy._core import fusion
+
+    history = fusion._FusionHistory()
+    fusion._thread_local.history, fusion._thread_local.is_old_fusing = history, True
+    try:
+        return history.get_fusion(func, args, name)[0]
+    finally:
+        fusion._thread_local.history, fusion._thread_local.is_old_fusing = None, False
+
+
+def memory_log(cupy):
+    """A ``cupy.cuda.MemoryHook`` noting each block taken from CuPy's pool (``mallocs``) and
+    each given back (``frees``), by address; ``with memory_log(cupy) as log:``."""
+
+    class Log(cupy.cuda.MemoryHook):
+        name = "mlp_xp_memory_log"
+
+        def __init__(self):
+            self.mallocs, self.frees = [], []
+
+        def malloc_postprocess(self, **kwargs):
+            self.mallocs.append(kwargs["mem_ptr"])
+
+        def free_preprocess(self, **kwargs):
+            self.frees.append(kwargs["mem_ptr"])
+
+    return Log()
+
+
+@contextlib.contextmanager
+def no_sync(cupy):
+    """Inside, CuPy raises ``cupyx.DeviceSynchronized`` where it would wait for the device
+    (``ndarray.get`` -- so ``float()``, boolean masks, ``asnumpy`` -- and
+    ``Device.synchronize``: cupy/_core/syncdetect.py, the syncs the double counts)."""
+    import cupyx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # allow_synchronize is deprecated, not removed
+        with cupyx.allow_synchronize(False):
+            yield
+
+
+def fused_operation(func, *args) -> str:
+    """The CUDA source of the body CuPy's fusion makes of ``func(*args)``."""
+    return _traced(func, func.__name__, args).operation
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
@@ -125,27 +194,17 @@ def test_real_cupy_fusion_compiles_every_fast_kernel_to_the_expected_types(
 ):
     """CuPy's fusion front end traces each fused kernel into CUDA source; it needs no GPU,
     only device arrays, which unowned memory at a made-up address provides."""
-    from cupy._core import fusion
-    from cupy.cuda import memory
-
     from mlp_xp.gpu.kernels import Kernels
     from mlp_xp.optim import make_optimizer
 
-    address = [1 << 20]
-
     def fake(shape, dtype):
-        nbytes = max(8, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        mem = memory.UnownedMemory(address[0], nbytes, None, 0)
-        address[0] += nbytes + 256
-        return real_cupy.ndarray(shape, dtype=dtype, memptr=memory.MemoryPointer(mem, 0))
+        return unowned(real_cupy, shape, dtype)
+
+    traced = []
 
     def trace(kernel, *args):
-        history = fusion._FusionHistory()
-        fusion._thread_local.history, fusion._thread_local.is_old_fusing = history, True
-        try:
-            return history.get_fusion(kernel.func, args, kernel.name)[0]
-        finally:
-            fusion._thread_local.history, fusion._thread_local.is_old_fusing = None, False
+        traced.append(_traced(kernel.func, kernel.name, args))
+        return traced[-1]
 
     model = MLP(784, (300, 100), 10, backend="cpu")
     opt = make_optimizer(optimizer, model.params, model.backend, 0.05)
@@ -168,5 +227,26 @@ def test_real_cupy_fusion_compiles_every_fast_kernel_to_the_expected_types(
           fake((1, 4, 1), np.int32), fake((B, 4, 784), np.int32))  # fmt: skip
     trace(k.warp_blend, *[fake((B, 784), f32) for _ in range(7)])
     assert not re.search(r"^double ", update.operation, re.M)  # the update stays in float32
+    # no Python scalar made an operation float16 (the double's fusion notes the same)
+    assert not [t.name for t in traced if "float16" in t.operation]
     if dropout:  # the hash runs in 32-bit unsigned arithmetic, as on NumPy
         assert "cupy_multiply" in forward.operation and "unsigned int" in forward.operation
+
+
+def test_the_data_is_checked_against_the_free_memory_of_the_gpu_it_goes_to(
+    request, tmp_path, capsys
+):
+    """gpu:1 with 2 MB while gpu:0 has 16 GiB: the checks read cudaMemGetInfo with gpu:1
+    current (the double's memory is per device, as a GPU's), so gpu:1 refuses the run (the
+    budget of network, batch and data comes first); read with gpu:0 current, they would
+    have let it through."""
+    from .conftest import simulated_gpu
+    from .cupy_double import STATE
+
+    simulated_gpu(request)
+    STATE.totals[1] = 2 << 20
+    argv = f"train --hidden 16 --epochs 1 --quiet --out {tmp_path / 'm.npz'} --device"
+    assert main([*argv.split(), "gpu:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "but 2.1 MB is free on gpu:1" in err[0]  # 2 MiB, not 16 GiB
+    assert not (tmp_path / "m.npz").exists()

@@ -103,8 +103,87 @@ def test_the_fast_step_kernel_by_kernel_is_at_most_30_launches_and_allocates_not
         fast.body()
     assert step.counts.launches <= 30 and step.counts.syncs == 0 and step.counts.h2d == 0
     assert sum(step.counts.allocations.values()) == 0  # every buffer was made in advance
-    with pytest.raises(NotImplementedError, match="cuBLAS API during stream capture"):
+    refused = pytest.raises(NotImplementedError, match="cuBLAS API during stream capture")
+    with counting() as captured, refused:
         fast.capture()  # as CuPy 14 on CUDA: the step stays kernel by kernel
+    assert sum(captured.counts.allocations.values()) == 0
+    assert captured.counts.capture_allocations == 0
+
+
+def _fast_step(backend, data, recipe):
+    X, y = (a[:896] for a in data)  # 7 full batches
+    model = MLP(backend=backend, l2=1e-4, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=128, **RECIPES.get(recipe, {"augment": "none"}))
+    trainer = Trainer(model, X, y, config=cfg)
+    generic = GenericStep(model, trainer.optimizer, trainer.X, trainer.T, trainer.augmenter)
+    fast = FastStep(trainer, generic)
+    fast.begin_epoch(trainer.plan(0), 0)
+    return fast
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe", [*RECIPES, "none"])
+def test_real_cupy_fast_step_allocates_nothing_never_syncs_and_cannot_be_captured(
+    real_gpu, data, recipe
+):
+    """The twin of the test above on real CuPy: no block taken from the pool in a step or
+    in the attempted capture (``cupy.cuda.MemoryHook``), no wait for the device
+    (``cupyx.allow_synchronize``), cuBLAS refusing the capture with the double's text,
+    and no stream left capturing (``Stream.is_capturing``)."""
+    from .test_gpu import memory_log, no_sync
+
+    cupy = real_gpu.cupy
+    fast = _fast_step(real_gpu, data, recipe)
+    with real_gpu.scope():
+        fast.body()  # the first step compiles the kernels and makes cuBLAS's handle
+        with memory_log(cupy) as log, no_sync(cupy):
+            fast.body()
+            fast.body()
+        assert log.mallocs == []
+        refused = pytest.raises(NotImplementedError, match="cuBLAS API during stream capture")
+        with memory_log(cupy) as log, refused:
+            fast.capture()
+        assert log.mallocs == [] and fast.graph is None
+        assert not cupy.cuda.get_current_stream().is_capturing()
+        fast.body()  # the failed capture left the device usable
+        cupy.cuda.Device().synchronize()
+
+
+class NoSyncInSteps(Callback):
+    """On real CuPy: no wait for the device between the first and the seventh step's end
+    (the double's ``rows[1:7]``); a wait raises ``cupyx.DeviceSynchronized`` in the run."""
+
+    def __init__(self, cupy):
+        from .test_gpu import no_sync
+
+        self.block, self.cupy, self.no_sync = None, cupy, no_sync
+
+    def on_step(self, trainer, step):
+        if trainer.epoch == 1 and step == 0:
+            self.block = self.no_sync(self.cupy)
+            self.block.__enter__()
+        elif self.block is not None and step == 6:
+            self.block.__exit__(None, None, None)
+            self.block = None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpu_step", ["generic", "fast"])
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_real_cupy_steps_never_wait_for_the_device_as_the_double_counts(
+    real_gpu, data, recipe, gpu_step
+):
+    X, y = data
+    model = MLP(backend=real_gpu, l2=1e-4, seed=0)
+    watch = NoSyncInSteps(real_gpu.cupy)
+    cfg = TrainConfig(epochs=2, batch_size=128, gpu_step=gpu_step, **RECIPES[recipe])
+    trainer = Trainer(model, X, y, config=cfg, callbacks=[watch])
+    try:
+        trainer.run()
+    finally:
+        if watch.block is not None:  # a failed run: let this thread synchronize again
+            watch.block.__exit__(None, None, None)
+    assert trainer.runner.name == gpu_step and watch.block is None
 
 
 def test_bench_json_reports_the_counted_figures(request, capsys):

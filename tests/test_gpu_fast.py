@@ -244,3 +244,41 @@ def test_asked_for_a_graph_cuda_refuses_it_and_the_fused_kernels_stay(gpu, data)
     np.testing.assert_allclose(history.train_loss, h_gen.train_loss, rtol=1e-5)
     for k, v in p_gen.items():
         np.testing.assert_allclose(params[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_fused_kernel_depends_on_how_python_scalars_are_typed(gpu, data, dtype):
+    """CuPy's fusion types a Python scalar by its own type and takes the first loop that
+    holds it (``where(hit, 1.0, 0.0)`` runs in float16; NumPy runs it in float64). The
+    double runs every fused kernel CuPy's way and notes each operation whose loop differs
+    from NumPy's: for every activation, optimizer, dropout and augmentation, none."""
+    from .cupy_double import STATE
+
+    X, y = data
+    recipes = [
+        ("relu", {}),
+        *[(act, {"augment": "elastic", "dropout": 0.3, "optimizer": "adam", "lr": 1e-3})
+          for act in ("sigmoid", "tanh", "softplus", "linear")],
+        ("relu", {"augment": "shift", "optimizer": "sgd", "dropout": 0.2}),
+    ]  # fmt: skip
+    for activation, recipe in recipes:
+        STATE.retyped.clear()
+        model = MLP(784, (32,), 10, backend=gpu, activation=activation, dtype=dtype, seed=0)
+        cfg = TrainConfig(epochs=1, batch_size=128, gpu_step="fast", **recipe)
+        trainer = Trainer(model, X.astype(dtype), y, config=cfg)
+        trainer.run()
+        assert trainer.runner.name == "fast"
+        assert STATE.retyped == [], (activation, recipe)
+
+
+@pytest.mark.gpu
+def test_real_cupy_loses_the_graph_to_cublas_and_keeps_the_fused_kernels_as_the_double_does(
+    real_gpu, data
+):
+    """The twin of the test above: on CUDA, CuPy 14 refuses cuBLAS while a stream
+    captures, so ``--gpu-step graph`` warns once, naming it, and trains kernel by kernel."""
+    VERDICTS.clear()
+    trainers: list = []
+    with pytest.warns(UserWarning, match="runs kernel by kernel .* cuBLAS API during stream"):
+        _, _, kind = train(real_gpu, data, "graph", epochs=1, trainer_out=trainers)
+    assert kind == "fast" and trainers[0].runner.graph is None

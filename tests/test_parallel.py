@@ -14,8 +14,10 @@ import sys
 import numpy as np
 import pytest
 
+from mlp_xp import load_model
 from mlp_xp.cli import main
 from mlp_xp.parallel import ShardPlan, share
+from mlp_xp.train import load_checkpoint
 from mlp_xp.train.plan import make_plan
 
 from . import mpi_helpers as mpi
@@ -84,6 +86,11 @@ def test_only_rank_0_speaks_and_writes(tmp_path):
         "model.npz",
         "reliability.json",
     ]
+    # the ranks are recorded: in the log, the model file and the run folder's history
+    assert "2 ranks (rank 0: cpu, rank 1: cpu); gradients summed with MPI" in job.stdout
+    ranks = {"ranks": 2, "devices": ["cpu", "cpu"], "gradients summed with": "MPI"}
+    assert load_model(tmp_path / "model.npz").meta["training"]["distributed"] == ranks
+    assert json.loads((tmp_path / "history.json").read_text())["distributed"] == ranks
 
 
 def _interrupted(job, run_dir):
@@ -124,17 +131,25 @@ def test_a_checkpoint_of_1_process_resumes_on_2_ranks_and_ends_like_an_uninterru
     mpi.assert_same_model(run_dir / "model.npz", _single(tmp_path, RESUMABLE))
 
 
-def test_a_killed_rank_ends_the_job_within_a_minute(tmp_path):
+def test_a_killed_rank_ends_the_job_within_a_minute_leaving_rank_0s_last_epoch(tmp_path):
+    """The launcher ends every rank at once when one is killed: rank 0 checkpoints each
+    epoch's start, so a run that had finished epochs keeps them (it kept nothing)."""
     kill_rank_1 = (
-        "from mpi4py import MPI; import os, threading, signal\n"
-        "if MPI.COMM_WORLD.rank == 1: threading.Timer(3, os.kill, "
-        "(os.getpid(), signal.SIGKILL)).start()"
+        "from mpi4py import MPI; import os, signal\n"
+        "from mlp_xp.train.loop import Trainer\n"
+        "def run_epoch(self, original=Trainer.run_epoch):\n"
+        "    if self.epoch == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return original(self)\n"
+        "if MPI.COMM_WORLD.rank == 1: Trainer.run_epoch = run_epoch"
     )
     args = ["train", "--distributed", "--epochs", "50", "--quiet", "--out", str(tmp_path / "m.npz")]
     job = mpi.start(2, args, kill_rank_1)
     rc, _, _, seconds = mpi.finish(job, limit=60)
     assert rc != 0
     assert seconds < 60
+    ckpt = load_checkpoint(tmp_path / "m.ckpt.npz")
+    assert ckpt.state["epoch"] in (1, 2) and ckpt.state["step"] == 0
+    assert ckpt.model.meta["training"]["distributed"]["ranks"] == 2
 
 
 def test_a_rank_that_hangs_is_ended_by_the_watchdog(tmp_path):
@@ -153,6 +168,10 @@ def test_a_rank_that_hangs_is_ended_by_the_watchdog(tmp_path):
     rc, _, err, seconds = mpi.finish(job, limit=60)
     assert rc != 0 and seconds < 60
     assert "saw no progress for" in err and "a rank died or hangs" in err
+    # rank 0 waits in a collective of epoch 2's first step: its last finished step is kept
+    assert f"the last finished step (epoch 2, step 0) is in {tmp_path / 'm.ckpt.npz'}" in err
+    ckpt = load_checkpoint(tmp_path / "m.ckpt.npz")
+    assert (ckpt.state["epoch"], ckpt.state["step"]) == (1, 0)
 
 
 def test_a_rank_that_fails_ends_every_rank_with_its_one_line(tmp_path):
@@ -203,7 +222,7 @@ def test_distributed_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert main(["train", "--distributed", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+    assert len(err) == 1 and 'pip install ".[mpi]"' in err[0]
 
 
 def test_bench_ranks_times_each_number_of_ranks_side_by_side(capsys):
@@ -225,7 +244,7 @@ def test_bench_ranks_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert main(["bench", "--ranks", "1,2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install "mlp-xp[mpi]"' in err[0]
+    assert len(err) == 1 and 'pip install ".[mpi]"' in err[0]
 
 
 @pytest.mark.parametrize("ranks", ["0", "1,x", ","])

@@ -151,7 +151,7 @@ def test_gpu_ranks_without_the_nccl_library_are_one_line_naming_the_extra(tmp_pa
     job = mpi.run(2, args, prelude=gpu_rank.prelude(tmp_path, ("nccl",)))
     assert job.returncode == 2
     line = _one_error_line(job)
-    assert "which CuPy cannot load on rank 0" in line and 'pip install "mlp-xp[nccl]"' in line
+    assert "which CuPy cannot load on rank 0" in line and 'pip install ".[nccl]"' in line
     assert not (tmp_path / "n").exists()
 
 
@@ -174,9 +174,37 @@ def test_real_gpu_ranks_with_nccl_match_one_process(tmp_path, request):
         pytest.skip(message)
     ranks = min(cupy.cuda.runtime.getDeviceCount(), 4)
     out, one = tmp_path / "n.npz", tmp_path / "one.npz"
-    job = mpi.run(ranks, ["train", "--distributed", "--device", "gpu", *ARGS, "--out", str(out)])
+    args = ["train", "--distributed", "--device", "gpu", *ARGS, "--out", str(out)]
+    job = mpi.run(ranks, args, prelude=_contexts_prelude(tmp_path))
     assert job.returncode == 0, job.stderr
     assert main(["train", "--device", "gpu", *ARGS, "--out", str(one)]) == 0
     mpi.assert_same_model(out, one)
     with np.load(out) as z:
         assert z["param/0/W"].dtype == np.float32
+    for r in range(ranks):  # the twin of the double's contexts: rank r on gpu:r only
+        assert json.loads((tmp_path / f"contexts{r}.json").read_text()) == [r]
+
+
+def _contexts_prelude(out) -> str:
+    """Lines that make a real GPU rank write, at exit, the devices on which it has an
+    active primary context (the CUDA driver's ``cuDevicePrimaryCtxGetState``)."""
+    return f"""
+import atexit, ctypes, json
+from mpi4py import MPI
+_rank = MPI.COMM_WORLD.Get_rank()
+def _contexts():
+    cuda = ctypes.CDLL("libcuda.so.1")
+    cuda.cuInit(0)
+    n = ctypes.c_int()
+    cuda.cuDeviceGetCount(ctypes.byref(n))
+    active = []
+    for d in range(n.value):
+        dev, flags, on = ctypes.c_int(), ctypes.c_uint(), ctypes.c_int()
+        cuda.cuDeviceGet(ctypes.byref(dev), d)
+        cuda.cuDevicePrimaryCtxGetState(dev, ctypes.byref(flags), ctypes.byref(on))
+        if on.value:
+            active.append(d)
+    with open({str(out)!r} + f"/contexts{{_rank}}.json", "w") as fh:
+        json.dump(active, fh)
+atexit.register(_contexts)
+"""

@@ -391,7 +391,7 @@ def test_train_interrupt_resume_evaluate_predict_where_unix_modules_and_proc_are
     assert json.loads(_run(env, "-m", "mlp_xp", "devices", "--json").stdout)["auto"] == "numpy"
 
     run = root / "run ü"
-    common = "--epochs 3 --batch-size 1 --hidden 16 --device cpu --augment none --seed 5"
+    common = "--epochs 3 --batch-size 1 --lr 0.002 --hidden 16 --device cpu --augment none --seed 5"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlp_xp", "train", *common.split(), "--run-dir", str(run)],
         env=env,

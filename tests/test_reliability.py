@@ -282,7 +282,8 @@ def test_a_resumed_run_with_early_stopping_keeps_the_best_epoch_seen_before_the_
 @POSIX_SIGNALS
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes(tmp_path, sig):
-    common = "--epochs 2 --batch-size 1 --hidden 16 --device cpu --augment none --seed 5".split()
+    common = "--epochs 2 --batch-size 1 --lr 0.002 --hidden 16 --device cpu --augment none"
+    common = [*common.split(), "--seed", "5"]
     out = tmp_path / "m.npz"
     proc = subprocess.Popen(
         [

@@ -128,6 +128,17 @@ def test_a_blank_drawing_gets_predicts_no_digit_answer(client):
     assert dark["digit"] is None and "no digit" in dark["note"]
 
 
+def test_what_predict_calls_not_a_digit_the_api_does_too(client, model_path, tmp_path, capsys):
+    dot = np.zeros((28, 28), np.uint8)
+    dot[13:15, 13:15] = 255  # a dot: the network alone would name a digit for it
+    np.save(tmp_path / "dot.npy", dot[None])
+    (expected,) = _predict_cli(model_path, [tmp_path / "dot.npy"], capsys)
+    (answer,) = client.post("/predict", json={"pixels": dot.tolist()}).json()
+    assert expected["digit"] is None and expected["note"].startswith("not a digit")
+    assert answer["digit"] is None and answer["note"] == expected["note"]
+    assert answer["evidence"] == expected["evidence"]
+
+
 def test_model_health_openapi_and_the_page(client, model_path):
     model = client.get("/model").json()
     assert model["network"] == "784-300-100-10" and model["file"] == "model.npz"
@@ -242,14 +253,14 @@ HOSTILE = [
 
 @pytest.mark.parametrize("what,body,kind,status,says", HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_a_hostile_request_gets_one_clear_line_and_the_server_goes_on(
-    client, what, body, kind, status, says
+    client, digits, what, body, kind, status, says
 ):
     response = client.post("/predict", content=body, headers={"content-type": kind})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert says in error and "\n" not in error and "Traceback" not in error
     assert "BytesIO" not in error  # the upload is named, not Python's object
-    ok = client.post("/predict", json={"pixels": np.eye(28).tolist()})
+    ok = client.post("/predict", json={"pixels": digits.images[3].tolist()})
     assert ok.status_code == 200 and ok.json()[0]["digit"] is not None
 
 

@@ -3,15 +3,19 @@
 The front door (Chainer's shape): :func:`get_backend` chooses, :func:`device` makes a
 device the default inside a block, :func:`available_backends` lists what this process
 finds. The base class is in ``_base``; one module per library (``numpy``, ``cupy``,
-``strict``); only ``cupy`` imports CuPy, lazily: ``import mlp_xp`` never loads it.
+``strict``, ``torch``); only ``cupy`` imports CuPy and only ``torch`` PyTorch, lazily:
+``import mlp_xp`` loads neither.
 
 A :class:`Backend` owns the array module ``xp``, the host->device and
 device->host transfers, ``synchronize()`` for honest timing, and a memory
-reading. Three exist:
+reading. Four exist:
 
 ``numpy``            the CPU (always available)
-``cupy``             one CUDA GPU through CuPy (``pip install mlp-xp[gpu]``): ``gpu`` is
+``cupy``             one CUDA GPU through CuPy (``pip install .[gpu]``): ``gpu`` is
                      GPU 0, ``gpu:N`` (or ``cuda:N``) GPU N
+``torch``            one PyTorch device (``pip install mlp-xp[torch]``): ``torch`` is its
+                     best, ``torch:cpu``, ``torch:cuda:N`` (NVIDIA, or AMD on ROCm builds),
+                     ``mps`` (Apple GPU), ``xpu:N`` (Intel GPU)
 ``array_api_strict`` the Array API reference namespace, on the CPU; used by the
                      tests to prove the math touches nothing NumPy-only (and, on its
                      simulated devices, that it creates every array on its device)
@@ -33,11 +37,21 @@ from ..scope import scoped_device, scoped_to
 from ._base import Backend, array_kind
 from .cupy import CupyBackend, device_error_for, gpu_count, gpu_probe, make_current
 from .numpy import NumpyBackend
+from .torch import (
+    LABELS,
+    TorchBackend,
+    not_built_for,
+    torch_backend,
+    torch_build,
+    torch_devices,
+    torch_probe,
+)
 
 __all__ = [
     "Backend",
     "NumpyBackend",
     "CupyBackend",
+    "TorchBackend",
     "GpuProbe",
     "get_backend",
     "gpu_probe",
@@ -58,13 +72,16 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
 
     Parameters
     ----------
-    spec : {"auto", "cpu", "gpu", "gpu:N", "cuda:N", "array-api-strict"} or Backend, optional
-        ``None`` and ``auto`` are the device of the innermost ``with mlp_xp.device(...)``
-        block (:func:`mlp_xp.device`) where there is one. Otherwise ``None`` is the
-        ``MLP_XP_DEVICE`` environment variable, else ``auto``, which picks CuPy on GPU 0
-        when it passes the probe, else NumPy, and records why in ``backend.note``.
-        ``gpu`` is ``gpu:0``; ``gpu:N`` without a usable GPU N raises
-        :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
+    spec : str or Backend, optional
+        ``"auto"``, ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda:N"`` (CuPy), ``"torch"``,
+        ``"torch:cpu"``, ``"torch:cuda:N"``, ``"mps"``, ``"xpu:N"`` (PyTorch) or
+        ``"array-api-strict"``. ``None`` and ``auto`` are the device of the innermost
+        ``with mlp_xp.device(...)`` block (:func:`mlp_xp.device`) where there is one.
+        Otherwise ``None`` is the ``MLP_XP_DEVICE`` environment variable, else ``auto``,
+        which picks the first that passes its probe of: CuPy on GPU 0, a PyTorch CUDA/ROCm
+        GPU, MPS, XPU, else NumPy on the CPU, and says in ``backend.note`` why the ones
+        before it were passed over. ``gpu`` is ``gpu:0``; a named device that is not usable
+        raises :class:`~mlp_xp.errors.DeviceError` naming the reason and the fix.
 
     Returns
     -------
@@ -89,15 +106,33 @@ def get_backend(spec: str | Backend | None = None) -> Backend:
             raise DeviceError(
                 "array-api-strict is not installed (pip install array-api-strict)"
             ) from exc
+    if device.kind == "torch":
+        return torch_backend(device.name, device.index)
     probe = gpu_probe(device.index)
     if device.kind == "gpu":
         if not probe.ok:
             name = f"GPU {device.index}" if device.index else "GPU"
             raise DeviceError(f"no usable {name}: {probe.reason}; {probe.fix}, or use --device cpu")
         return CupyBackend(probe)
-    if probe.ok:
-        return CupyBackend(probe)
-    return NumpyBackend(note=f"{probe.reason}, so the CPU is used")
+    return _auto(probe)
+
+
+def _auto(cupy_probe: GpuProbe) -> Backend:
+    """``auto``: CuPy's GPU 0, PyTorch's CUDA/ROCm GPU 0, MPS, XPU 0, else NumPy; the note
+    says why each before the chosen one was passed over."""
+    if cupy_probe.ok:
+        return CupyBackend(cupy_probe)
+    passed = [f"CuPy GPU ({cupy_probe.reason})"]
+    build = torch_build()
+    for kind in ("cuda", "mps", "xpu"):
+        reason = not_built_for(kind, build)
+        if not reason:
+            probe = torch_probe(kind)
+            if probe.ok:
+                return TorchBackend(probe, note=f"auto: passed over {'; '.join(passed)}")
+            reason = probe.reason
+        passed.append(f"{LABELS[kind]} ({reason})")
+    return NumpyBackend(note=f"auto: passed over {'; '.join(passed)}, so the CPU is used")
 
 
 @contextlib.contextmanager
@@ -146,7 +181,8 @@ def gpu_devices() -> list[dict]:
 
 
 def available_backends() -> list[dict]:
-    """Every backend this process could use (the CPU, then each GPU), with reasons."""
+    """Every backend and device this process finds (NumPy's CPU, each CuPy GPU, each PyTorch
+    device), with its probe's verdict and, where it is not usable, why and the fix."""
     rows = [dict(NumpyBackend().describe(), available=True, reason="")]
     gpus = gpu_devices()
     if gpus:
@@ -162,4 +198,4 @@ def available_backends() -> list[dict]:
                 "reason": f"{probe.reason}; {probe.fix}",
             }
         )
-    return rows
+    return rows + torch_devices()

@@ -48,6 +48,9 @@ class Backend:
     name = "abstract"
     kind = "cpu"
     writes_out = False  # whether matmul/sum take out= (NumPy and CuPy; not the standard)
+    #: The integer dtype of the dropout hash's counters (:func:`mlp_xp.functional.mix32` gives
+    #: the same bits in uint32 and int64; PyTorch has no shifts on uint32, so it uses int64).
+    hash_dtype = "uint32"
 
     def __init__(self, xp: Any, device: str, note: str = ""):
         self.xp = xp
@@ -153,6 +156,10 @@ class Backend:
         Linux, macOS and Windows, :func:`mlp_xp.host.peak_rss_bytes`; ``None`` where the OS
         gives no reading), plus GPU pool bytes on CuPy."""
         return {"host_peak_rss_bytes": host.peak_rss_bytes()}
+
+    def free_device_bytes(self) -> int | None:
+        """Free memory on this backend's GPU; None for a device that shares host memory."""
+        return None
 
     # -- checks ------------------------------------------------------------
     def owns(self, x: Any) -> bool:

@@ -89,6 +89,15 @@ class CupyBackend(Backend):
         )
         return info
 
+    def free_device_bytes(self) -> int | None:
+        """CUDA's free memory of this backend's GPU (not GPU 0's), plus what CuPy's pool
+        holds unused (freed arrays it keeps for reuse)."""
+        with self.scope():
+            free, _ = self.cupy.cuda.runtime.memGetInfo()
+            pool = self.cupy.get_default_memory_pool()
+            free += int(pool.total_bytes()) - int(pool.used_bytes())
+        return int(free)
+
     def owns(self, x: Any) -> bool:
         return isinstance(x, self.cupy.ndarray) and x.device.id == self.index
 

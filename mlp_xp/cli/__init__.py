@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from ..errors import MlpXpError
-from .console import EXIT_INTERRUPTED, EXIT_USAGE
+from .console import EXIT_INTERRUPTED, EXIT_USAGE, emit_json
 
 __all__ = ["main"]
 
@@ -38,18 +38,18 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _warn_one_line
             return int(COMMANDS[args.command](args) or 0)
     except MlpXpError as exc:
-        print(f"mlp-xp {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(exc))
     except KeyboardInterrupt:
-        print(f"mlp-xp {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except MemoryError:
-        print(
-            f"mlp-xp {args.command}: error: out of host memory; try a smaller "
-            "--batch-size or dataset",
-            file=sys.stderr,
+        return _fail(args, "interrupted", EXIT_INTERRUPTED)
+    except MemoryError as exc:  # CuPy's OutOfMemoryError is one: the GPU's memory, then
+        from ..backends import device_error_for
+
+        gpu = device_error_for(exc)
+        if gpu is not None:
+            return _fail(args, str(gpu))
+        return _fail(
+            args, f"out of host memory; {MEMORY_ADVICE.get(args.command, MEMORY_ADVICE[''])}"
         )
-        return EXIT_USAGE
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -59,8 +59,25 @@ def main(argv: list[str] | None = None) -> int:
         error = device_error_for(exc)
         if error is None:
             raise
-        print(f"mlp-xp {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(error))
+
+
+#: What to change when a command runs out of host memory.
+MEMORY_ADVICE = {
+    "train": "try a smaller --batch-size, smaller --hidden layers or --stream",
+    "bench": "try fewer --samples or smaller --batch-sizes",
+    "": "try fewer or smaller inputs",
+}
+
+
+def _fail(args, message: str, code: int = EXIT_USAGE) -> int:
+    """The error's one line on stderr; with ``--json``, also a JSON error object as the last
+    line of stdout (so a script reading it gets an answer, not an empty line)."""
+    line = message if code == EXIT_INTERRUPTED else f"error: {message}"
+    print(f"mlp-xp {args.command}: {line}", file=sys.stderr)
+    if getattr(args, "json", False):
+        emit_json({"error": message, "command": args.command, "exit_status": code})
+    return code
 
 
 def _printable_everywhere() -> None:

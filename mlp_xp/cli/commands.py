@@ -22,9 +22,12 @@ from ..data import (
     scale_images,
     task_targets,
 )
+from ..data.plausible import weigh
+from ..data.predictions import prediction as _prediction
+from ..data.predictions import weighs_digits
 from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
-from ..predictions import prediction as _prediction
+from ..fileio import output_path
 from .console import emit_json, log_stream, resolve
 from .serve import cmd_serve
 from .train import cmd_train
@@ -42,14 +45,17 @@ def cmd_devices(args) -> int:
         return 0
     for row in rows:
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
-        label = row["device"] or row["kind"]
-        if row.get("name"):
+        label = row["device"] or row.get("type") or row["kind"]
+        if row.get("memory_bytes"):
             label += (
                 f" {row['name']}, {row['memory_bytes'] / 2**30:.1f} GiB, "
                 f"compute capability {row['compute_capability']}"
             )
+        elif row.get("name"):
+            label += f" ({row['name']})"
         print(f"{row['kind']:4s} {row['backend']:6s} {label}  [{state}]")
-    print(f"--device auto uses: {best.name} ({best.device})")
+    why = f"; {best.note}" if best.note else ""
+    print(f"--device auto uses: {best.name} ({best.device}){why}")
     return 0
 
 
@@ -100,12 +106,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _images_from(path: Path) -> np.ndarray:
+def _images_from(path: Path) -> tuple[np.ndarray, list | None]:
+    """The images of a file, and for a photo what its crop to the ink measured."""
     if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
         from ..data.images import load_digit_image
 
-        return load_digit_image(path)[None]
-    return load_array_file(path)
+        info: dict = {}
+        return load_digit_image(path, info)[None], [info]
+    return load_array_file(path), None
 
 
 def cmd_predict(args) -> int:
@@ -116,19 +124,21 @@ def cmd_predict(args) -> int:
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))
+    digits = weighs_digits(model.meta)
     results = []
     for name in args.inputs:
         try:
-            images = _images_from(resolve(name))
+            images, source = _images_from(resolve(name))
         except NoDigitError:
-            results.append(_prediction(name, None))
+            results.append(_prediction(name, None, {}, digits))
             continue
         blank = blank_images(images, name)
         X = backend.put(normalization.apply(images, model.dtype, name))
         probs = backend.get(model.predict_proba(X)).astype(np.float64)
+        evidence = weigh(images, source, name)  # is each one plausibly a digit at all?
         for i, row in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{i}]"
-            results.append(_prediction(label, None if blank[i] else row))
+            results.append(_prediction(label, None if blank[i] else row, evidence[i], digits))
     if args.json:
         emit_json(results)
         return 0
@@ -151,13 +161,17 @@ TOY_TABLES = {"and": [0, 0, 0, 1], "or": [0, 1, 1, 1], "xor": [0, 1, 1, 0]}
 def cmd_perceptron(args) -> int:
     from ..perceptron import perceptron
 
+    if args.toy and args.digits is not None:
+        raise ConfigError(
+            f"--toy {args.toy} and --digits {args.digits} name two different data sets: give one"
+        )
     if args.toy:
         X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
         y = np.array(TOY_TABLES[args.toy])
         what = f"{args.toy.upper()} truth table"
     else:
         try:
-            a, b = (int(v) for v in args.digits.split(","))
+            a, b = (int(v) for v in (args.digits or "0,1").split(","))
         except ValueError:
             raise ConfigError(f"--digits needs two digits like 0,1, got {args.digits!r}") from None
         if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
@@ -211,11 +225,9 @@ def cmd_plot(args) -> int:
     if not hist_path.is_file():
         raise DataError(f"{run_dir}: no history.json (train with --run-dir {run_dir} first)")
     info, history = _read_history(hist_path)
-    written = [
-        plots.learning_curves(
-            history, run_dir / "learning_curves.png", f"learning curves ({info.get('device', '')})"
-        )
-    ]
+    task = (info.get("data") or {}).get("task", "classify")
+    title = f"learning curves ({info.get('device', '')})"
+    written = [plots.learning_curves(history, run_dir / "learning_curves.png", title, task)]
     model_path = Path(info.get("model", ""))
     if model_path.is_file():
         written.extend(_model_plots(model_path, info.get("data") or {}, run_dir, args.device))
@@ -289,11 +301,19 @@ def cmd_bench(args) -> int:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
         if not devices:
             raise ConfigError(
-                f"--devices must be a comma list of cpu, gpu or gpu:N, got {args.devices!r}"
+                "--devices must be a comma list of cpu, gpu or gpu:N (or torch, torch:cpu, "
+                f"torch:cuda:N, mps, xpu:N), got {args.devices!r}"
             )
         for d in devices:
-            if parse_device(d).kind not in ("cpu", "gpu"):
-                raise ConfigError(f"unknown device {d!r} in --devices: use cpu, gpu or gpu:N")
+            if parse_device(d).kind not in ("cpu", "gpu", "torch"):
+                raise ConfigError(
+                    f"unknown device {d!r} in --devices: use cpu, gpu, gpu:N, or through PyTorch "
+                    "torch, torch:cpu, torch:cuda:N, mps or xpu:N"
+                )
+    if args.plot:  # refused now, not after the whole benchmark
+        from .plots import require_matplotlib
+
+        require_matplotlib(output_path(resolve(args.plot)))
     log = log_stream(args)
     if args.ranks is not None:
         return _bench_ranks(args, log)
@@ -337,7 +357,9 @@ def _bench_ranks(args, log) -> int:
 def cmd_export(args) -> int:
     from ..onnx import OPSET, export_onnx
 
-    model = load_model(resolve(args.model), "cpu")
+    source = resolve(args.model)
+    output_path(resolve(args.output), inputs=[source])
+    model = load_model(source, "cpu")
     path = export_onnx(model, resolve(args.output))
     outputs = ["output"] if model.task == "regress" else ["output", "label"]
     info: dict[str, Any] = {

@@ -21,6 +21,7 @@ from ..constraints import (
     argument_type,
 )
 from ..train import TrainConfig
+from ..train.config import default_lr
 from .console import EXIT_USAGE
 
 __all__ = ["build_parser"]
@@ -141,7 +142,13 @@ def _recipe(q) -> None:
     )
     checked(q, "--epochs", d.epochs)
     checked(q, "--batch-size", d.batch_size)
-    checked(q, "--lr", d.lr, "learning rate eta")
+    checked(
+        q,
+        "--lr",
+        None,
+        f"learning rate eta (default {d.lr:g}; {default_lr('adam'):g} with --optimizer adam; "
+        f"{default_lr(task='regress'):g} for --task regress)",
+    )
     checked(q, "--l2", 1e-4, "L2 weight penalty lambda")
     q.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
     checked(
@@ -200,6 +207,12 @@ def _run_options(q) -> None:
         help="folder for history.csv/json, the checkpoint and (by default) the model",
     )
     q.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
+    q.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a --run-dir holding another run's files: remove them and start this run there "
+        "(its model is replaced once this run succeeds)",
+    )
     q.add_argument(
         "--distributed",
         action="store_true",
@@ -296,7 +309,7 @@ def _others(sub) -> None:
     q = sub.add_parser(
         "perceptron", help="the primal perceptron algorithm on two digits or a toy table"
     )
-    q.add_argument("--digits", default="0,1", help="two digits, the first is -1 (default 0,1)")
+    q.add_argument("--digits", default=None, help="two digits, the first is -1 (default 0,1)")
     q.add_argument(
         "--toy",
         default=None,

@@ -24,14 +24,22 @@ __all__ = [
     "worst_digits",
     "reliability_diagram",
     "bench_plot",
+    "require_matplotlib",
 ]
+
+
+def require_matplotlib(path=None):
+    """A ConfigError naming the extra where matplotlib is missing (checked before the work
+    whose picture goes to ``path``); returns ``path``."""
+    _plt()
+    return path
 
 
 def _plt():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'mlp-xp[plot]'") from None
+        raise ConfigError("plots need matplotlib: pip install '.[plot]'") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -45,7 +53,17 @@ def _save(fig, path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def learning_curves(history: dict, path, title: str = "") -> Path:
+#: Each task's loss, as the learning curves' axis names it, and its held-out score.
+LOSS_LABELS = {
+    "classify": "cross-entropy + L2",
+    "binary": "binary cross-entropy + L2",
+    "regress": "squared error / 2 + L2",
+}
+
+
+def learning_curves(history: dict, path, title: str = "", task: str = "classify") -> Path:
+    """Losses (left) and the held-out score (right): accuracy, or for ``task="regress"``
+    the mean squared error."""
     plt = _plt()
     epochs = history["epoch"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -53,50 +71,67 @@ def learning_curves(history: dict, path, title: str = "") -> Path:
     if history.get("val_loss"):
         ax1.plot(epochs, history["val_loss"], label="held-out loss")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("cross-entropy + L2")
+    ax1.set_ylabel(LOSS_LABELS.get(task, "loss"))
     ax1.set_yscale("log")
     ax1.grid(alpha=0.3)
     ax1.legend()
-    if history.get("val_accuracy"):
-        acc = 100 * np.asarray(history["val_accuracy"])
-        ax2.plot(epochs, acc, color="tab:green")
-        best = int(np.argmax(acc))
-        ax2.annotate(
-            f"best {acc[best]:.2f}% (epoch {epochs[best]})",
-            (epochs[best], acc[best]),
-            textcoords="offset points",
-            xytext=(-60, -25),
-            arrowprops={"arrowstyle": "->"},
-        )
-        ax2.set_ylim(max(0.0, acc.min() - 1), 100)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("held-out accuracy (%)")
-    ax2.grid(alpha=0.3)
+    if task == "regress":
+        _score_panel(ax2, epochs, history.get("val_mse"), "held-out MSE", best=np.argmin)
+    else:
+        acc = history.get("val_accuracy")
+        acc = 100 * np.asarray(acc) if acc else None
+        _score_panel(ax2, epochs, acc, "held-out accuracy (%)", best=np.argmax)
+        if acc is not None:
+            ax2.set_ylim(max(0.0, acc.min() - 1), 100)
     fig.suptitle(title or "learning curves")
     return _save(fig, path)
 
 
+def _score_panel(ax, epochs, values, label: str, best) -> None:
+    """The held-out score per epoch, its best epoch marked; a note where none was kept."""
+    if values is not None and len(values):
+        values = np.asarray(values, dtype=np.float64)
+        ax.plot(epochs, values, color="tab:green")
+        i = int(best(values))
+        unit = "%" if "%" in label else ""
+        ax.annotate(
+            f"best {values[i]:.{2 if unit else 4}f}{unit} (epoch {epochs[i]})",
+            (epochs[i], values[i]),
+            textcoords="offset points",
+            xytext=(-60, -25 if best is np.argmax else 25),  # the label inside the axes
+            arrowprops={"arrowstyle": "->"},
+        )
+    else:
+        ax.text(0.5, 0.5, "no held-out split", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+
+
 def reliability_diagram(curves: dict, path, title: str = "") -> Path:
-    """Accuracy per confidence bin (dots, sized by count) against the diagonal, one
+    """Accuracy per confidence bin (each dot labelled with its count) against the diagonal, one
     curve per :class:`~mlp_xp.calibration.Reliability` in ``curves`` (label -> figures)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.4, 5.0))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
     for label, r in curves.items():
         full = r.counts > 0
-        ax.plot(
+        (line,) = ax.plot(
             r.confidence[full],
             r.accuracy[full],
             marker="o",
             label=f"{label}: ECE {100 * r.ece:.2f}%",
         )
+        for x, y, n in zip(r.confidence[full], r.accuracy[full], r.counts[full], strict=True):
+            ax.annotate(f"{int(n)}", (x, y), textcoords="offset points", xytext=(4, -10),
+                        fontsize=6, color=line.get_color())  # fmt: skip
     ax.set_xlabel("confidence (top probability)")
     ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "reliability on the held-out split (15 bins)")
+    ax.set_title(title or "reliability on the held-out split (15 bins; digits per bin)")
     return _save(fig, path)
 
 

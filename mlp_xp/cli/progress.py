@@ -44,7 +44,7 @@ class ProgressBar(Callback):
     """
 
     def __init__(self, stream=None, mininterval: float = 0.1):
-        from tqdm.auto import tqdm  # optional extra: pip install 'mlp-xp[progress]'
+        from tqdm.auto import tqdm  # optional extra: pip install '.[progress]'
 
         self._tqdm = tqdm
         self.stream = stream or sys.stderr

@@ -37,7 +37,7 @@ __all__ = ["HONOURED", "fixed_settings", "check_flags", "outputs_record", "outpu
 #: Flags a resumed run takes as given: where it computes, reports and writes.
 HONOURED = frozenset(
     {"device", "gpu_step", "quiet", "json", "out", "run_dir", "resume", "distributed", "stream"}
-    | {"watchdog"}
+    | {"watchdog", "overwrite"}
 )
 
 _same: Callable[[Any], Any] = lambda value: value
@@ -143,7 +143,7 @@ def outputs(args, ckpt_path: Path, record: Any) -> tuple[Path, Path | None]:
         if args.run_dir
         else (folder / recorded_dir if isinstance(recorded_dir, str) else None)
     )
-    if args.out:
+    if args.out is not None:
         out = resolve(args.out)
     elif args.run_dir and run_dir is not None:
         out = run_dir / "model.npz"

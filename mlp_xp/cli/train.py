@@ -14,16 +14,27 @@ from ..backends import get_backend
 from ..calibration import cross_fitted_ece, fit_temperature, reliability
 from ..checkpoint import save_model
 from ..data import load_digits, recorded_split, task_targets
+from ..data.cache import stream_note
 from ..data.shards import Subset
-from ..errors import DivergenceError
-from ..fileio import atomic_write_text, check_writable
+from ..errors import DivergenceError, OutputError
+from ..fileio import atomic_write_text, check_writable, output_path
 from ..model import MLP
 from ..parallel.stream import report_and_check
 from ..train import Trainer, save_checkpoint
 from ..train.autoaugment import choose_augment
-from . import resume
-from .console import EXIT_INTERRUPTED, emit_json, log_stream
+from . import resume, rundir
+from .console import EXIT_INTERRUPTED, emit_json, log_stream, resolve
+from .finish import (
+    check_space,
+    failure,
+    output_sizes,
+    raise_failed,
+    save_final,
+    save_or_fallback,
+    save_without_replacing,
+)
 from .progress import EpochLog, ProgressBar, RunLog
+from .ranks import record_ranks
 from .spec import RunSpec, from_checkpoint, from_flags
 
 __all__ = ["cmd_train"]
@@ -75,8 +86,9 @@ def stop_on_signals(trainer: Trainer):
 
 
 def _fast_step_possible(args, backend, world) -> bool:
+    """Whether CuPy's fast step may run (a PyTorch GPU takes the generic step, uint8 pixels)."""
     return (
-        backend.kind == "gpu" and args.gpu_step != "generic" and world is None and not args.stream
+        backend.name == "cupy" and args.gpu_step != "generic" and world is None and not args.stream
     )
 
 
@@ -159,19 +171,33 @@ def _train(args, world) -> int:
     root = world is None or world.is_root
     log, backend = _device(args, world, root)
     spec = from_checkpoint(args, backend) if args.resume else from_flags(args, backend)
-    for path in (spec.out, spec.checkpoint_path) if root else ():  # somewhere to go first
-        check_writable(path)
+    resumed = resolve(args.resume) if args.resume else None
+    if root:  # somewhere to go first, with room for what the run writes
+        output_path(spec.out, inputs=[resumed, *_files_in(spec.data["source"])])
+        for path in (spec.out, spec.checkpoint_path):
+            check_writable(output_path(path))
+        check_space(output_sizes(spec))
+    with rundir.claim(spec.run_dir if root else None, spec.out, resumed, args.overwrite):
+        return _run(spec, args, backend, world, log)
+
+
+def _run(spec: RunSpec, args, backend, world, log) -> int:
+    """Build, train and finish the run ``spec`` describes."""
+    root = world is None or world.is_root
     trainer, held_out = _build(spec, args, backend, world, log)
     meta = _meta(spec, trainer, backend)
+    if world is not None:
+        record_ranks(spec, trainer, meta, log)
     if spec.run_dir is not None and root:
         trainer.callbacks.append(RunLog(spec.run_dir, _run_record(spec, meta)))
+    initial = _held_out_loss(spec.model, held_out, backend) if root else None
     try:
         with stop_on_signals(trainer):
             history = trainer.run()
     except DivergenceError:
         if root:
-            save_model(spec.out, spec.model, **meta)
-        print(f"saved the last good parameters to {spec.out}", file=log)
+            saved = save_without_replacing(_saver(spec, meta), spec.out)
+            print(f"saved the last good parameters to {saved}", file=log)
         raise
     if trainer.interrupted:
         return _interrupted(spec, trainer, meta, root)
@@ -179,15 +205,48 @@ def _train(args, world) -> int:
     final = trainer.evaluate_held_out()
     if not root:
         return 0
+    reason = failure(spec.model.task, final, held_out[1], initial)
+    if reason is not None:
+        saved = save_without_replacing(_saver(spec, meta), spec.out)
+        raise_failed(reason, trainer.base_lr, saved, spec.out)
     if spec.model.task == "classify":  # on the whole held-out split, whatever the ranks
         X_val, y_val = backend.put(held_out)
         meta["calibration"] = _calibrate(spec.model, X_val, y_val, spec.run_dir, log)
         final["ece"] = meta["calibration"]["ece_after"]  # at the temperature saved
-    save_model(spec.out, spec.model, **meta)
+    save_final(_saver(spec, meta), spec.out)
+    _remove_resumed_checkpoint(args)
+    if world is not None:  # the epochs' checkpoints are spent
+        with contextlib.suppress(OSError):
+            spec.checkpoint_path.unlink()
     _report(spec, final, log)
     if args.json:
         emit_json(_summary(spec, trainer, history, final, meta))
     return 0
+
+
+def _files_in(source: str) -> list:
+    """The files of a ``--data`` folder (none for the embedded digits): the run's inputs."""
+    folder = resolve(source)
+    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+
+
+def _saver(spec: RunSpec, meta: dict):
+    return lambda path: save_model(path, spec.model, **meta)
+
+
+def _held_out_loss(model: MLP, held_out: tuple, backend) -> float | None:
+    """The untrained (or resumed) network's held-out loss: what a blown-up run is
+    measured against."""
+    if len(held_out[1]) == 0:
+        return None
+    return float(model.evaluate(*backend.put(held_out), check=False)["loss"])
+
+
+def _remove_resumed_checkpoint(args) -> None:
+    """A finished resumed run's checkpoint is spent: a later --resume would redo the run."""
+    if args.resume:
+        with contextlib.suppress(OSError):
+            resolve(args.resume).unlink()
 
 
 def _device(args, world, root: bool) -> tuple[Any, Any]:
@@ -209,7 +268,10 @@ def _build(spec: RunSpec, args, backend, world, log) -> tuple[Trainer, tuple]:
     """Read the data (raw IDX files memory-mapped), split it, decide ``--augment auto``,
     and make the trainer; returns it and the held-out split (normalized, on the host)."""
     model, norm = spec.model, spec.normalization
-    digits = load_digits(spec.data["source"], image_shape=(28, 28), mapped=True)
+    # with --stream, gzip'd images are decompressed once into the cache and mapped from there
+    digits = load_digits(spec.data["source"], image_shape=(28, 28), mapped=True, stream=args.stream)
+    if args.stream and (note := stream_note(digits.files)):
+        print(note, file=log, flush=True)
     targets = task_targets(digits.labels, spec.data["task"], spec.data["positive"])
     train_idx, val_idx = recorded_split(digits.labels, spec.data)
     report_and_check(log, len(train_idx), model.n_outputs, spec.config.batch_size, backend,
@@ -267,18 +329,34 @@ def _run_record(spec: RunSpec, meta: dict) -> dict:
         "data": meta["data"],
         "augmentation": meta["augmentation"],
         **{key: training[key] for key in ("optimizer", "backend", "device")},
+        **({"distributed": training["distributed"]} if "distributed" in training else {}),
     }
 
 
 def _interrupted(spec: RunSpec, trainer: Trainer, meta: dict, root: bool) -> int:
-    """Ctrl-C or SIGTERM: rank 0 saves a checkpoint and says how to go on; exit 130."""
+    """Ctrl-C or SIGTERM: rank 0 saves a checkpoint and says how to go on; exit 130.
+
+    A checkpoint that cannot be written goes to a fallback path; where none can be
+    written, the error names the step that is lost."""
     if root:
-        path = spec.checkpoint_path
-        outputs = resume.outputs_record(path, spec.out, spec.run_dir)
-        save_checkpoint(path, trainer, **meta, outputs=outputs)
+        where = f"epoch {trainer.epoch + 1}, step {trainer.step}"
+
+        def save(path):
+            outputs = resume.outputs_record(path, spec.out, spec.run_dir)
+            save_checkpoint(path, trainer, **meta, outputs=outputs)
+
+        try:
+            path, error = save_or_fallback(save, spec.checkpoint_path)
+        except OutputError as exc:
+            raise OutputError(
+                f"interrupted at {where}, but its checkpoint could not be written ({exc}); "
+                "the run's progress is lost"
+            ) from None
+        if error is not None:
+            print(f"mlp-xp train: warning: {error}", file=sys.stderr)
         print(
-            f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint "
-            f"saved to {path}; continue with: mlp-xp train --resume {path}",
+            f"interrupted at {where}; checkpoint saved to {path}; continue with: "
+            f"mlp-xp train --resume {path}",
             file=sys.stderr,
         )
     return EXIT_INTERRUPTED

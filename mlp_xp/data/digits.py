@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import budget
 from ..constraints import validate
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MemoryBudgetError
 from .embedded import EMBEDDED, embedded_dir
 from .files import SPLIT_PREFIX, Part, split_parts
-from .idx import map_idx, read_idx
+from .idx import _declared_bytes, idx_header, is_gzip, map_idx, read_idx
 from .shards import Shards, as_images
 
 __all__ = [
@@ -65,8 +66,35 @@ def _folder(source: str | os.PathLike, split: str) -> Path:
     return folder
 
 
-def _read_part(part: Part, mapped: bool, width: tuple | None) -> tuple[np.ndarray, np.ndarray]:
-    images = map_idx(part.images) if mapped else read_idx(part.images)
+def _check_sizes(folder: Path, parts: list[Part], mapped: bool, stream: bool) -> None:
+    """Before any payload is read (headers only): each part's images and labels agree in
+    number, and what will be read into memory fits in what the host has available."""
+    in_memory = 0
+    for part in parts:
+        dtype, dims = idx_header(part.images)
+        label_dtype, label_dims = idx_header(part.labels)
+        if len(label_dims) != 1 or dims[0] != label_dims[0]:
+            raise DataError(f"{part.images}: {dims[0]:,} images but labels of shape "
+                            f"{label_dims} in {part.labels.name}")  # fmt: skip
+        if not mapped or (not stream and is_gzip(part.images)):
+            in_memory += _declared_bytes(dtype, dims)
+        in_memory += label_dims[0] * (label_dtype.itemsize + 8)  # read, then as int64
+    room, what = budget.host_available()
+    if room is not None and in_memory > room:
+        raise MemoryBudgetError(
+            f"{folder}: its images and labels need {budget.size(in_memory)} of memory, but "
+            f"{budget.size(max(room, 0))} is {what}; use a smaller data set, or stream it a batch "
+            "at a time (train --stream)"
+        )
+
+
+def _read_part(part: Part, mapped: bool, width: tuple | None, stream: bool = False) -> tuple:
+    if stream and is_gzip(part.images):  # decompressed once into the cache, then mapped
+        from .cache import decompressed
+
+        images = map_idx(decompressed(part.images))
+    else:
+        images = map_idx(part.images) if mapped else read_idx(part.images)
     labels = read_idx(part.labels)
     if mapped and images.dtype != np.uint8:
         raise DataError(f"{part.images}: expected uint8 pixels, got {images.dtype}")
@@ -88,6 +116,7 @@ def load_digits(
     image_shape: tuple[int, int] | None = None,
     *,
     mapped: bool = False,
+    stream: bool = False,
 ) -> Digits:
     """Load images and labels from the embedded subset or a folder of IDX files.
 
@@ -111,13 +140,23 @@ def load_digits(
         Memory-map uncompressed files and return the images as a
         :class:`~mlp_xp.data.shards.Shards` (an (N, H*W) uint8 array read a rows at a
         time) instead of reading them into one (N, H, W) array.
+    stream : bool
+        As ``mapped``, and gzip'd images files too: each is decompressed once into the
+        user's cache (:func:`~mlp_xp.data.cache.cache_dir`) and mapped from there,
+        instead of being read into memory.
+
+    Before any payload is read, the headers of every file are checked against each other
+    and what will be held in memory against what the host has available
+    (:class:`~mlp_xp.errors.MemoryBudgetError`).
     """
+    mapped = mapped or stream
     folder = _folder(source, split)
     images, labels = [], []
     width: tuple[int, ...] = ()
     parts = split_parts(folder, split)
+    _check_sizes(folder, parts, mapped, stream)
     for part in parts:
-        part_images, part_labels = _read_part(part, mapped, width or None)
+        part_images, part_labels = _read_part(part, mapped, width or None, stream)
         width = part_images.shape[1:]
         images.append(part_images)
         labels.append(part_labels)

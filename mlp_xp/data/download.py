@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
-from ..fileio import replace
+from ..fileio import replace, write_target
 
 __all__ = ["DATASETS", "download", "file_md5"]
 
@@ -119,11 +119,11 @@ def download(name: str, folder, timeout: float = 30.0, log=print) -> Path:
     except OSError as exc:
         raise DataError(f"{folder}: cannot create the folder ({exc.strerror})") from None
     for filename, md5 in files.items():
-        target = folder / filename
+        target = write_target(folder / filename)  # a link's target; a device is refused
         if target.exists() and file_md5(target) == md5:
             log(f"{filename}: already present, checksum ok")
             continue
-        part = folder / (filename + ".part")
+        part = target.parent / (target.name + ".part")
         errors = []
         for mirror in mirrors:
             try:

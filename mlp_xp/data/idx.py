@@ -7,10 +7,13 @@ and raises :class:`~mlp_xp.errors.DataError` with one clear sentence on any
 mismatch.
 
 The size a header declares is checked before anything that size is allocated:
-a raw file's length is compared with it before its data is read, and a gzip'd
-file is decompressed in chunks, at most the declared size plus one byte, so a
-header that lies about its shape costs no more memory than the file really
-holds.
+a raw file's length is compared with it before its data is read; a gzip'd file's
+declared size must be one its compressed length can hold (deflate compresses at
+most 1032:1), and it is decompressed in chunks, at most the declared size plus one
+byte, so a header that lies about its shape costs no more memory than the file
+really holds. :func:`idx_header` reads a file's header alone, so that a caller can
+judge the sizes of several files (images against labels, the total against free
+memory) before reading any payload.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from ..errors import DataError
 from ..fileio import atomic_write
 
-__all__ = ["read_idx", "map_idx", "write_idx", "parse_idx"]
+__all__ = ["read_idx", "map_idx", "write_idx", "parse_idx", "idx_header", "is_gzip"]
 
 _IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -39,6 +42,10 @@ _IDX_TYPES: dict[int, np.dtype] = {
 _IDX_CODES = {dt.newbyteorder("=").str[1:]: code for code, dt in _IDX_TYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+#: Deflate's largest compression ratio: a match of 258 bytes coded in as few as 2 bits
+#: (zlib's "technical details", *Maximum Compression Factor*: 1032:1). A gzip'd file of
+#: ``n`` bytes decompresses to at most ``1032 n`` bytes, whatever its header says.
+DEFLATE_MAX_RATIO = 1032
 
 
 def _header(raw: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
@@ -94,7 +101,9 @@ def _check_length(name: str, dims, expected: int, got: int, more: str = "") -> N
 
 def _decode(payload, dtype: np.dtype, dims) -> np.ndarray:
     data = np.frombuffer(payload, dtype=dtype, count=len(payload) // dtype.itemsize)
-    return data.reshape(dims).astype(dtype.newbyteorder("="))
+    # bytes have no byte order: uint8 pixels read into a writable buffer stay there
+    copy = dtype.itemsize > 1 or not data.flags.writeable
+    return data.reshape(dims).astype(dtype.newbyteorder("="), copy=copy)
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -118,19 +127,36 @@ def _read_at_most(stream: IO[bytes], limit: int) -> bytearray:
     return out
 
 
-def _read_idx_stream(stream: IO[bytes], name: str, size: int | None) -> np.ndarray:
-    """Read the header, check the declared size, then read the payload.
-
-    ``size`` is the byte length of a raw file (compared with the declared size
-    before the payload is read), or ``None`` for a decompressing stream (read up
-    to the declared size plus one byte, to notice data past the end).
-    """
+def _stream_header(stream: IO[bytes], name: str, packed: int | None):
+    """``(dtype, dims, header length)`` read from ``stream``; with ``packed`` (a gzip'd
+    file's length) the declared size must be one that many bytes can hold."""
     head = bytes(_read_at_most(stream, 4))
     dtype, _, length = _header(head, name)
     head += _read_at_most(stream, length - 4)
     dtype, dims, length = _header(head, name)
     if not dims:
         raise DataError(f"{name}: truncated IDX header ({len(head)} of {length} bytes)")
+    declared = _declared_bytes(dtype, dims)
+    if packed is not None and length + declared > DEFLATE_MAX_RATIO * packed:
+        raise DataError(
+            f"{name}: header shape {dims} declares {declared:,} data bytes, but a gzip file "
+            f"of {packed:,} bytes holds at most {DEFLATE_MAX_RATIO * packed:,} (deflate "
+            f"compresses at most {DEFLATE_MAX_RATIO}:1)"
+        )
+    return dtype, dims, length
+
+
+def _read_idx_stream(
+    stream: IO[bytes], name: str, size: int | None, packed: int | None = None
+) -> np.ndarray:
+    """Read the header, check the declared size, then read the payload.
+
+    ``size`` is the byte length of a raw file (compared with the declared size
+    before the payload is read), or ``None`` for a decompressing stream of a gzip'd
+    file of ``packed`` bytes (read up to the declared size plus one byte, to notice
+    data past the end).
+    """
+    dtype, dims, length = _stream_header(stream, name, packed)
     expected = _declared_bytes(dtype, dims)
     if size is not None:
         _check_length(name, dims, expected, size - length)
@@ -164,8 +190,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 if path.suffix == ".gz":
                     raise DataError(f"{path}: named .gz but is not a gzip file")
                 return _read_idx_stream(fh, name, os.fstat(fh.fileno()).st_size)
+            packed = os.fstat(fh.fileno()).st_size
             with gzip.GzipFile(fileobj=fh) as gz:
-                return _read_idx_stream(cast(IO[bytes], gz), name, None)
+                return _read_idx_stream(cast(IO[bytes], gz), name, None, packed)
     except DataError:
         raise
     except FileNotFoundError:
@@ -176,6 +203,37 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: permission denied") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether the file starts with gzip's magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def idx_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """The ``(dtype, dims)`` an IDX file's header declares, checked against what the file
+    can hold (a raw file's length; a gzip'd file's length times deflate's largest ratio),
+    reading (and decompressing) the header alone."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if fh.read(2) != _GZIP_MAGIC:
+                fh.seek(0)
+                dtype, dims, length = _stream_header(fh, str(path), None)
+                _check_length(str(path), dims, _declared_bytes(dtype, dims), size - length)
+                return dtype, dims
+            fh.seek(0)
+            with gzip.GzipFile(fileobj=fh) as gz:
+                dtype, dims, _ = _stream_header(cast(IO[bytes], gz), str(path), size)
+                return dtype, dims
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read its IDX header ({exc})") from None
 
 
 def map_idx(path: str | os.PathLike) -> np.ndarray:

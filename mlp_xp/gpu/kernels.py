@@ -14,6 +14,13 @@ and, on each device, at run time (:mod:`mlp_xp.gpu.check`).
 Kernels write their results into arrays they are given (``out[...] = ...`` or in-place
 operators), never into new ones, so a step allocates nothing and can be captured as a
 CUDA graph.
+
+Constants that decide an operation's type are NumPy scalars of the model's dtype, never
+bare Python floats: CuPy's fusion types a Python scalar by its own type and takes the
+first loop that holds it (``cupy/_core/fusion.pyx``, ``_get_fusion_var``;
+``cupy/_core/_kernel.pyx``, ``_guess_routine_from_in_types``), so ``where(hit, 1.0, 0.0)``
+would run in float16 where NumPy runs it in float64. A scalar next to an array of the
+model's dtype (``x * scale``) takes that dtype under both rules and may stay a float.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class Kernels:
 
     def __init__(self, cp, model, optimizer, dropout: float = 0.0, image_shape=None):
         self.cp = cp
+        #: 1 and 0 of the model's dtype, for selects that have no array operand to type them
+        self.one, self.zero = (cp.dtype(model.dtype).type(v) for v in (1, 0))
         self._layers(cp.fuse, model, dropout)
         self._output_and_update(cp.fuse, optimizer)
         if image_shape is not None:
@@ -59,7 +68,7 @@ class Kernels:
 
     def _layers(self, fuse, model, dropout: float) -> None:
         """Each hidden layer's forward (bias, activation, dropout) and backward kernel."""
-        cp = self.cp
+        cp, zero = self.cp, self.zero
         total = sum(h.units for h in model.hidden)
 
         scale = 1.0 / (1.0 - dropout) if dropout else 1.0
@@ -67,7 +76,7 @@ class Kernels:
         def dropped(x, samples, units, key):
             """Inverted dropout of ``x`` (CuPy's fusion has no ``astype`` function: a select)."""
             keep = F.dropout_keep(F.unit_counters(samples, units, total), key, dropout)
-            return cp.where(keep, x * scale, 0.0)
+            return cp.where(keep, x * scale, zero)
 
         def forward_kernel(act):
             if dropout:
@@ -107,7 +116,7 @@ class Kernels:
     def _output_and_update(self, fuse, optimizer) -> None:
         """The output layer's bias and fused softmax cross-entropy, the step's
         bookkeeping, the optimizer's update and the weights' average."""
-        cp = self.cp
+        cp, one, zero = self.cp, self.one, self.zero
 
         @fuse(kernel_name="mlp_xp_add_bias")
         def add_bias(z, b):
@@ -121,8 +130,8 @@ class Kernels:
         def softmax_xent(p, s, z, zmax, labels, classes, inv_n, delta, contrib):
             """delta = (softmax - t) / N and each row's -ln y_label / N (one-hot t)."""
             hit = labels == classes
-            delta[...] = (p / s - cp.where(hit, 1.0, 0.0)) * inv_n
-            contrib[...] = cp.where(hit, cp.log(s) - (z - zmax), 0.0) * inv_n
+            delta[...] = (p / s - cp.where(hit, one, zero)) * inv_n
+            contrib[...] = cp.where(hit, cp.log(s) - (z - zmax), zero) * inv_n
 
         @fuse(kernel_name="mlp_xp_bookkeeping")
         def bookkeeping(loss, counter, total, bad, bad_value):

@@ -32,7 +32,7 @@ def mpiexec() -> str:
     try:
         import mpi4py  # noqa: F401
     except ImportError:
-        raise ConfigError('--ranks needs mpi4py and an MPI: pip install "mlp-xp[mpi]"') from None
+        raise ConfigError('--ranks needs mpi4py and an MPI: pip install ".[mpi]"') from None
     here = Path(sys.executable).parent / "mpiexec"
     found = str(here) if here.exists() else shutil.which("mpiexec")
     if found is None:

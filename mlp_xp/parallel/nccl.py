@@ -25,9 +25,7 @@ from .errors import AgreedError
 __all__ = ["NcclCommunicator", "NCCL_FIX"]
 
 #: How to get the NCCL library CuPy loads (its wheels, like CuPy's, match the CUDA major).
-NCCL_FIX = (
-    'install it with: pip install "mlp-xp[nccl]" (CUDA 12) or "mlp-xp[nccl-cuda13]" (CUDA 13)'
-)
+NCCL_FIX = 'install it with: pip install ".[nccl]" (CUDA 12) or ".[nccl-cuda13]" (CUDA 13)'
 
 
 def _nccl_module():

@@ -17,8 +17,7 @@
 
 from __future__ import annotations
 
-import os
-
+from ..budget import available_bytes
 from ..errors import DataError
 from .steps import StreamedStep
 
@@ -44,33 +43,6 @@ def data_bytes(n: int, width: int, n_outputs: int, batch: int, stream: bool) -> 
         "plan": n * 8,
         "total": images + n * n_outputs * 4 + n * 8,
     }
-
-
-def available_bytes(backend) -> tuple[int | None, str]:
-    """Memory a training set may take on ``backend``'s device, and what limits it."""
-    if backend.kind == "gpu":
-        with backend.scope():  # the free memory of this backend's GPU, not of GPU 0
-            free, _ = backend.cupy.cuda.runtime.memGetInfo()
-        return int(free), f"free on {backend.device}"
-    limits = []
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            with open("/proc/self/statm") as fh:
-                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            limits.append((soft - used, "left under this process's address-space limit"))
-    except (ImportError, OSError, ValueError):
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    limits.append((int(line.split()[1]) * 1024, "of host memory available"))
-    except OSError:
-        pass
-    return min(limits) if limits else (None, "")
 
 
 def report_and_check(log, n: int, n_outputs: int, batch: int, backend, stream: bool) -> None:

@@ -52,6 +52,11 @@ class DistributedTrainer(Trainer):
     def __init__(self, world: World, model, X, y, X_val=None, y_val=None, config=None,
                  *, watchdog: float | None = None, stream: bool = False, **kwargs):  # fmt: skip
         self.world, self.stream = world, stream
+        if model.backend.name == "torch" and model.backend.kind == "gpu" and world.size > 1:
+            raise ConfigError(
+                f"--distributed runs PyTorch ranks on the CPU only (torch:cpu, over MPI), not "
+                f"{model.backend.spec}: use --device gpu for GPU ranks (CuPy with NCCL)"
+            )
         if stream and kwargs.get("pixels") is None:
             raise ConfigError("stream=True reads uint8 pixels: pass pixels=<Normalization>")
         # the door sees the whole sets on every rank, so every rank refuses together (a
@@ -70,6 +75,12 @@ class DistributedTrainer(Trainer):
         world.agree(self.fingerprint(), "configurations or data")
         world.broadcast(model.params.buffer, self.backend)  # rank 0's initial parameters
         self.watchdog = Watchdog(world, watchdog) if watchdog else None
+        #: what the run's log and model file record of its ranks
+        self.ranks = {
+            "ranks": world.size,
+            "devices": world.gather(self.backend.spec),
+            "gradients summed with": "NCCL" if self.backend.kind == "gpu" else "MPI",
+        }
 
     def _admit(self, model, X, y, X_val, y_val) -> tuple:
         return X, y, X_val, y_val  # checked whole in __init__, before its held-out share

@@ -23,9 +23,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import first_line
 from .errors import AgreedError, DistributedError
 
 __all__ = [
@@ -66,7 +68,7 @@ def start_world() -> World:
     except ImportError as exc:
         raise DistributedError(
             f"--distributed needs mpi4py and an MPI library ({exc}); "
-            'install them with: pip install "mlp-xp[mpi]"'
+            'install them with: pip install ".[mpi]"'
         ) from None
     return World(MPI.COMM_WORLD, MPI)
 
@@ -174,11 +176,21 @@ class Watchdog:
 
     A rank that dies is noticed by the launcher; a rank that hangs (a lost peer, a
     stuck device) is noticed here: the thread wakes once a second and compares the
-    time since the last :meth:`beat` with ``timeout``.
+    time since the last :meth:`beat` with ``timeout``. Before it ends the job, rank 0
+    calls :attr:`last_words` (the command line sets it to write a checkpoint of the last
+    finished step: the stuck rank 0 waits in a collective, between steps or before a
+    step's update) and adds what it returns to the line; the other ranks wait
+    :data:`GRACE` seconds more, so rank 0 is the one that ends the job.
     """
+
+    #: How much longer than rank 0 the other ranks wait.
+    GRACE = 10.0
 
     def __init__(self, world: World, timeout: float):
         self.world, self.timeout = world, float(timeout)
+        if not world.is_root:
+            self.timeout += self.GRACE
+        self.last_words: Callable[[], str] | None = None
         self.last = time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="mlp-xp-watchdog", daemon=True)
@@ -196,9 +208,17 @@ class Watchdog:
             if idle > self.timeout:
                 self.world.abort(
                     f"mlp-xp train: error: rank {self.world.rank} saw no progress for "
-                    f"{idle:.0f} s (a rank died or hangs); ending the job",
+                    f"{idle:.0f} s (a rank died or hangs); ending the job{self._said()}",
                     code=2,
                 )
+
+    def _said(self) -> str:
+        if self.last_words is None:
+            return ""
+        try:
+            return f"; {self.last_words()}"
+        except Exception as exc:  # the job ends anyway: say why nothing was kept
+            return f"; no checkpoint could be written ({type(exc).__name__}: {first_line(exc)})"
 
 
 class LocalWorld(World):

@@ -24,7 +24,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import DataError
-from ..predictions import prediction
 from .batching import Batcher, Busy
 from .limits import BodyLimit, BodyTooLarge
 from .openapi import openapi
@@ -52,21 +51,22 @@ def _error(status: int, message: str) -> JSONResponse:
 async def _predict(request: Request) -> Response:
     recogniser: Recogniser = request.app.state.recogniser
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    preview = None
+    preview = source = None
     if kind == "application/json":
         images = pixels_from_json(_json_pixels(await request.body()))
         labels = ["pixels"] if len(images) == 1 else [f"pixels[{i}]" for i in range(len(images))]
     elif kind.startswith("image/") or kind in ("multipart/form-data", "application/octet-stream"):
         data, name = await _upload(request, kind)
         async with request.app.state.decoding:  # two decodes at most: memory stays bounded
-            preview = await run_in_threadpool(decode_upload, data, name)
-        if preview is None:  # blank: predict's answer, and no forward pass
-            return JSONResponse([{**prediction(name, None), "image": _BLANK}])
-        images, labels = preview[None] / 255.0, [name]
+            decoded = await run_in_threadpool(decode_upload, data, name)
+        if decoded is None:  # blank: predict's answer, and no forward pass
+            return JSONResponse([{**recogniser.answers(None, None, [name])[0], "image": _BLANK}])
+        preview, info = decoded
+        images, labels, source = preview[None] / 255.0, [name], [info]
     else:
         return _error(415, 'send an image file (PNG/JPEG) or JSON {"pixels": [...]}')
     probs = await request.app.state.batcher.submit(images)
-    answers = recogniser.answers(images, probs, labels)
+    answers = recogniser.answers(images, probs, labels, source)
     if preview is not None:
         answers[0]["image"] = preview.tolist()  # the 28x28 the network saw
     return JSONResponse(answers)

@@ -21,14 +21,15 @@ _TOP = {
 _ANSWER = {
     "type": "object",
     "description": "the fields of `mlp-xp predict --json`; digit and probability are null "
-    "and `note` says why when the image holds no digit; `image` (uploads only) is the "
-    "28x28 image the network saw after predict's conversion of a photo",
+    "and `note` says why when the image holds no digit or is not plausibly one; `image` "
+    "(uploads only) is the 28x28 image the network saw after predict's conversion of a photo",
     "properties": {
         "input": {"type": "string"},
         "digit": {"type": ["integer", "null"]},
         "probability": {"type": ["number", "null"]},
         "top3": {"type": "array", "items": _TOP},
         "note": {"type": "string"},
+        "evidence": {"type": "object", "description": "what predict's digit check measured"},
         "image": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
     },
     "required": ["input", "digit", "probability", "top3"],

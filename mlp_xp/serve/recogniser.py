@@ -4,7 +4,7 @@ Uploaded image files go through the same conversion as ``predict``'s photos
 (:func:`mlp_xp.data.images.load_digit_image`: its decoding limits, crop, scale to 20x20,
 centre of mass, MNIST's polarity), JSON pixels through the same checks as its arrays
 (:func:`mlp_xp.data.pixel_range`, :func:`mlp_xp.data.blank_images`), and each answer is
-:func:`mlp_xp.predictions.prediction`, so the fields are those of ``predict --json``.
+:func:`mlp_xp.data.predictions.prediction`, so the fields are those of ``predict --json``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import numpy as np
 from ..backends import get_backend
 from ..checkpoint import load_model
 from ..data import Normalization, blank_images, pixel_range
+from ..data.plausible import weigh
+from ..data.predictions import prediction, weighs_digits
 from ..errors import DataError, ModelFileError, NoDigitError
-from ..predictions import prediction
 
 __all__ = ["Recogniser", "MAX_IMAGES"]
 
@@ -39,6 +40,7 @@ class Recogniser:
                 f"{path}: serve needs a 784-input digit classifier (task 'classify')"
             )
         self.normalization = Normalization.from_meta(self.model.meta.get("normalization"))
+        self.digits = weighs_digits(self.model.meta)  # inputs weighed: is it a digit at all?
         self.summary = _summary(Path(path).name, self.model, self.backend)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -47,20 +49,28 @@ class Recogniser:
         X = self.backend.put(self.normalization.apply(images, self.model.dtype))
         return self.backend.get(self.model.predict_proba(X)).astype(np.float64)
 
-    @staticmethod
-    def answers(images: np.ndarray, probs: np.ndarray, labels: list[str]) -> list[dict]:
-        """``predict --json``'s objects, one per image (no guess for a blank one)."""
+    def answers(self, images, probs, labels: list[str], source=None) -> list[dict]:
+        """``predict --json``'s objects, one per image: no guess for a blank image or one
+        that is not plausibly a digit (``source``: what the photo's crop measured)."""
+        if probs is None:
+            return [prediction(label, None, {}, self.digits) for label in labels]
         blank = blank_images(images)
-        return [prediction(label, None if blank[i] else probs[i]) for i, label in enumerate(labels)]
+        evidence = weigh(images, source)
+        return [
+            prediction(label, None if blank[i] else probs[i], evidence[i], self.digits)
+            for i, label in enumerate(labels)
+        ]
 
 
-def decode_upload(data: bytes, name: str) -> np.ndarray | None:
-    """An uploaded image file -> the (28, 28) uint8 image the network sees, or None when
-    it holds no digit (blank). Anything Pillow cannot decode is a :class:`DataError`."""
+def decode_upload(data: bytes, name: str) -> tuple[np.ndarray, dict] | None:
+    """An uploaded image file -> the (28, 28) uint8 image the network sees and what its
+    crop to the ink measured, or None when it holds no digit (blank). Anything Pillow
+    cannot decode is a :class:`DataError`."""
     from ..data.images import load_digit_image
 
+    info: dict = {}
     try:
-        return load_digit_image(io.BytesIO(data), name)
+        return load_digit_image(io.BytesIO(data), info, name), info
     except NoDigitError:
         return None
     except DataError as exc:  # Pillow names the in-memory file object: name the upload

@@ -17,14 +17,14 @@ one import::
     clf = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=50, device="gpu")
     clf.fit(X_train, y_train).score(X_test, y_test)
 
-Needs scikit-learn (``pip install "mlp-xp[sklearn]"``). See ``docs/sklearn.md``
+Needs scikit-learn (``pip install ".[sklearn]"``). See ``docs/sklearn.md``
 for what differs from scikit-learn and the side-by-side comparison.
 """
 
 try:
     import sklearn  # noqa: F401 -- fail here, with the fix, rather than deep inside
 except ImportError as exc:  # pragma: no cover - the test extra installs scikit-learn
-    raise ImportError("mlp_xp.sklearn needs scikit-learn: pip install 'mlp-xp[sklearn]'") from exc
+    raise ImportError("mlp_xp.sklearn needs scikit-learn: pip install '.[sklearn]'") from exc
 
 from ._estimators import MLPClassifier, MLPRegressor
 

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .. import budget
 from ..backends import get_backend
 from ..constraints import validate
 from ..errors import ConfigError, DataError
@@ -28,7 +29,7 @@ from ..optim import SGD, Adam
 from ..train import Callback, TrainConfig, Trainer
 from ..train.schedules import Plan
 from ._inputs import backend_for
-from ._params import checked_settings, image_shape
+from ._params import checked_settings, estimate, image_shape
 
 __all__ = ["BaseMLP", "PREDICT_CHUNK"]
 
@@ -133,7 +134,8 @@ class BaseMLP(BaseEstimator):
         X, T = self._validate_training(
             X, y, backend, reset=fresh, incremental=incremental, classes=classes
         )
-        if fresh:
+        if fresh:  # refused before the network is built when it cannot fit
+            budget.check(estimate(s, X.shape, self._output_layer()[1]), backend)
             self._initialize(s, X.shape[1], backend)
         model, optimizer = self._live()
         self._twins.clear()  # the weights are about to change

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import numbers
 
+from .. import budget
 from ..constraints import SKLEARN_ACTIVATIONS, validate
 from ..errors import ConfigError
 from ..layers import parse_hidden
 
-__all__ = ["PARAMETERS_DOC", "ATTRIBUTES_DOC", "checked_settings", "image_shape"]
+__all__ = ["PARAMETERS_DOC", "ATTRIBUTES_DOC", "checked_settings", "image_shape", "estimate"]
 
 #: Each parameter checked by fit and the constraints-table entry that checks it.
 _CHECKED = {
@@ -67,10 +68,11 @@ PARAMETERS_DOC = """
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         For ``solver="adam"``.
-    device : {"auto", "cpu", "gpu"}, default="auto"
-        Where the network trains and predicts; ``"auto"`` is a CUDA GPU when
-        one is usable, else the CPU. Changing it on a fitted estimator moves
-        the network at its next use.
+    device : str, default="auto"
+        Where the network trains and predicts, any name :func:`~mlp_xp.get_backend` takes
+        (``"cpu"``, ``"gpu:1"``, ``"torch:cpu"``, ``"mps"``, ...); ``"auto"`` is a usable
+        GPU (CuPy's, then PyTorch's) when there is one, else the CPU. Changing it on a
+        fitted estimator moves the network at its next use.
     dtype : {"float32", "float64"}, default="float32"
         The network's precision, whatever the input's.
     schedule : {"constant", "step", "cosine", "onecycle"}, default="constant"
@@ -132,3 +134,14 @@ def image_shape(augment: str, n_features: int):
             "use augment='none'"
         )
     return (side, side)
+
+
+def estimate(s: dict, shape: tuple, n_outputs: int) -> budget.Estimate:
+    """What a new network for rows of ``shape`` and its training take (:mod:`mlp_xp.budget`),
+    judged at ``fit`` before the network is built."""
+    n, width = int(shape[0]), int(shape[1])
+    batch = min(200 if s["batch_size"] == "auto" else s["batch_size"], n)
+    return budget.estimate(
+        width, s["hidden"], n_outputs, dtype=s["dtype"], optimizer=s["solver"],
+        momentum=s["momentum"], batch_size=batch, n_samples=n,
+    )  # fmt: skip

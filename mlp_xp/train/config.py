@@ -7,7 +7,23 @@ from dataclasses import asdict, dataclass, fields
 from ..constraints import validate
 from ..errors import ConfigError
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "default_lr"]
+
+#: The learning rate a run starts from when none is given, by optimizer, then by task.
+#: SGD with momentum at 0.08 is the cross-validated digit recipe (``docs/accuracy.md``);
+#: Adam normalises its steps, and its usual 1e-3 is what learns (0.08 lands 6 points
+#: lower after 10 epochs); squared error on targets 0-9 has gradients ten times those of
+#: cross-entropy, and at 0.08 it learns nothing or diverges, at 0.01 it learns.
+DEFAULT_LR = {("adam", None): 1e-3, (None, "regress"): 0.01}
+
+
+def default_lr(optimizer: str = "momentum", task: str = "classify") -> float:
+    """The learning rate ``mlp-xp train`` uses for ``optimizer`` and ``task`` when
+    ``--lr`` is not given (:data:`DEFAULT_LR`, else :attr:`TrainConfig.lr`'s 0.08)."""
+    for key in ((optimizer, task), (optimizer, None), (None, task)):
+        if key in DEFAULT_LR:
+            return DEFAULT_LR[key]
+    return TrainConfig.lr
 
 
 @dataclass
@@ -15,7 +31,8 @@ class TrainConfig:
     """Hyperparameters of one training run (all host Python values).
 
     The defaults are the digit recipe chosen by 5-fold cross-validation
-    (``docs/accuracy.md``): SGD with momentum 0.9 at a constant lr 0.08, batch 128,
+    (``docs/accuracy.md``): SGD with momentum 0.9 at a constant lr 0.08 (``mlp-xp
+    train`` starts Adam and regression elsewhere: :func:`default_lr`), batch 128,
     60 epochs, and the weights' moving average (decay 0.99) evaluated and saved in
     their place. ``augment="auto"`` (the default) distorts nothing here: a
     Trainer sees scaled arrays, not a data set; ``mlp-xp train`` decides it from the data

@@ -21,8 +21,9 @@ def dropout_masks(model, samples: Array, key: int, rate: float) -> list:
     """
     xp, total = model.xp, sum(h.units for h in model.hidden)
     with model.backend.scope():
-        units = xp.arange(total, dtype=xp.uint32, device=samples.device)
-        rows = xp.reshape(xp.astype(samples, xp.uint32), (-1, 1))
+        hashed = model.backend.dtype(model.backend.hash_dtype)
+        units = xp.arange(total, dtype=hashed, device=samples.device)
+        rows = xp.reshape(xp.astype(samples, hashed), (-1, 1))
         counters = F.unit_counters(rows, xp.reshape(units, (1, -1)), total)
         mask = F.dropout_mask(xp, counters, key, rate, model.backend.dtype(model.dtype))
     out, start = [], 0

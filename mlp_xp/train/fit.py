@@ -59,5 +59,5 @@ def fit(
     """
     if isinstance(optimizer, str):
         config["optimizer"], optimizer = optimizer, None
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_dict(config).validate()
     return Trainer(model, X, y, X_val, y_val, cfg, optimizer=optimizer, callbacks=callbacks).run()

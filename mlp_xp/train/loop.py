@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import budget
 from ..arrays import Array, ArrayLike, to_device
 from ..constraints import validate
 from ..data.door import check_data
@@ -96,12 +97,14 @@ class Trainer:
         self.backend = model.backend
         # a copy: extend() and the data-parallel trainer write to it, never to the caller's
         self.config = dataclasses.replace(config or TrainConfig()).validate()
-        if self.config.gpu_step in ("fast", "graph") and self.backend.kind != "gpu":
+        if self.config.gpu_step in ("fast", "graph") and self.backend.name != "cupy":
             raise ConfigError(
                 f"gpu_step={self.config.gpu_step!r} needs a CuPy (GPU) model, this one is on "
                 f"{self.backend}; use gpu_step='auto' or 'generic'"
             )
         X, y, X_val, y_val = self._admit(model, X, y, X_val, y_val)  # none on the device yet
+        estimate = budget.for_training(model, self.config, len(X), evaluates=X_val is not None)
+        budget.check(estimate, self.backend, built=True)  # before anything is allocated
         self.X = self._inputs(X)
         labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
         self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once

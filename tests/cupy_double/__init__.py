@@ -5,8 +5,11 @@ runs here, without a GPU, while the double counts what a real GPU would be asked
 kernel launches, blocking syncs and host-to-device copies (:class:`Counts`). It refuses what
 CuPy refuses (implicit conversion to NumPy, host arrays in device operations, arrays of one
 device used on another), synchronises where CuPy does (boolean masks, scalars read back),
-records instead of running while a stream captures a CUDA graph, and can imitate a broken
-workstation (``faults``: ``driver``, ``no-device``, ``cublas``, ``nvrtc``).
+records instead of running while a stream captures a CUDA graph (and refuses to replay a
+graph whose blocks went back to the pool), keeps each device's memory and pool apart,
+types a fused kernel's Python scalars as CuPy's fusion does, and can imitate a broken
+workstation (``faults``: ``driver``, ``no-device``, ``cublas``, ``nvrtc``). Each rule
+names, in a comment, the CuPy 14 source it comes from.
 ``array_api_compat.cupy`` imports on top of it.
 
 It lives in ``tests/`` only; the package never imports it.

@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._state import STATE, allocated, copied_to_device, copied_to_host, fault, launched, synced
+from . import _fusion
+from ._state import (
+    STATE,
+    allocated,
+    copied_to_device,
+    copied_to_host,
+    fault,
+    freed,
+    launched,
+    synced,
+)
 
 
 def current_device() -> int:
@@ -31,13 +41,12 @@ class ndarray:
     def __init__(self, a: np.ndarray, device: int, *, new: bool = True):
         self._a = a
         self._device = device
-        self._owner = new
-        if new:
-            allocated(device, a.nbytes)
+        self._block = None  # (set before allocating: a refused allocation leaves none)
+        self._block = allocated(device, a.nbytes) if new else None
 
     def __del__(self):
-        if self._owner:
-            STATE.pool_used -= self._a.nbytes
+        if self._block is not None:
+            freed(self._block)  # back to the pool (a graph may still use it: cuda.Graph)
 
     # -- attributes ------------------------------------------------------------------
     def _meta(self, name):
@@ -394,12 +403,13 @@ def run(compute, arrays, *, writes=(), launches: int = 1):
         stream._capture.append(compute)
         return None
     out = wrap(compute())  # it makes a new array: run it once for the shape (CuPy would
-    targets = out if isinstance(out, tuple) else (out,)  # allocate it, unfilled)
+    # allocate it, unfilled); the graph keeps its memory's address, not the array
+    targets = [t._a for t in (out if isinstance(out, tuple) else (out,))]
 
     def replay():
         fresh = compute()
         for t, r in zip(targets, fresh if isinstance(fresh, tuple) else (fresh,), strict=True):
-            t._a[...] = r
+            t[...] = r
 
     stream._capture.append(replay)
     return out
@@ -413,6 +423,9 @@ def elementwise(fn, *args, out=None):
         raise missing_nvrtc()
     if STATE.fusing:
         data = [_unwrap(a) for a in args]
+        typed = _fusion.typed(fn, args, None if out is None else out)  # scalars: CuPy's loop
+        if typed is not None:
+            return out if out is not None else ndarray(typed, STATE.device, new=False)
         if out is None:
             return ndarray(np.asarray(fn(*data)), STATE.device, new=False)
         fn(*data, out=_unwrap(out))

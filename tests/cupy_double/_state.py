@@ -66,6 +66,7 @@ class Counts:
 
 
 CONTEXTS: set[int] = set()
+GENERATION = [0]  # how many times the double was installed afresh (see Block)
 
 
 class State(threading.local):
@@ -74,15 +75,18 @@ class State(threading.local):
     def __init__(self):
         self.counts = Counts()
         self.n_devices = 2
-        self.memory = 16 << 30  # bytes per simulated device
+        self.memory = 16 << 30  # bytes per simulated device, unless ``totals`` says otherwise
+        self.totals: dict[int, int] = {}  # device -> its memory, where it differs
         self.device_stack: list[int] = []
         self.stream_stack: list = []
         self.fusing = 0  # inside a fused kernel: nothing is counted, few ops are allowed
         self.fused_reductions = 0
+        self.fused_kernel = ""  # the name of the fused kernel whose body runs now
+        self.retyped: list[tuple] = []  # (kernel, operation, CuPy's loop, NumPy's loop)
         self.replaying = 0  # a graph is being replayed: its thunks are not counted
         self.faults: set[str] = set()
-        self.pool_used = 0  # bytes held by live device arrays
-        self.pool_total = 0  # the most ever held (the pool keeps what it grew to)
+        self.used: dict[int, int] = {}  # device -> bytes held by live device arrays
+        self.held: dict[int, int] = {}  # device -> bytes the memory pool holds (its high mark)
 
     @property
     def contexts(self) -> set[int]:
@@ -101,8 +105,19 @@ class State(threading.local):
         stream = self.stream_stack[-1] if self.stream_stack else None
         return stream if stream is not None and stream._capture is not None else None
 
+    def total(self, device: int) -> int:
+        """The memory of ``device`` (``totalGlobalMem``)."""
+        return self.totals.get(device, self.memory)
+
+    def free(self, device: int) -> int:
+        """What cudaMemGetInfo says is free on ``device``: its memory less what CuPy's pool
+        holds there -- the pool keeps freed blocks for reuse (cupy/cuda/memory.pyx,
+        SingleDeviceMemoryPool; ``free_all_blocks`` gives them back)."""
+        return self.total(device) - self.held.get(device, 0)
+
     def reset(self, n_devices: int = 2) -> None:
         CONTEXTS.clear()
+        GENERATION[0] += 1
         self.__init__()
         self.n_devices = n_devices
 
@@ -161,24 +176,56 @@ def copied_to_host() -> None:
         STATE.counts.d2h += 1
 
 
-def check_memory(nbytes: int) -> None:
-    if nbytes > STATE.memory - STATE.pool_used:
+def check_memory(nbytes: int, device: int | None = None) -> None:
+    device = STATE.device if device is None else device
+    if nbytes > STATE.total(device) - STATE.used.get(device, 0):
         from .cuda import OutOfMemoryError
 
-        raise OutOfMemoryError(nbytes, STATE.memory)
+        raise OutOfMemoryError(nbytes, STATE.total(device))
 
 
-def allocated(device: int, nbytes: int) -> None:
+class Block:
+    """A block of device memory from CuPy's pool, held by an array (or a temporary).
+
+    One allocated while a stream captures is remembered by that capture: a graph made from
+    it writes and reads the block on every replay, while CuPy's ``Graph`` keeps no reference
+    to it (cupy/cuda/graph.pyx, ``Graph`` holds only the graph, its executable and host
+    callbacks; cupy/cuda/stream.pyx, ``Stream.end_capture`` hands over nothing else). So
+    once the block goes back to the pool, a replay uses memory the pool may have given to
+    another array: :meth:`cuda.Graph.launch` refuses that in the double.
+    """
+
+    __slots__ = ("device", "nbytes", "freed", "generation")
+
+    def __init__(self, device: int, nbytes: int):
+        self.device, self.nbytes, self.freed = device, nbytes, False
+        self.generation = GENERATION[0]  # an array outliving its double frees nothing after
+
+
+def allocated(device: int, nbytes: int) -> Block:
+    """A block from the pool of ``device`` (counted, and remembered by a capture)."""
     STATE.contexts.add(device)
-    check_memory(nbytes)
-    STATE.pool_used += nbytes
-    STATE.pool_total = max(STATE.pool_total, STATE.pool_used)
+    check_memory(nbytes, device)
+    STATE.used[device] = STATE.used.get(device, 0) + nbytes
+    STATE.held[device] = max(STATE.held.get(device, 0), STATE.used[device])
+    block = Block(device, nbytes)
     if STATE.fusing or STATE.replaying:
-        return
+        return block
     counts = STATE.counts
     counts.allocations[device] = counts.allocations.get(device, 0) + 1
-    if STATE.capturing is not None:
+    stream = STATE.capturing
+    if stream is not None:
         counts.capture_allocations += 1
+        stream._blocks.append(block)
+    return block
+
+
+def freed(block: Block) -> None:
+    """``block`` goes back to its device's pool (CuPy's pool keeps it for reuse)."""
+    if not block.freed:
+        block.freed = True
+        if block.generation == GENERATION[0]:
+            STATE.used[block.device] = STATE.used.get(block.device, 0) - block.nbytes
 
 
 def fault(name: str) -> bool:

@@ -8,6 +8,11 @@ import weakref
 from ._state import STATE, fault, launched, synced
 
 
+class GraphMemoryError(RuntimeError):
+    """The double's own error: a graph replay would use a block the pool took back. On a
+    GPU nothing is raised; the replay corrupts whatever the pool gave that memory to."""
+
+
 class CUDARuntimeError(RuntimeError):
     """CuPy's runtime error (``cupy_backends.cuda.api.runtime.CUDARuntimeError``)."""
 
@@ -81,7 +86,10 @@ class Device:
 
     @property
     def mem_info(self):
-        return (STATE.memory // 2, STATE.memory)
+        """cupy/cuda/device.pyx, ``Device.mem_info``: sets this device current, reads
+        cudaMemGetInfo and sets the previous one current again (a context on both)."""
+        STATE.contexts.update((self.id, STATE.device))
+        return (STATE.free(self.id), STATE.total(self.id))
 
     def synchronize(self):
         synced("Device.synchronize()")
@@ -97,9 +105,10 @@ class Device:
 
 
 def _mem_info() -> tuple[int, int]:
-    """cudaMemGetInfo of the current device (it makes that device's context)."""
+    """cudaMemGetInfo (cupy_backends/cuda/api/runtime.pyx, ``memGetInfo``): the free and
+    total memory of the *current* device; it makes that device's context."""
     STATE.contexts.add(STATE.device)
-    return (STATE.memory // 2, STATE.memory)
+    return (STATE.free(STATE.device), STATE.total(STATE.device))
 
 
 def _properties(i: int) -> dict:
@@ -107,7 +116,7 @@ def _properties(i: int) -> dict:
         raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
     return {
         "name": f"Simulated GPU {i}".encode(),
-        "totalGlobalMem": STATE.memory,
+        "totalGlobalMem": STATE.total(i),
         "major": 9,
         "minor": 0,
         "multiProcessorCount": 132,
@@ -134,12 +143,27 @@ runtime = _module(
 
 
 class Graph:
-    """A captured sequence of work; ``launch()`` replays it as one launch."""
+    """A captured sequence of work; ``launch()`` replays it as one launch.
 
-    def __init__(self, work: list):
+    ``_blocks`` are the blocks allocated while it was captured: the graph's kernels read
+    and write them at fixed addresses, but CuPy's ``Graph`` holds no reference to them
+    (cupy/cuda/graph.pyx, ``Graph._init`` keeps the graph, its executable and the host
+    callbacks only), so the pool may take one back and hand it to another array. A replay
+    after that reads and writes freed memory on a GPU, silently; the double refuses it.
+    """
+
+    def __init__(self, work: list, blocks: list):
         self._work = work
+        self._blocks = blocks
 
     def launch(self, stream=None):
+        lost = [b for b in self._blocks if b.freed]
+        if lost:
+            raise GraphMemoryError(
+                f"the CUDA graph uses {len(lost)} block(s) ({sum(b.nbytes for b in lost):,} "
+                "bytes) allocated while it was captured that went back to the memory pool "
+                "since; a replay would read and write memory the pool may give to other arrays"
+            )
         launched(1)
         if STATE.counting:
             STATE.counts.graph_launches += 1
@@ -170,6 +194,7 @@ class Stream:
     def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int | None = None):
         self.ptr = 0 if null else id(self)
         self._capture = None
+        self._blocks: list = []  # blocks allocated while it captures (see Graph)
         # a stream belongs to the device current when it is made; the null stream to none
         # (cupy/cuda/stream.pyx, Stream.__init__: device_id = runtime.getDevice())
         self.device_id = -1 if null else STATE.device
@@ -203,14 +228,17 @@ class Stream:
     def begin_capture(self, mode=None):
         if self.ptr in (0, 1):
             raise RuntimeError("cannot capture on the default (legacy) stream")
-        self._capture = []
+        self._capture, self._blocks = [], []
 
     def is_capturing(self) -> bool:
         return self._capture is not None
 
     def end_capture(self) -> Graph:
+        """cupy/cuda/stream.pyx, ``Stream.end_capture``: the graph gets the captured work
+        (and host callbacks) only -- not the blocks allocated meanwhile."""
         work, self._capture = self._capture, None
-        return Graph(work)
+        blocks, self._blocks = self._blocks, []
+        return Graph(work, blocks)
 
     def record(self, event=None):
         return event or Event()
@@ -268,14 +296,17 @@ def resolve(ptr: int, count: int, dtype):
 
 
 class MemoryPool:
+    """CuPy's default pool: one pool per device, each method for the current device's
+    (cupy/cuda/memory.pyx, ``MemoryPool.used_bytes`` etc. call ``self.device_pool()``)."""
+
     def used_bytes(self) -> int:
-        return STATE.pool_used
+        return STATE.used.get(STATE.device, 0)
 
     def total_bytes(self) -> int:
-        return STATE.pool_total
+        return STATE.held.get(STATE.device, 0)
 
     def free_all_blocks(self) -> None:
-        pass
+        STATE.held[STATE.device] = STATE.used.get(STATE.device, 0)
 
 
 memory = _module(

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import cuda
 from ._array import _unwrap, elementwise, ndarray, reshaped, run, view, wrap
-from ._state import STATE, allocated, check_memory, copied_to_device, fault, launched
+from ._state import STATE, allocated, check_memory, copied_to_device, fault, freed, launched
 
 __version__ = "14.0.0"
 __counting_double__ = True  # what mlp_xp looks for to report counted figures
@@ -131,28 +131,35 @@ _ROUTINE_ACCELERATORS = ["cub"]
 _CUB_OPS = {"sum", "prod", "max", "min", "argmax", "argmin"}
 
 
-def _cub_reduction(name: str, a, axis, out) -> None:
-    """What CuPy's CUB routine adds to a reduction it takes: cupy/cuda/cub.pyx,
-    ``device_reduce`` / ``device_segmented_reduce`` allocate a result and a workspace from
-    the pool, launch CUB, and copy the result into ``out`` (one more launch). CUB takes a
-    reduction over the whole array or over its trailing axes of a C-contiguous array
-    (``cub_reduction``); others go to CuPy's own reduction kernel."""
+def _cub_reduction(name: str, a, axis, out) -> list:
+    """What CuPy's CUB routine adds to a reduction it takes (the blocks to free after it).
+
+    cupy/cuda/cub.pyx, ``device_reduce`` / ``device_segmented_reduce``: the result ``y`` is
+    a new array and the workspace comes from ``memory.alloc``; with ``out`` the result is
+    copied into it (``elementwise_copy``, one more launch) and both blocks go back to the
+    pool when the function returns -- during a capture, blocks the graph still uses. CUB
+    takes a reduction over the whole array or over its trailing axes of a C-contiguous
+    array (``cub_reduction``: ``can_use_device_reduce``, ``..._segmented_reduce``); others
+    go to CuPy's own reduction kernel.
+    """
     if "cub" not in _ROUTINE_ACCELERATORS or name not in _CUB_OPS:
-        return
+        return []
     data = np.asarray(_unwrap(a))
     if data.ndim == 0:
-        return
+        return []
     axes = (
         tuple(range(data.ndim)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
     )
     axes = tuple(sorted(x % data.ndim for x in axes))
     if axes != tuple(range(data.ndim - len(axes), data.ndim)) or not data.flags.c_contiguous:
-        return
-    kept = data.size // data.shape[-1] if data.shape[-1] else 1  # (this module's max is CuPy's)
-    allocated(STATE.device, data.dtype.itemsize * (kept or 1))  # the result
-    allocated(STATE.device, 256)  # the workspace
-    if out is not None:
-        launched()  # elementwise_copy(y, out)
+        return []
+    temporaries = [allocated(STATE.device, 256)]  # the workspace
+    if out is not None:  # without out, the result is the array the reduction returns
+        kept = data.size // data.shape[-1] if data.shape[-1] else 1
+        temporaries.append(allocated(STATE.device, data.dtype.itemsize * (kept or 1)))
+        if STATE.capturing is None:
+            launched()  # elementwise_copy(y, out)
+    return temporaries
 
 
 def _reduction(name: str, fn, has_dtype: bool = True):
@@ -171,8 +178,12 @@ def _reduction(name: str, fn, has_dtype: bool = True):
                 return out
             return ndarray(result, STATE.device, new=False)
         data = _unwrap(a)
-        _cub_reduction(name, a, axis, out)
-        return _into(lambda target=None: np.asarray(fn(data, out=target, **kw)), [a], out)
+        temporaries = _cub_reduction(name, a, axis, out)
+        try:
+            return _into(lambda target=None: np.asarray(fn(data, out=target, **kw)), [a], out)
+        finally:
+            for block in temporaries:
+                freed(block)
 
     reduce.__name__ = name
     return reduce
@@ -482,7 +493,10 @@ class _Fusion:
     """``cupy.fuse``: the Python function runs once per call as one counted launch.
 
     Inside it only elementwise functions, operators, ``astype``, ``x[...] = value``,
-    in-place operators on arguments and one reduction are allowed, as in CuPy.
+    in-place operators on arguments and one reduction are allowed, as in CuPy. An operation
+    with a Python scalar among its operands takes the loop CuPy's fusion takes (the scalar
+    typed by its value's type and weak: :mod:`._fusion`), so ``where(hit, 0.1, 0.0)`` runs
+    in float16 as on a GPU.
     """
 
     def __init__(self, func, name=None):
@@ -492,6 +506,7 @@ class _Fusion:
     def _body(self, args):
         STATE.fusing += 1
         STATE.fused_reductions = 0
+        STATE.fused_kernel = self.name
         try:
             return self.func(*args)
         finally:
@@ -513,14 +528,17 @@ class _Fusion:
                   for a in args]  # fmt: skip
         with np.errstate(all="ignore"):
             result = _results(self._body(copies))
-        targets = result if isinstance(result, tuple) else (result,)
+        targets = [  # the graph keeps the results' memory, not the arrays
+            None if t is None else t._a
+            for t in (result if isinstance(result, tuple) else (result,))
+        ]
 
         def replay():
             fresh = self._body(args)
             fresh = fresh if isinstance(fresh, tuple) else (fresh,)
             for t, r in zip(targets, fresh, strict=True):
                 if t is not None:
-                    t._a[...] = r._a
+                    t[...] = r._a
 
         stream._capture.append(replay)
         return result
@@ -583,6 +601,7 @@ _PRIVATE = {
     "copied_to_device",
     "elementwise",
     "fault",
+    "freed",
     "launched",
 }
 __all__ = sorted(
