@@ -22,11 +22,14 @@ from ..data import (
     scale_images,
     task_targets,
 )
-from ..data.plausible import verdict, weigh
+from ..data.plausible import weigh
+from ..data.predictions import prediction as _prediction
+from ..data.predictions import weighs_digits
 from ..devices import parse_device
 from ..errors import ConfigError, DataError, NoDigitError
 from ..fileio import output_path
 from .console import emit_json, log_stream, resolve
+from .serve import cmd_serve
 from .train import cmd_train
 
 # --------------------------------------------------------------------------
@@ -113,36 +116,6 @@ def _images_from(path: Path) -> tuple[np.ndarray, list | None]:
     return load_array_file(path), None
 
 
-#: What ``predict`` says of an image with no digit in it (blank: no contrast).
-NO_DIGIT = "no digit found (the image is blank)"
-
-
-#: The recognised training sets (``augmentation.dataset`` in a model file) of digit models;
-#: ``None``: not recognised, or not recorded. Only these models' inputs are weighed as
-#: digits (a Fashion-MNIST model's coat is not "not a digit").
-DIGIT_SETS = (None, "MNIST", "the embedded MNIST digits")
-
-
-def _prediction(label: str, probs: np.ndarray | None, evidence: dict, digits: bool) -> dict:
-    """One ``predict`` result; ``probs`` is None for a blank image, and an input whose
-    ``evidence`` is not a digit's (:mod:`mlp_xp.data.plausible`) gets no guess either
-    from a model of ``digits``."""
-    none: dict = {"input": label, "digit": None, "probability": None, "top3": []}
-    if probs is None:
-        return {**none, "note": NO_DIGIT}
-    reason = verdict(evidence) if digits else None
-    if reason is not None:
-        return {**none, "note": f"not a digit: {reason}", "evidence": evidence}
-    top = np.argsort(-probs, kind="stable")[:3]
-    return {
-        "input": label,
-        "digit": int(top[0]),
-        "probability": float(probs[top[0]]),
-        "top3": [{"digit": int(k), "probability": float(probs[k])} for k in top],
-        "evidence": evidence,
-    }
-
-
 def cmd_predict(args) -> int:
     backend = get_backend(args.device)
     model = load_model(resolve(args.model), backend)
@@ -151,7 +124,7 @@ def cmd_predict(args) -> int:
     if model.task != "classify" or model.n_inputs != 784:
         raise DataError("predict needs a 784-input digit classifier (task 'classify')")
     normalization = Normalization.from_meta(model.meta.get("normalization"))
-    digits = (model.meta.get("augmentation") or {}).get("dataset") in DIGIT_SETS
+    digits = weighs_digits(model.meta)
     results = []
     for name in args.inputs:
         try:
@@ -431,4 +404,5 @@ COMMANDS = {
     "download": cmd_download,
     "bench": cmd_bench,
     "export": cmd_export,
+    "serve": cmd_serve,
 }

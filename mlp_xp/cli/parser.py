@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mlp-xp {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_devices, _train, _evaluate, _predict, _bench, _others):
+    for add in (_devices, _train, _evaluate, _predict, _bench, _others, _serve):
         add(sub)
     return p
 
@@ -333,3 +333,23 @@ def _others(sub) -> None:
     checked(q, "--lr", 1.0, "the perceptron's step eta")
     device_arg(q)
     q.add_argument("--json", action="store_true")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def _serve(sub) -> None:
+    q = sub.add_parser(
+        "serve", help="a draw-a-digit page and an HTTP API for a model (serve extra)"
+    )
+    q.add_argument("model", metavar="MODEL.npz")
+    q.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)",
+    )
+    q.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    device_arg(q)

@@ -36,15 +36,20 @@ def _pil():
     return Image, ImageOps
 
 
-def load_digit_image(path, info: dict | None = None) -> np.ndarray:
+def load_digit_image(path, info: dict | None = None, name: str | None = None) -> np.ndarray:
     """Read an image file of one digit as a (28, 28) uint8 array in MNIST's convention
-    (``info``, when given, receives what :func:`to_mnist` measured)."""
+    (``info``, when given, receives what :func:`to_mnist` measured).
+
+    ``path`` may also be a binary file object (an upload held in memory, named ``name``
+    in messages): the same decoding, limits and conversion as for a file.
+    """
     Image, ImageOps = _pil()
-    path = Path(path)
+    source = path if hasattr(path, "read") else Path(path)
+    path = (name or "image") if hasattr(path, "read") else source  # what messages call it
     try:
         with warnings.catch_warnings():  # the size is judged below, in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)  # lazy: reads the header, decodes nothing
+            opened = Image.open(source)  # lazy: reads the header, decodes nothing
         with opened as img:
             _check_size(img, path)
             img = ImageOps.exif_transpose(img)
