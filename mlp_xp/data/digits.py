@@ -123,7 +123,9 @@ def load_digits(
     The one reader of every command: the folder's files are found by
     :func:`~mlp_xp.data.files.split_parts` (shards joined in name order, a file present
     raw and gzip'd read once), every part's header checked against its payload and the
-    labels against ``n_classes``.
+    labels against ``n_classes``. Before any payload is read, the headers of every file
+    are checked against each other and what will be held in memory against what the host
+    has available (:class:`~mlp_xp.errors.MemoryBudgetError`).
 
     Parameters
     ----------
@@ -144,10 +146,6 @@ def load_digits(
         As ``mapped``, and gzip'd images files too: each is decompressed once into the
         user's cache (:func:`~mlp_xp.data.cache.cache_dir`) and mapped from there,
         instead of being read into memory.
-
-    Before any payload is read, the headers of every file are checked against each other
-    and what will be held in memory against what the host has available
-    (:class:`~mlp_xp.errors.MemoryBudgetError`).
     """
     mapped = mapped or stream
     folder = _folder(source, split)
