@@ -13,7 +13,7 @@ reading. Four exist:
 ``numpy``            the CPU (always available)
 ``cupy``             one CUDA GPU through CuPy (``pip install .[gpu]``): ``gpu`` is
                      GPU 0, ``gpu:N`` (or ``cuda:N``) GPU N
-``torch``            one PyTorch device (``pip install mlp-xp[torch]``): ``torch`` is its
+``torch``            one PyTorch device (``pip install '.[torch]'``): ``torch`` is its
                      best, ``torch:cpu``, ``torch:cuda:N`` (NVIDIA, or AMD on ROCm builds),
                      ``mps`` (Apple GPU), ``xpu:N`` (Intel GPU)
 ``array_api_strict`` the Array API reference namespace, on the CPU; used by the

@@ -39,14 +39,16 @@ __all__ = [
 ]
 
 #: How to get PyTorch and the array-api-compat wrapper the math runs through.
-TORCH_FIX = "install PyTorch: pip install 'mlp-xp[torch]' (pytorch.org lists GPU builds)"
+TORCH_FIX = (
+    "install PyTorch: pip install '.[torch]' in the package's folder (pytorch.org lists GPU builds)"
+)
 #: What each PyTorch device type is, in messages.
 LABELS = {"cpu": "PyTorch CPU", "cuda": "PyTorch CUDA/ROCm GPU", "mps": "MPS", "xpu": "XPU"}
 _BUILD_FIX = {
     "cuda": "install a CUDA or ROCm build of PyTorch (pytorch.org/get-started), or use "
     "--device gpu (CuPy) or cpu",
     "mps": "MPS needs an Apple-silicon Mac with macOS 12.3 or later: there, install PyTorch "
-    "(pip install 'mlp-xp[torch]')",
+    "(pip install '.[torch]' in the package's folder)",
     "xpu": "install PyTorch's XPU build and Intel's GPU driver (pytorch.org/get-started)",
 }
 

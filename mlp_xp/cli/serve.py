@@ -10,7 +10,9 @@ from .console import resolve
 
 def cmd_serve(args) -> int:
     if not all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn")):
-        raise ConfigError("serve needs Starlette and Uvicorn: pip install 'mlp-xp[serve]'")
+        raise ConfigError(
+            "serve needs Starlette and Uvicorn: pip install '.[serve]' in the package's folder"
+        )
     from ..serve import serve
 
     return serve(resolve(args.model), args.host, args.port, args.device)
