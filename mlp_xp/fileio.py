@@ -116,8 +116,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     except OSError as exc:
         raise _output_error(given, exc) from None
     try:
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:  # the descriptor is closed on every path from here
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the usual permissions
+                os.fchmod(fh.fileno(), _mode_for(path))
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,5 +1,6 @@
 """``mlp-xp bench --to-accuracy``: cold runs to a target, the accounting, where a step goes."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -131,6 +132,19 @@ def test_the_measuring_pass_times_each_phase_of_a_small_recipe():
     assert trainer.train_state.step == 3  # the whole steps moved the throwaway state on
 
 
+@pytest.mark.parametrize("batch", [96, 200])
+def test_the_measuring_pass_takes_a_batch_of_the_whole_set(batch):
+    """A batch of the whole training set is one full step: the pass found no step to time
+    and failed with a KeyError after every cold run."""
+    rng = np.random.default_rng(0)
+    model = MLP(784, (8,), 10, seed=0)
+    config = TrainConfig(batch_size=batch, augment="none", ema=0.0)
+    with pytest.warns(UserWarning) if batch > 96 else contextlib.nullcontext():
+        trainer = Trainer(model, rng.random((96, 784)), rng.integers(0, 10, 96), config=config)
+    parts = step_parts(trainer, steps=10, warmup=2)
+    assert parts["step_seconds"] > 0 and trainer.train_state.step == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -145,6 +159,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert main(["bench", *argv.split()]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_plot_path_that_cannot_be_written_is_refused_before_the_runs(tmp_path, capsys):
+    """--plot onto a folder failed only after every cold run."""
+    argv = ["bench", "--to-accuracy", "0.9", "--seeds", "1", "--plot", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot write it (Is a directory)" in err and "seed" not in err
 
 
 def test_the_measuring_pass_runs_on_the_cupy_code_path(request):

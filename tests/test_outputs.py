@@ -192,7 +192,9 @@ def test_a_final_write_that_fails_saves_the_model_to_a_printed_fallback(
     monkeypatch.setattr(finish.tempfile, "gettempdir", lambda: str(spare))
     assert main(["train", *TINY, "--out", str(out)]) == 2
     line = one_line(capsys.readouterr().err)
-    (saved,) = spare.iterdir()
+    (private,) = spare.iterdir()  # a new folder of this user's own (no planted link)
+    (saved,) = private.iterdir()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # not a name others could plant
     assert "No space left on device" in line and f"saved to {saved} instead" in line
     assert load_model(saved, "cpu").layer_sizes == [784, 8, 10] and not out.exists()
 
@@ -228,14 +230,15 @@ def test_a_checkpoint_that_does_not_fit_goes_to_a_fallback_it_resumes_from(
     real = train_cli.save_checkpoint
 
     def full_disk(path, trainer, **meta):
-        if Path(path).parent != spare:
+        if spare not in Path(path).parents:
             raise OutputError(f"{path}: cannot write it (No space left on device)")
         return real(path, trainer, **meta)
 
     monkeypatch.setattr(train_cli, "save_checkpoint", full_disk)
     monkeypatch.setattr(finish.tempfile, "gettempdir", lambda: str(spare))
     assert main(["train", *TINY, "--out", str(out)]) == 130
-    (ckpt,) = spare.iterdir()
+    (private,) = spare.iterdir()
+    (ckpt,) = private.iterdir()
     assert f"checkpoint saved to {ckpt}" in capsys.readouterr().err
     assert load_checkpoint(ckpt, "cpu").state["step"] == 2
 
@@ -282,3 +285,33 @@ def test_a_finished_resume_removes_its_checkpoint(tmp_path, monkeypatch):
     assert (run / "checkpoint.npz").is_file()
     assert main(["train", "--resume", str(run / "checkpoint.npz"), "--quiet"]) == 0
     assert (run / "model.npz").is_file() and not (run / "checkpoint.npz").exists()
+
+
+def test_overwrite_keeps_the_old_model_until_the_new_run_succeeds_however_it_is_named(
+    tmp_path, monkeypatch
+):
+    """The model was told apart by its path as written: a folder given absolute and the
+    model relative lost the old model as the new run started."""
+    from mlp_xp.cli.rundir import claim
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.npz").write_bytes(b"the old model")
+    (run / "history.csv").write_text("epoch\n1\n")
+    monkeypatch.chdir(tmp_path)
+    with claim(run.resolve(), Path("run/model.npz"), None, overwrite=True):
+        assert (run / "model.npz").read_bytes() == b"the old model"
+        assert not (run / "history.csv").exists()
+
+
+def test_a_lock_whose_process_id_cannot_be_read_is_not_taken_for_a_dead_one(tmp_path):
+    """A lock was created empty and its id written after: a run reading it in between took
+    it for a dead run's lock, and two runs shared the folder."""
+    from mlp_xp.cli.rundir import claim
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK).write_text("")
+    refused = pytest.raises(OutputError, match="another run .* is writing to this run folder")
+    with refused, claim(run, run / "model.npz", None, overwrite=False):
+        pass

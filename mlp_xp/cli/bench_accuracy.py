@@ -304,10 +304,11 @@ def cmd_to_accuracy(args) -> int:
 
     if args.ranks is not None:
         raise ConfigError("--to-accuracy and --ranks are two benchmarks: give one of them")
-    if args.plot:
-        from .plots import _plt
+    if args.plot:  # no matplotlib, or a path that cannot be written: said before the runs
+        from ..fileio import output_path
+        from .plots import require_matplotlib
 
-        _plt()  # no matplotlib: say so before minutes of runs, not after
+        require_matplotlib(output_path(resolve(args.plot)))
     log = log_stream(args)
     result = run_to_accuracy(
         _device_names(args.devices),

@@ -15,12 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,13 @@ def save_without_replacing(save: Callable[[Path], Any], out: Path) -> Path:
     return saved
 
 
-def fallback_paths(out: Path) -> list[Path]:
-    """Where a file goes when its own path cannot be written: the temp and home folders."""
-    name = f"mlp-xp-{os.getpid()}-{out.name}"
-    return [Path(tempfile.gettempdir()) / name, Path.home() / name]
+def fallback_paths(out: Path) -> Iterator[Path]:
+    """Where a file goes when its own path cannot be written: a new folder of this user's
+    own in the temp folder (made with ``mkdtemp``, so no name another user could have
+    planted a link at), else the home folder."""
+    with contextlib.suppress(OSError):
+        yield Path(tempfile.mkdtemp(prefix="mlp-xp-")) / out.name
+    yield Path.home() / f"mlp-xp-{os.getpid()}-{out.name}"
 
 
 def save_or_fallback(save: Callable[[Path], Any], out: Path) -> tuple[Path, OutputError | None]:

@@ -52,30 +52,46 @@ def _alive(pid: int) -> bool:
 
 
 def _lock(folder: Path) -> Path:
-    """Create the lock or refuse; a lock left by a dead process is replaced."""
+    """Create the lock or refuse; a lock left by a dead process is replaced.
+
+    The lock appears with its process id already in it (written to a file of this
+    process's own, then linked into place, which fails if a lock exists), so no other run
+    ever reads an empty lock and takes it for a dead one."""
     lock = folder / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    mine = folder / f"{LOCK}.{os.getpid()}"
+    try:
+        mine.write_text(str(os.getpid()), encoding="ascii")
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write it ({exc.strerror or exc})") from None
+    try:
+        for _ in range(2):
             try:
-                pid = int(lock.read_text(encoding="ascii").strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise OutputError(
-                    f"{folder}: another run (process {pid}) is writing to this run folder; "
-                    "wait for it or choose another --run-dir"
-                ) from None
-            with contextlib.suppress(OSError):
-                lock.unlink()
-            continue
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot write it ({exc.strerror or exc})") from None
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(str(os.getpid()))
-        return lock
+                os.link(mine, lock)
+                return lock
+            except FileExistsError:
+                _refuse_or_clear(folder, lock)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot write it ({exc.strerror or exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            mine.unlink()
     raise OutputError(f"{folder}: cannot take its lock {lock}; remove it if no run is going on")
+
+
+def _refuse_or_clear(folder: Path, lock: Path) -> None:
+    """Refuse while the lock's process runs; remove a lock its process left behind."""
+    try:
+        pid = int(lock.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        pid = 0
+    if not pid or _alive(pid):  # an unreadable lock is not taken for a dead one
+        who = f"process {pid}" if pid else "a process"
+        raise OutputError(
+            f"{folder}: another run ({who}) is writing to this run folder; "
+            "wait for it or choose another --run-dir"
+        ) from None
+    with contextlib.suppress(OSError):
+        lock.unlink()
 
 
 def _others(folder: Path, model: Path, resumed: Path | None) -> list[Path]:
@@ -117,7 +133,7 @@ def claim(
                 "replace it, --resume its checkpoint to continue it, or choose another --run-dir"
             )
         for path in others:
-            if path != model:  # the model is replaced only when the new run succeeds
+            if path.resolve() != model.resolve():  # replaced only when the new run succeeds
                 _remove(path)
         for name in (*RUN_FILES, model.name):
             remove_stale_temps(folder / name)

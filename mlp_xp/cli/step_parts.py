@@ -201,7 +201,9 @@ def step_parts(trainer, steps: int = 10, warmup: int = 2) -> dict:
     timer = PhaseTimer(backend)
     sizes = list(model.layer_sizes)
     matmuls = _matmuls(backend, sizes, trainer.batch_size)
-    n = min(steps + warmup, plan.steps - 1)  # full batches only
+    full = len(plan.order) // plan.batch_size  # full batches only (at least one: the
+    n = min(steps + warmup, full)  # trainer makes a batch larger than the set the whole set)
+    warmup = min(warmup, n - 1)  # at least one step timed, however few the batches
     with backend.scope(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for s in range(n):
             if s == warmup:
