@@ -41,10 +41,13 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from .errors import MemoryBudgetError
 from .layers import LayerSpec, parse_hidden
 
 __all__ = [
+    "check_data_on_device",
     "Estimate",
     "estimate",
     "for_training",
@@ -186,6 +189,19 @@ def for_training(
         patience=config.patience, batch_size=max(batch, EVAL_ROWS if evaluates else 0),
         n_samples=n_samples, input_bytes=input_bytes,
     )  # fmt: skip
+
+
+def check_data_on_device(model: Any, config: Any, X: Any, X_val: Any = None, *,
+                         pixels: bool = False) -> None:  # fmt: skip
+    """:func:`check` of training ``model`` with ``config`` on ``X`` (and the held-out
+    ``X_val``) as they will sit on its device: the network, its state, a batch, and the
+    data (uint8 ``pixels`` a byte each, else the model's float)."""
+    itemsize = 1 if pixels else np.dtype(model.dtype).itemsize
+    rows = len(X) + (len(X_val) if X_val is not None else 0)
+    estimate = for_training(
+        model, config, rows, input_bytes=model.n_inputs * itemsize, evaluates=X_val is not None
+    )
+    check(estimate, model.backend, built=True)
 
 
 def available_bytes(backend: Any) -> tuple[int | None, str]:

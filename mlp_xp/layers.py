@@ -77,7 +77,7 @@ def parse_hidden(spec) -> list[LayerSpec]:
 
 class _Layer:
     """What dense and maxout layers share: the backward pass in three operations, so the
-    one layer loop of training (:func:`mlp_xp.model.backprop`) can run them in turn.
+    one layer loop of training (:func:`mlp_xp.backprop.backprop`) can run them in turn.
 
     ``delta(dout)`` is dE/d(pre-activation) from dE/d(output); ``weight_grads(delta)`` is
     ``{"W": x^T delta, "b": sum_n delta}`` (into ``out=(dW, db)`` if given);

@@ -154,3 +154,21 @@ def test_gpu_1_is_asked_for_its_own_free_memory(request):
 
     with pytest.raises(MemoryBudgetError, match="is free on gpu:1"):
         MLP(784, (100000, 100000), 10, backend=get_backend("gpu:1"))
+
+
+def test_the_trainers_data_is_counted_as_it_sits_on_the_device(monkeypatch):
+    """uint8 pixels were counted as floats and the held-out rows not at all."""
+    from mlp_xp.data import Normalization
+    from mlp_xp.train import Trainer
+
+    seen = []
+    monkeypatch.setattr(budget, "check", lambda estimate, *a, **k: seen.append(estimate))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (100, 784), dtype=np.uint8)
+    y, config = rng.integers(0, 10, 100), TrainConfig(augment="none", ema=0.0)
+    Trainer(MLP(784, (8,), 10, seed=0), X, y, config=config, pixels=Normalization())
+    Trainer(MLP(784, (8,), 10, seed=0), X / 255.0, y, X[:50] / 255.0, y[:50], config=config)
+    pixels, floats = (e.parts["data"] for e in seen if e.parts.get("data"))  # the trainers
+    targets = 10 * 4  # one-hot float32 targets a row
+    assert pixels == 100 * (784 + targets)
+    assert floats == 150 * (784 * 4 + targets)

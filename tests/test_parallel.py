@@ -251,3 +251,27 @@ def test_bench_ranks_without_mpi4py_is_one_line_naming_the_extra(capsys, monkeyp
 def test_bench_ranks_must_be_positive_integers(capsys, ranks):
     assert main(["bench", "--ranks", ranks]) == 2
     assert "argument --ranks:" in capsys.readouterr().err
+
+
+def test_the_watchdogs_last_words_are_given_a_deadline(monkeypatch):
+    """Rank 0 writes the last finished step before ending a stuck job, but on a GPU the
+    read-back can wait behind the stuck collective: the job still ends, saying so."""
+    import time
+
+    from mlp_xp.parallel import LocalWorld
+    from mlp_xp.parallel.world import Watchdog
+
+    monkeypatch.setattr(Watchdog, "GRACE", 0.4)
+    dog = Watchdog(LocalWorld(), timeout=3600)
+    try:
+        dog.last_words = lambda: "the last finished step is in c.npz"
+        assert dog._said() == "; the last finished step is in c.npz"
+        dog.last_words = lambda: 1 / 0
+        failed = "; no checkpoint could be written (ZeroDivisionError: division by zero)"
+        assert dog._said() == failed
+        dog.last_words = lambda: time.sleep(30) or "never"
+        start = time.monotonic()
+        assert dog._said() == "; no checkpoint: writing it did not finish in 0 s"
+        assert time.monotonic() - start < 5
+    finally:
+        dog.stop()

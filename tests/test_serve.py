@@ -361,6 +361,29 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_rows():
     assert batcher.passes < 30 and batcher.passes >= batcher.images / 64
 
 
+def test_no_forward_pass_holds_more_than_max_batch_images():
+    """A request was taken into a pass before its size was checked: 200 images and a
+    256-image request made one pass of 456."""
+    sizes = []
+
+    def forward(x):
+        sizes.append(len(x))
+        return x.reshape(len(x), -1)[:, :1]
+
+    async def run():
+        batcher = Batcher(forward, max_batch=256, window=0.05)
+        await batcher.start()
+        inputs = [np.zeros((200, 1, 1)), np.ones((256, 1, 1)), np.full((40, 1, 1), 2.0)]
+        outs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+        await batcher.stop()
+        return inputs, outs
+
+    inputs, outs = asyncio.run(run())
+    assert max(sizes) <= 256 and sum(sizes) == 496
+    for x, out in zip(inputs, outs, strict=True):
+        np.testing.assert_array_equal(out, x.reshape(len(x), 1))
+
+
 def test_a_full_queue_refuses_at_once_and_a_failed_pass_fails_only_its_requests():
     gate = threading.Event()
     calls = []

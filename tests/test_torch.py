@@ -382,3 +382,13 @@ def test_the_cupy_fast_step_asked_of_a_pytorch_gpu_model_is_refused(monkeypatch,
     X, y = rng.normal(size=(16, 8)).astype(np.float32), rng.integers(0, 3, 16)
     with pytest.raises(ConfigError, match="gpu_step='fast' needs a CuPy"):
         Trainer(model, X, y, config=TrainConfig(gpu_step="fast", augment="none"))
+
+
+def test_free_memory_on_a_pytorch_gpu_counts_what_its_cache_holds_unused(fake_cuda, monkeypatch):
+    """Only CUDA's free memory was counted: blocks PyTorch's caching allocator keeps for
+    reuse made a second network in the same process look as if it did not fit."""
+    backend = get_backend("torch:cuda:0")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 8000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 500)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 200)
+    assert backend.free_device_bytes() == 1300

@@ -318,8 +318,10 @@ class TorchBackend(Backend):
     def free_device_bytes(self) -> int | None:
         if self.array_device.type != "cuda":
             return None  # the CPU; MPS shares the host's memory
-        free, _ = self.torch.cuda.mem_get_info(self.array_device)
-        return int(free)
+        cuda, device = self.torch.cuda, self.array_device
+        free, _ = cuda.mem_get_info(device)
+        # plus what PyTorch's caching allocator holds unused (as CuPy's pool is counted)
+        return int(free) + int(cuda.memory_reserved(device)) - int(cuda.memory_allocated(device))
 
     def owns(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor) and x.device == self.array_device

@@ -4,8 +4,8 @@ A gzip stream cannot be indexed by row, so a streamed run (``mlp-xp train --stre
 ``.gz`` images file first writes its decompressed bytes to the cache folder -- nothing is
 written beside the user's data -- and memory-maps that copy, a batch at a time, like any
 raw file. The copy is made once: its name holds a digest of the source's path, size and
-modification time, so a changed source gets a new copy, and the copy is checked (header
-and length) every time it is used.
+modification time, so a changed source gets a new copy, and the copy's length is checked
+against its header's size every time it is used (a copy cut short is made again).
 
 The folder is ``$MLP_XP_CACHE`` when set, else the platform's user cache:
 ``$XDG_CACHE_HOME/mlp-xp`` or ``~/.cache/mlp-xp`` (Linux and other POSIX systems),

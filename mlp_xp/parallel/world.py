@@ -213,12 +213,25 @@ class Watchdog:
                 )
 
     def _said(self) -> str:
+        """:attr:`last_words`, given :data:`GRACE` seconds: on a GPU rank, reading the
+        parameters back may wait behind the stuck collective on the same stream."""
         if self.last_words is None:
             return ""
-        try:
-            return f"; {self.last_words()}"
-        except Exception as exc:  # the job ends anyway: say why nothing was kept
-            return f"; no checkpoint could be written ({type(exc).__name__}: {first_line(exc)})"
+        said: list[str] = []
+
+        def speak() -> None:
+            try:
+                said.append(f"; {self.last_words()}")  # type: ignore[misc]
+            except Exception as exc:  # the job ends anyway: say why nothing was kept
+                said.append(f"; no checkpoint could be written ({type(exc).__name__}: "
+                            f"{first_line(exc)})")  # fmt: skip
+
+        worker = threading.Thread(target=speak, name="mlp-xp-last-words", daemon=True)
+        worker.start()
+        worker.join(self.GRACE / 2)
+        if said:
+            return said[0]
+        return f"; no checkpoint: writing it did not finish in {self.GRACE / 2:.0f} s"
 
 
 class LocalWorld(World):

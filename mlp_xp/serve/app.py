@@ -53,7 +53,8 @@ async def _predict(request: Request) -> Response:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     preview = source = None
     if kind == "application/json":
-        images = pixels_from_json(_json_pixels(await request.body()))
+        body = await request.body()  # parsed off the event loop: up to 8 MiB of lists
+        images = await run_in_threadpool(lambda: pixels_from_json(_json_pixels(body)))
         labels = ["pixels"] if len(images) == 1 else [f"pixels[{i}]" for i in range(len(images))]
     elif kind.startswith("image/") or kind in ("multipart/form-data", "application/octet-stream"):
         data, name = await _upload(request, kind)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class Batcher:
         self.images = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+        self._carried: Any = None  # a request that did not fit the last pass: the next one's
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.max_queue)
@@ -77,9 +79,11 @@ class Batcher:
         return await future
 
     async def _gather(self) -> list:
-        """The first waiting request, and those that arrive within the window."""
+        """The first waiting request, and those that arrive within the window, as long as
+        they fit in :attr:`max_batch` rows (one that does not opens the next pass)."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        batch = [self._carried if self._carried is not None else await self._queue.get()]
+        self._carried = None
         rows = len(batch[0][0])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.window
@@ -94,6 +98,9 @@ class Batcher:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
                 except asyncio.TimeoutError:
                     break
+            if rows + len(item[0]) > self.max_batch:
+                self._carried = item
+                break
             batch.append(item)
             rows += len(item[0])
         return batch

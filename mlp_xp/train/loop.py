@@ -103,8 +103,8 @@ class Trainer:
                 f"{self.backend}; use gpu_step='auto' or 'generic'"
             )
         X, y, X_val, y_val = self._admit(model, X, y, X_val, y_val)  # none on the device yet
-        estimate = budget.for_training(model, self.config, len(X), evaluates=X_val is not None)
-        budget.check(estimate, self.backend, built=True)  # before anything is allocated
+        # what cannot fit is refused before anything is allocated (uint8 pixels a byte each)
+        budget.check_data_on_device(model, self.config, X, X_val, pixels=pixels is not None)
         self.X = self._inputs(X)
         labels = np.int64 if model.task == "classify" else None  # 3.0 is class 3
         self.T = model.targets(self._to_device(y, labels, "training targets y"))  # encoded once
