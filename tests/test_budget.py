@@ -165,7 +165,7 @@ def test_the_trainers_data_is_counted_as_it_sits_on_the_device(monkeypatch):
     monkeypatch.setattr(budget, "check", lambda estimate, *a, **k: seen.append(estimate))
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (100, 784), dtype=np.uint8)
-    y, config = rng.integers(0, 10, 100), TrainConfig(augment="none", ema=0.0)
+    y, config = rng.integers(0, 10, 100), TrainConfig(batch_size=50, augment="none", ema=0.0)
     Trainer(MLP(784, (8,), 10, seed=0), X, y, config=config, pixels=Normalization())
     Trainer(MLP(784, (8,), 10, seed=0), X / 255.0, y, X[:50] / 255.0, y[:50], config=config)
     pixels, floats = (e.parts["data"] for e in seen if e.parts.get("data"))  # the trainers
