@@ -199,18 +199,18 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
-def _process_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs here (POSIX). Where that cannot be asked safely
-    (Windows' ``os.kill`` terminates), every process is taken to be running."""
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still run here (POSIX asks the system). Where that cannot
+    be asked safely (Windows' ``os.kill`` terminates), every process is taken to be running."""
     if os.name == "nt" or pid == os.getpid():
-        return False
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # alive but another user's, or cannot tell
         return False
-    return False
+    except OSError:  # alive but another user's, or cannot tell
+        return True
+    return True
 
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
@@ -225,7 +225,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         return removed
     for name in names:
         match = re.fullmatch(r"(\d+)\.[^.]+\.tmp", name[len(prefix) :])
-        if name.startswith(prefix) and match and _process_gone(int(match.group(1))):
+        if name.startswith(prefix) and match and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.unlink(path.parent / name)
                 removed.append(path.parent / name)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import OutputError
-from ..fileio import remove_stale_temps
+from ..fileio import process_alive, remove_stale_temps
 
 __all__ = ["RUN_FILES", "LOCK", "claim"]
 
@@ -35,20 +35,6 @@ RUN_FILES = (
     "reliability.png",
 )
 LOCK = ".mlp-xp.lock"
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill would terminate it: take any recorded process as alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _lock(folder: Path) -> Path:
@@ -84,7 +70,7 @@ def _refuse_or_clear(folder: Path, lock: Path) -> None:
         pid = int(lock.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         pid = 0
-    if not pid or _alive(pid):  # an unreadable lock is not taken for a dead one
+    if not pid or process_alive(pid):  # an unreadable lock is not taken for a dead one
         who = f"process {pid}" if pid else "a process"
         raise OutputError(
             f"{folder}: another run ({who}) is writing to this run folder; "

@@ -87,15 +87,12 @@ class GenericStep:
 
     def __init__(self, state, data: StepData):
         self.data = data
-        self.pixels = data.pixels  # uint8 X: x = pixel * scale + offset, per batch
         self.backend = state.backend
-        self.X, self.T = data.X, data.T
-        self.augmenter, self.dropout = data.augmenter, data.dropout
         self.grad_hooks: list = []
         self.plan: Any = None  # the EpochPlan of the epoch under way
         self._gathered: dict = {}  # (batch size, slot) -> the buffer a batch is gathered into
         # on the CPU, distorted inputs are made a step ahead on a core BLAS leaves free
-        ahead = self.backend.kind == "cpu" and self.augmenter is not None and spare_core()
+        ahead = self.backend.kind == "cpu" and self.data.augmenter is not None and spare_core()
         self.lookahead = Lookahead() if ahead else None
         with self.backend.scope():  # the step's gradient buffer, reused at every step
             params, xp = state.params, self.backend.xp
@@ -108,7 +105,7 @@ class GenericStep:
         self.plan = plan
         self.order = self.backend.put(plan.order, np.int64)
         self.coefficients: Any = None
-        if self.augmenter is not None:
+        if self.data.augmenter is not None:
             self.coefficients = self.backend.put(plan.coefficients, self.dtype)
         self.losses: list = []
 
@@ -120,10 +117,10 @@ class GenericStep:
         """
         rows, slot = self.plan.rows(s), (s % 2 if self.lookahead is not None else 0)
         xb = self._gather(self.order[rows], rows, slot)
-        if self.pixels is not None:
+        if self.data.pixels is not None:
             xb = self.scale(xb)
-        if self.augmenter is not None:
-            xb = self.augmenter(xb, self.coefficients[rows, ...], self.backend, slot=slot)
+        if self.data.augmenter is not None:
+            xb = self.data.augmenter(xb, self.coefficients[rows, ...], self.backend, slot=slot)
         return xb
 
     def batch(self, model, s: int):
@@ -137,9 +134,9 @@ class GenericStep:
             if s + 1 < self.plan.steps and self._has_rows(s + 1):
                 self.lookahead.ahead(s + 1, lambda: self.inputs(s + 1))
         masks = None
-        if self.dropout:
-            masks = dropout_masks(model, samples, self.plan.dropout_key, self.dropout)
-        return xb, xp.take(self.T, samples, axis=0), masks
+        if self.data.dropout:
+            masks = dropout_masks(model, samples, self.plan.dropout_key, self.data.dropout)
+        return xb, xp.take(self.data.T, samples, axis=0), masks
 
     def _has_rows(self, s: int) -> bool:
         rows = self.plan.rows(s)  # a rank's share of a small global batch may be empty
@@ -149,16 +146,16 @@ class GenericStep:
         """A batch of uint8 pixels as the model's inputs (``pixel * scale + offset``)."""
         xp = self.backend.xp
         x = xp.astype(pixels, self.grads.buffer.dtype)
-        x *= self.pixels.scale
-        if self.pixels.offset:
-            x += self.pixels.offset
+        x *= self.data.pixels.scale
+        if self.data.pixels.offset:
+            x += self.data.pixels.offset
         return x
 
     def _gather(self, samples, rows: slice, slot: int = 0):
         """The batch's inputs (``samples``, the plan's ``rows``); where ``take`` has
         ``out=``, into a buffer of ``slot`` reused every other step (on the CPU a new
         array of this size each step costs page faults, not copying)."""
-        xp, X = self.backend.xp, self.X
+        xp, X = self.backend.xp, self.data.X
         if not self.backend.writes_out:
             return xp.take(X, samples, axis=0)
         key = (samples.shape[0], slot)
